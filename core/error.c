@@ -1,0 +1,99 @@
+/* core/error.c — error table lookups and the thread-local failure detail. */
+#include "core/error.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/err.h>
+
+#include "core/limits.h"
+
+static _Thread_local char detail[WI_ERROR_DETAIL_MAX];
+
+const char *wi_error_text(int code)
+{
+	switch (code) {
+#define WI__ERR_TEXT(name, value, grpc, oauth, text)                                       \
+	case (value):                                                                      \
+		return (text);
+		WI_ERRORS(WI__ERR_TEXT)
+#undef WI__ERR_TEXT
+	}
+	return "unknown error";
+}
+
+int wi_error_grpc_status(int code)
+{
+	switch (code) {
+#define WI__ERR_GRPC(name, value, grpc, oauth, text)                                       \
+	case (value):                                                                      \
+		return (grpc);
+		WI_ERRORS(WI__ERR_GRPC)
+#undef WI__ERR_GRPC
+	}
+	return 13;
+}
+
+const char *wi_error_oauth(int code)
+{
+	switch (code) {
+#define WI__ERR_OAUTH(name, value, grpc, oauth, text)                                      \
+	case (value):                                                                      \
+		return (oauth) ? (oauth) : "server_error";
+		WI_ERRORS(WI__ERR_OAUTH)
+#undef WI__ERR_OAUTH
+	}
+	return "server_error";
+}
+
+const char *wi_error_detail(void)
+{
+	return detail;
+}
+
+void wi_error_clear(void)
+{
+	detail[0] = '\0';
+}
+
+static const char *base_name(const char *file)
+{
+	/* Keep "core/ca.c" rather than an absolute build path. */
+	const char *p = strstr(file, "/core/");
+	if (!p)
+		p = strstr(file, "/attestors/");
+	if (!p)
+		p = strstr(file, "/workload-api/");
+	if (!p)
+		p = strstr(file, "/daemon/");
+	if (!p)
+		p = strstr(file, "/client/");
+	return p ? p + 1 : file;
+}
+
+int wi__error_set(int code, const char *file, int line, const char *fmt, ...)
+{
+	int saved = errno;
+	int n = snprintf(detail, sizeof(detail), "%s:%d: %s: ", base_name(file), line,
+			 wi_error_text(code));
+	if (n < 0 || (size_t)n >= sizeof(detail))
+		return code;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(detail + n, sizeof(detail) - (size_t)n, fmt, ap);
+	va_end(ap);
+	errno = saved;
+	return code;
+}
+
+int wi__error_set_ssl(int code, const char *file, int line, const char *what)
+{
+	char reason[256] = "no OpenSSL reason";
+	unsigned long e = ERR_get_error();
+	if (e)
+		ERR_error_string_n(e, reason, sizeof(reason));
+	ERR_clear_error();
+	return wi__error_set(code, file, line, "%s: %s", what, reason);
+}

@@ -1,0 +1,63 @@
+/* core/limits.h — every bound on client-controlled or operator-controlled size,
+ * in one place (STYLE §12).  Change a limit here, nowhere else. */
+#ifndef WI_CORE_LIMITS_H
+#define WI_CORE_LIMITS_H
+
+/* SPIFFE-ID §2.x: implementations MUST support IDs up to 2048 bytes. */
+#define WI_SPIFFE_ID_MAX 2048
+/* SPIFFE-ID: trust domain names are at most 255 bytes. */
+#define WI_TRUST_DOMAIN_MAX 255
+/* Workload API: hints SHOULD NOT exceed 1024 bytes. */
+#define WI_HINT_MAX 1024
+
+/* Selectors: "kind:value"; values are paths, names, digests, ids. */
+#define WI_SELECTOR_MAX 4096
+#define WI_SELECTORS_PER_ENTRY_MAX 64
+#define WI_SELECTORS_PER_PROCESS_MAX 512
+
+/* Registration entries held at once. */
+#define WI_ENTRIES_MAX 100000
+/* Identities (SVIDs) one caller may receive in one response. */
+#define WI_IDENTITIES_PER_CALLER_MAX 256
+
+/* Config file size and JSON nesting. */
+#define WI_CONFIG_FILE_MAX (8u * 1024u * 1024u)
+#define WI_JSON_DEPTH_MAX 32
+
+/* X.509-SVID TTL bounds, seconds. */
+#define WI_X509_TTL_MIN 10
+#define WI_X509_TTL_MAX (30LL * 24 * 3600)
+#define WI_X509_TTL_DEFAULT 3600
+/* CA certificate TTL bounds, seconds. */
+#define WI_CA_TTL_MIN 3600
+#define WI_CA_TTL_MAX (20LL * 365 * 24 * 3600)
+#define WI_CA_TTL_DEFAULT (365LL * 24 * 3600)
+/* Backdating of notBefore against clock skew (as SPIRE does). */
+#define WI_CERT_BACKDATE_SECONDS 10
+
+/* /proc reads: a single status/stat/cgroup file. */
+#define WI_PROC_FILE_MAX (64u * 1024u)
+/* Executables larger than this are not hashed (unix:sha256 omitted). */
+#define WI_EXE_HASH_SIZE_MAX (1024LL * 1024 * 1024)
+/* Cache of executable digests keyed by (dev, ino, mtime, size). */
+#define WI_EXE_HASH_CACHE_SLOTS 256
+/* Cache of attestation results keyed by process identity. */
+#define WI_ATTEST_CACHE_SLOTS 1024
+
+/* gRPC: largest request we parse, largest response we build (clients default
+ * to a 4 MiB receive limit). */
+#define WI_GRPC_REQUEST_MAX (64u * 1024u)
+#define WI_GRPC_RESPONSE_MAX (4u * 1024u * 1024u - 64u * 1024u)
+/* Workload API connections open at once, and per uid. */
+#define WI_CONNECTIONS_MAX 16384
+#define WI_CONNECTIONS_PER_UID_MAX 1024
+/* Listen backlog of the Unix sockets. */
+#define WI_LISTEN_BACKLOG 512
+
+/* Error detail text kept per thread. */
+#define WI_ERROR_DETAIL_MAX 512
+
+/* Files the daemon reads (CA cert/key given by the operator). */
+#define WI_PEM_FILE_MAX (1024u * 1024u)
+
+#endif
