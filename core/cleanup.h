@@ -55,11 +55,7 @@ static inline void closep(int *fd)
 		close(*fd);
 }
 
-static inline void json_decrefp(json_t **j)
-{
-	if (*j)
-		json_decref(*j);
-}
+/* json_decrefp comes from jansson itself (json_auto_t). */
 
 WI_DEFINE_FREEP(EVP_PKEY, EVP_PKEY_free)
 WI_DEFINE_FREEP(EVP_PKEY_CTX, EVP_PKEY_CTX_free)

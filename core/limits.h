@@ -54,6 +54,13 @@
 /* Listen backlog of the Unix sockets. */
 #define WI_LISTEN_BACKLOG 512
 
+/* X.509-SVIDs kept minted (one per identity and TTL). */
+#define WI_X509_CACHE_MAX 65536
+/* Outstanding "request a new call" slots on the gRPC server. */
+#define WI_GRPC_PENDING_CALLS 64
+/* Worker threads serving the gRPC completion queue (one per core, capped). */
+#define WI_GRPC_THREADS_MAX 16
+
 /* Error detail text kept per thread. */
 #define WI_ERROR_DETAIL_MAX 512
 

@@ -1,0 +1,296 @@
+/* client/client.c — libwimse on gRPC C core (client side). */
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/alloc.h>
+#include <openssl/crypto.h>
+
+#include "core/error.h"
+#include "core/limits.h"
+#include "grpc/health/v1/health.pb-c.h"
+#include "wimse/wimse.h"
+#include "workload.pb-c.h"
+
+struct wimse_client {
+	grpc_channel *channel;
+	grpc_completion_queue *cq;
+};
+
+static _Thread_local char last_error[512];
+static _Thread_local int last_status;
+
+static int fail(int code, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(int code, int status, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(last_error, sizeof(last_error), fmt, ap);
+	va_end(ap);
+	last_status = status;
+	return code;
+}
+
+const char *wimse_last_error(void)
+{
+	return last_error;
+}
+
+int wimse_last_status(void)
+{
+	return last_status;
+}
+
+/* Workload Endpoint §4: unix:///abs/path (also unix:/abs/path); no
+ * authority, query or fragment. */
+static int parse_address(const char *addr, char *target, size_t cap)
+{
+	const char *path;
+	if (strncmp(addr, "unix://", 7) == 0) {
+		if (addr[7] != '/')
+			return fail(WI_E_INVAL, 0, "address %s: a unix address must have no authority (unix:///abs/path)",
+				    addr);
+		path = addr + 7;
+	} else if (strncmp(addr, "unix:", 5) == 0 && addr[5] == '/') {
+		path = addr + 5;
+	} else {
+		return fail(WI_E_INVAL, 0, "address \"%s\": expected unix:///absolute/path", addr);
+	}
+	if (strpbrk(path, "?#"))
+		return fail(WI_E_INVAL, 0, "address %s: query and fragment are not allowed", addr);
+	int n = snprintf(target, cap, "unix:%s", path);
+	if (n < 0 || (size_t)n >= cap)
+		return fail(WI_E_INVAL, 0, "address too long");
+	return 0;
+}
+
+int wimse_client_open(const char *address, wimse_client **ret)
+{
+	if (!address)
+		address = getenv("SPIFFE_ENDPOINT_SOCKET");
+	if (!address || !*address)
+		return fail(WI_E_INVAL, 0, "no socket: pass --socket or set SPIFFE_ENDPOINT_SOCKET");
+	char target[4200];
+	int rc = parse_address(address, target, sizeof(target));
+	if (rc < 0)
+		return rc;
+	wimse_client *c = calloc(1, sizeof(*c));
+	if (!c)
+		return fail(WI_E_NOMEM, 0, "out of memory");
+	grpc_init();
+	grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+	grpc_arg args[1] = {{.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
+			     .value.integer = 4 * 1024 * 1024}};
+	grpc_channel_args ch = {.num_args = 1, .args = args};
+	c->channel = grpc_channel_create(target, creds, &ch);
+	grpc_channel_credentials_release(creds);
+	c->cq = grpc_completion_queue_create_for_pluck(NULL);
+	*ret = c;
+	return 0;
+}
+
+void wimse_client_close(wimse_client *c)
+{
+	if (!c)
+		return;
+	grpc_channel_destroy(c->channel);
+	grpc_completion_queue_shutdown(c->cq);
+	grpc_completion_queue_destroy(c->cq);
+	free(c);
+	grpc_shutdown();
+}
+
+static bool wait_tag(wimse_client *c, void *tag, gpr_timespec deadline)
+{
+	grpc_event ev = grpc_completion_queue_pluck(c->cq, tag, deadline, NULL);
+	return ev.type == GRPC_OP_COMPLETE && ev.success;
+}
+
+/* Sends one request and reads the first response message.  For a stream the
+ * call is then cancelled.  *ret_msg is a slice the caller unrefs. */
+static int call_first(wimse_client *c, const char *method, bool workload, const uint8_t *req, size_t req_len,
+		      int timeout_ms, grpc_slice *ret_msg)
+{
+	gpr_timespec deadline = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+					     gpr_time_from_millis(timeout_ms > 0 ? timeout_ms : 10000, GPR_TIMESPAN));
+	grpc_slice mslice = grpc_slice_from_static_string(method);
+	grpc_call *call = grpc_channel_create_call(c->channel, NULL, GRPC_PROPAGATE_DEFAULTS, c->cq, mslice, NULL,
+						   deadline, NULL);
+	grpc_metadata md = {.key = grpc_slice_from_static_string("workload.spiffe.io"),
+			    .value = grpc_slice_from_static_string("true")};
+	grpc_slice rs = grpc_slice_from_copied_buffer((const char *)req, req_len);
+	grpc_byte_buffer *send_bb = grpc_raw_byte_buffer_create(&rs, 1);
+	grpc_slice_unref(rs);
+	grpc_byte_buffer *recv_bb = NULL;
+	grpc_metadata_array init_md, trail_md;
+	grpc_metadata_array_init(&init_md);
+	grpc_metadata_array_init(&trail_md);
+	grpc_status_code status = GRPC_STATUS_OK;
+	grpc_slice details = grpc_empty_slice();
+
+	grpc_op ops[5];
+	memset(ops, 0, sizeof(ops));
+	ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+	ops[0].data.send_initial_metadata.count = workload ? 1 : 0;
+	ops[0].data.send_initial_metadata.metadata = workload ? &md : NULL;
+	ops[1].op = GRPC_OP_SEND_MESSAGE;
+	ops[1].data.send_message.send_message = send_bb;
+	ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+	ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+	ops[3].data.recv_initial_metadata.recv_initial_metadata = &init_md;
+	ops[4].op = GRPC_OP_RECV_MESSAGE;
+	ops[4].data.recv_message.recv_message = &recv_bb;
+	int tag1 = 1, tag2 = 2;
+	int rc = 0;
+	if (grpc_call_start_batch(call, ops, 5, &tag1, NULL) != GRPC_CALL_OK) {
+		rc = fail(WI_E_IO, 13, "%s: cannot start the call", method);
+	} else {
+		wait_tag(c, &tag1, gpr_inf_future(GPR_CLOCK_MONOTONIC));
+	}
+	grpc_byte_buffer_destroy(send_bb);
+	if (rc == 0 && recv_bb) {
+		grpc_byte_buffer_reader rd;
+		if (grpc_byte_buffer_reader_init(&rd, recv_bb)) {
+			*ret_msg = grpc_byte_buffer_reader_readall(&rd);
+			grpc_byte_buffer_reader_destroy(&rd);
+		} else {
+			rc = fail(WI_E_PARSE, 13, "%s: unreadable response", method);
+		}
+		/* Done with the stream (or unary call): stop it and collect. */
+		grpc_call_cancel(call, NULL);
+	}
+	grpc_op st;
+	memset(&st, 0, sizeof(st));
+	st.op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+	st.data.recv_status_on_client.trailing_metadata = &trail_md;
+	st.data.recv_status_on_client.status = &status;
+	st.data.recv_status_on_client.status_details = &details;
+	if (grpc_call_start_batch(call, &st, 1, &tag2, NULL) == GRPC_CALL_OK)
+		wait_tag(c, &tag2, gpr_inf_future(GPR_CLOCK_MONOTONIC));
+	if (rc == 0 && !recv_bb) {
+		char *d = grpc_slice_to_c_string(details);
+		rc = fail(status == GRPC_STATUS_PERMISSION_DENIED ? WI_E_PERMISSION
+			  : status == GRPC_STATUS_UNAVAILABLE	  ? WI_E_UNAVAILABLE
+								  : WI_E_IO,
+			  (int)status, "%s: %s (gRPC status %d)", method + 1, d && *d ? d : "no response",
+			  (int)status);
+		gpr_free(d);
+	}
+	if (recv_bb)
+		grpc_byte_buffer_destroy(recv_bb);
+	grpc_slice_unref(details);
+	grpc_metadata_array_destroy(&init_md);
+	grpc_metadata_array_destroy(&trail_md);
+	grpc_call_unref(call);
+	return rc;
+}
+
+static char *dup_str(const char *s)
+{
+	return strdup(s ? s : "");
+}
+
+static uint8_t *dup_bytes(const ProtobufCBinaryData *b)
+{
+	uint8_t *p = malloc(b->len ? b->len : 1);
+	if (p && b->len)
+		memcpy(p, b->data, b->len);
+	return p;
+}
+
+void wimse_x509_context_free(wimse_x509_context *ctx)
+{
+	if (!ctx)
+		return;
+	for (size_t i = 0; i < ctx->n_svids; i++) {
+		wimse_x509_svid *s = &ctx->svids[i];
+		free(s->spiffe_id);
+		free(s->hint);
+		free(s->chain_der);
+		if (s->key_der)
+			OPENSSL_cleanse(s->key_der, s->key_len);
+		free(s->key_der);
+		free(s->bundle_der);
+	}
+	free(ctx->svids);
+	free(ctx);
+}
+
+int wimse_fetch_x509_context(wimse_client *c, int timeout_ms, wimse_x509_context **ret)
+{
+	X509SVIDRequest req = X509_SVIDREQUEST__INIT;
+	uint8_t reqbuf[16];
+	size_t reqlen = x509_svidrequest__pack(&req, reqbuf);
+	grpc_slice msg;
+	int rc = call_first(c, "/SpiffeWorkloadAPI/FetchX509SVID", true, reqbuf, reqlen, timeout_ms, &msg);
+	if (rc < 0)
+		return rc;
+	X509SVIDResponse *resp = x509_svidresponse__unpack(NULL, GRPC_SLICE_LENGTH(msg), GRPC_SLICE_START_PTR(msg));
+	/* The slice held the private keys: wipe before release. */
+	if (!GRPC_SLICE_IS_EMPTY(msg))
+		OPENSSL_cleanse(GRPC_SLICE_START_PTR(msg), GRPC_SLICE_LENGTH(msg));
+	grpc_slice_unref(msg);
+	if (!resp)
+		return fail(WI_E_PARSE, 0, "FetchX509SVID: malformed response");
+	if (resp->n_svids == 0) {
+		x509_svidresponse__free_unpacked(resp, NULL);
+		return fail(WI_E_PARSE, 0, "FetchX509SVID: response holds no SVID");
+	}
+	wimse_x509_context *ctx = calloc(1, sizeof(*ctx));
+	wimse_x509_svid *svids = calloc(resp->n_svids, sizeof(*svids));
+	if (!ctx || !svids) {
+		free(ctx);
+		free(svids);
+		x509_svidresponse__free_unpacked(resp, NULL);
+		return fail(WI_E_NOMEM, 0, "out of memory");
+	}
+	ctx->svids = svids;
+	ctx->n_svids = resp->n_svids;
+	bool ok = true;
+	for (size_t i = 0; i < resp->n_svids; i++) {
+		X509SVID *in = resp->svids[i];
+		wimse_x509_svid *o = &svids[i];
+		o->spiffe_id = dup_str(in->spiffe_id);
+		o->hint = dup_str(in->hint);
+		o->chain_der = dup_bytes(&in->x509_svid);
+		o->chain_len = in->x509_svid.len;
+		o->key_der = dup_bytes(&in->x509_svid_key);
+		o->key_len = in->x509_svid_key.len;
+		o->bundle_der = dup_bytes(&in->bundle);
+		o->bundle_len = in->bundle.len;
+		ok = ok && o->spiffe_id && o->hint && o->chain_der && o->key_der && o->bundle_der;
+		if (in->x509_svid_key.len)
+			OPENSSL_cleanse(in->x509_svid_key.data, in->x509_svid_key.len);
+	}
+	x509_svidresponse__free_unpacked(resp, NULL);
+	if (!ok) {
+		wimse_x509_context_free(ctx);
+		return fail(WI_E_NOMEM, 0, "out of memory");
+	}
+	*ret = ctx;
+	return 0;
+}
+
+int wimse_healthcheck(wimse_client *c, int timeout_ms, int *ret_serving)
+{
+	Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+	uint8_t reqbuf[16];
+	size_t reqlen = grpc__health__v1__health_check_request__pack(&req, reqbuf);
+	grpc_slice msg;
+	int rc = call_first(c, "/grpc.health.v1.Health/Check", false, reqbuf, reqlen, timeout_ms, &msg);
+	if (rc < 0)
+		return rc;
+	Grpc__Health__V1__HealthCheckResponse *resp =
+		grpc__health__v1__health_check_response__unpack(NULL, GRPC_SLICE_LENGTH(msg), GRPC_SLICE_START_PTR(msg));
+	grpc_slice_unref(msg);
+	if (!resp)
+		return fail(WI_E_PARSE, 0, "Health/Check: malformed response");
+	*ret_serving = resp->status == GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
+	grpc__health__v1__health_check_response__free_unpacked(resp, NULL);
+	return 0;
+}

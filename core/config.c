@@ -1,0 +1,404 @@
+/* core/config.c — config loading with errors that name the offending key. */
+#include "core/config.h"
+
+#include <grp.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/cleanup.h"
+#include "core/fsutil.h"
+#include "core/limits.h"
+#include "core/selector.h"
+#include "core/spiffe_id.h"
+
+struct wi_config {
+	char *trust_domain;
+	char *data_dir;
+	char *workload_socket;
+	wi_log_level log_level;
+	bool log_json;
+	int64_t x509_svid_ttl;
+	int64_t max_x509_svid_ttl;
+	int64_t ca_ttl;
+	char *ca_upstream_cert;
+	char *ca_upstream_key;
+	wi_registry *registry;
+};
+
+/* Parsing context: the source text (for line numbers) and its name. */
+typedef struct ctx {
+	const char *text;
+	const char *name;
+} ctx;
+
+/* The line of the first `"key"` followed by ':' in the text: jansson keeps no
+ * positions for values, so this locates the key for the operator. */
+static int key_line(const ctx *cx, const char *key)
+{
+	size_t kl = strlen(key);
+	const char *p = cx->text;
+	while ((p = strchr(p, '"')) != NULL) {
+		if (strncmp(p + 1, key, kl) == 0 && p[1 + kl] == '"') {
+			const char *q = p + 2 + kl;
+			while (*q == ' ' || *q == '\t' || *q == '\r' || *q == '\n')
+				q++;
+			if (*q == ':') {
+				int line = 1;
+				for (const char *t = cx->text; t < p; t++)
+					line += *t == '\n';
+				return line;
+			}
+		}
+		p++;
+	}
+	return 0;
+}
+
+#define CFG_FAIL(cx, key, path, ...)                                                       \
+	do {                                                                               \
+		char m__[256];                                                             \
+		snprintf(m__, sizeof(m__), __VA_ARGS__);                                   \
+		WI_FAIL(WI_E_CONFIG, "%s:%d: %s: %s", (cx)->name, key_line((cx), (key)), (path), m__); \
+	} while (0)
+
+int wi_duration_parse(const char *s, int64_t *ret_seconds)
+{
+	WI_CHECK(s && *s, WI_E_PARSE, "empty duration");
+	int64_t total = 0;
+	const char *p = s;
+	while (*p) {
+		WI_CHECK(*p >= '0' && *p <= '9', WI_E_PARSE, "duration \"%.32s\": expected a number", s);
+		int64_t n = 0;
+		while (*p >= '0' && *p <= '9') {
+			WI_CHECK(n <= (INT64_MAX - 9) / 10, WI_E_PARSE, "duration \"%.32s\" overflows", s);
+			n = n * 10 + (*p++ - '0');
+		}
+		int64_t unit;
+		switch (*p) {
+		case 's': unit = 1; break;
+		case 'm': unit = 60; break;
+		case 'h': unit = 3600; break;
+		case 'd': unit = 86400; break;
+		default: WI_FAIL(WI_E_PARSE, "duration \"%.32s\": unit must be s, m, h or d", s);
+		}
+		p++;
+		WI_CHECK(n <= (INT64_MAX - total) / unit, WI_E_PARSE, "duration \"%.32s\" overflows", s);
+		total += n * unit;
+	}
+	*ret_seconds = total;
+	return 0;
+}
+
+/* Checks that `obj` has only `allowed` keys. */
+static int check_keys(const ctx *cx, json_t *obj, const char *path, const char *const *allowed)
+{
+	const char *k;
+	json_t *v;
+	json_object_foreach(obj, k, v)
+	{
+		bool ok = false;
+		for (const char *const *a = allowed; *a && !ok; a++)
+			ok = strcmp(*a, k) == 0;
+		if (!ok)
+			CFG_FAIL(cx, k, path, "unknown key \"%s\"", k);
+	}
+	return 0;
+}
+
+static int get_string(const ctx *cx, json_t *obj, const char *key, const char *path, bool required,
+		      const char **ret)
+{
+	json_t *v = json_object_get(obj, key);
+	if (!v) {
+		if (required)
+			CFG_FAIL(cx, key, path, "missing required key \"%s\"", key);
+		*ret = NULL;
+		return 0;
+	}
+	if (!json_is_string(v))
+		CFG_FAIL(cx, key, path, "\"%s\" must be a string", key);
+	const char *s = json_string_value(v);
+	if (strlen(s) != json_string_length(v))
+		CFG_FAIL(cx, key, path, "\"%s\" contains a NUL byte", key);
+	*ret = s;
+	return 0;
+}
+
+static int get_duration(const ctx *cx, json_t *obj, const char *key, const char *path, int64_t min,
+			int64_t max, int64_t *ret)
+{
+	json_t *v = json_object_get(obj, key);
+	if (!v)
+		return 0; /* keep the default already in *ret */
+	int64_t secs;
+	if (json_is_integer(v)) {
+		secs = json_integer_value(v);
+	} else if (json_is_string(v)) {
+		if (wi_duration_parse(json_string_value(v), &secs) < 0)
+			CFG_FAIL(cx, key, path, "\"%s\": %s", key, wi_error_detail());
+	} else {
+		CFG_FAIL(cx, key, path, "\"%s\" must be a duration string (\"1h\") or seconds", key);
+	}
+	if (secs < min || secs > max)
+		CFG_FAIL(cx, key, path, "\"%s\" must be between %lld and %lld seconds", key, (long long)min,
+			 (long long)max);
+	*ret = secs;
+	return 0;
+}
+
+static int abs_path(const ctx *cx, const char *key, const char *path, const char *in, char **ret)
+{
+	if (!*in)
+		CFG_FAIL(cx, key, path, "\"%s\" is empty", key);
+	if (in[0] == '/') {
+		*ret = strdup(in);
+	} else {
+		char cwd[PATH_MAX];
+		if (!getcwd(cwd, sizeof(cwd)))
+			CFG_FAIL(cx, key, path, "cannot resolve relative path: working directory unknown");
+		const char *rel = in;
+		while (rel[0] == '.' && rel[1] == '/')
+			rel += 2;
+		size_t n = strlen(cwd) + 1 + strlen(rel) + 1;
+		if (n > PATH_MAX)
+			CFG_FAIL(cx, key, path, "\"%s\" is too long", key);
+		*ret = malloc(n);
+		if (*ret)
+			snprintf(*ret, n, "%s/%s", cwd, rel);
+	}
+	WI_CHECK_ALLOC(*ret);
+	return 0;
+}
+
+/* Expands "@daemon" in the id and name selectors. */
+static int expand_selector(const char *sel, char *buf, size_t cap, const char **ret)
+{
+	const char *at = strstr(sel, ":@daemon");
+	if (!at || at[8] != '\0') {
+		*ret = sel;
+		return 0;
+	}
+	size_t kl = (size_t)(at - sel);
+	char value[256];
+	if (kl == 8 && strncmp(sel, "unix:uid", kl) == 0) {
+		snprintf(value, sizeof(value), "%u", (unsigned)geteuid());
+	} else if (kl == 8 && strncmp(sel, "unix:gid", kl) == 0) {
+		snprintf(value, sizeof(value), "%u", (unsigned)getegid());
+	} else if (kl == 9 && strncmp(sel, "unix:user", kl) == 0) {
+		struct passwd pw, *res = NULL;
+		char pb[4096];
+		WI_CHECK(getpwuid_r(geteuid(), &pw, pb, sizeof(pb), &res) == 0 && res, WI_E_SELECTOR,
+			 "the daemon's user has no name");
+		snprintf(value, sizeof(value), "%s", pw.pw_name);
+	} else if (kl == 10 && strncmp(sel, "unix:group", kl) == 0) {
+		struct group gr, *res = NULL;
+		char gb[16384];
+		WI_CHECK(getgrgid_r(getegid(), &gr, gb, sizeof(gb), &res) == 0 && res, WI_E_SELECTOR,
+			 "the daemon's group has no name");
+		snprintf(value, sizeof(value), "%s", gr.gr_name);
+	} else {
+		WI_FAIL(WI_E_SELECTOR, "\"@daemon\" applies only to unix:uid, unix:gid, unix:user, unix:group");
+	}
+	int n = snprintf(buf, cap, "%.*s:%s", (int)kl, sel, value);
+	WI_CHECK(n > 0 && (size_t)n < cap, WI_E_SELECTOR, "selector too long");
+	*ret = buf;
+	return 0;
+}
+
+static int load_entry(const ctx *cx, wi_config *c, json_t *e, size_t idx)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "entries[%zu]", idx);
+	if (!json_is_object(e))
+		CFG_FAIL(cx, "entries", path, "each entry must be an object");
+	static const char *const keys[] = {"spiffe_id", "selectors", "hint", "x509_svid_ttl", NULL};
+	WI_TRY(check_keys(cx, e, path, keys));
+	const char *id, *hint;
+	WI_TRY(get_string(cx, e, "spiffe_id", path, true, &id));
+	WI_TRY(get_string(cx, e, "hint", path, false, &hint));
+	int64_t ttl = 0;
+	WI_TRY(get_duration(cx, e, "x509_svid_ttl", path, WI_X509_TTL_MIN, WI_X509_TTL_MAX, &ttl));
+	json_t *sels = json_object_get(e, "selectors");
+	if (!json_is_array(sels) || json_array_size(sels) == 0)
+		CFG_FAIL(cx, "selectors", path, "\"selectors\" must be a non-empty array of strings");
+	_cleanup_(wi_selector_set_unrefp) wi_selector_set *set = NULL;
+	WI_TRY(wi_selector_set_new(&set));
+	size_t i;
+	json_t *s;
+	json_array_foreach(sels, i, s)
+	{
+		if (!json_is_string(s))
+			CFG_FAIL(cx, "selectors", path, "selectors[%zu] must be a string", i);
+		char buf[WI_SELECTOR_MAX + 64];
+		const char *sel = NULL;
+		if (expand_selector(json_string_value(s), buf, sizeof(buf), &sel) < 0 ||
+		    wi_selector_set_add_string(set, sel) < 0)
+			CFG_FAIL(cx, "selectors", path, "selectors[%zu] \"%.64s\": %s", i, json_string_value(s),
+				 wi_error_detail());
+	}
+	if (wi_registry_add(c->registry, id, set, hint, ttl) < 0)
+		CFG_FAIL(cx, "spiffe_id", path, "%s", wi_error_detail());
+	if (ttl > c->max_x509_svid_ttl)
+		c->max_x509_svid_ttl = ttl;
+	return 0;
+}
+
+static int json_depth_ok(json_t *j, int depth)
+{
+	if (depth > WI_JSON_DEPTH_MAX)
+		return 0;
+	if (json_is_object(j)) {
+		const char *k;
+		json_t *v;
+		json_object_foreach(j, k, v) if (!json_depth_ok(v, depth + 1)) return 0;
+	} else if (json_is_array(j)) {
+		size_t i;
+		json_t *v;
+		json_array_foreach(j, i, v) if (!json_depth_ok(v, depth + 1)) return 0;
+	}
+	return 1;
+}
+
+static int load(const ctx *cx, json_t *root, wi_config *c)
+{
+	if (!json_is_object(root))
+		WI_FAIL(WI_E_CONFIG, "%s: the config must be a JSON object", cx->name);
+	if (!json_depth_ok(root, 0))
+		WI_FAIL(WI_E_CONFIG, "%s: nested deeper than %d levels", cx->name, WI_JSON_DEPTH_MAX);
+	static const char *const keys[] = {"trust_domain", "data_dir", "workload_socket", "log_level",
+					   "log_format", "x509_svid_ttl", "ca", "entries", NULL};
+	WI_TRY(check_keys(cx, root, "$", keys));
+
+	const char *td, *dd, *sock, *lvl, *fmt;
+	WI_TRY(get_string(cx, root, "trust_domain", "$", true, &td));
+	if (wi_trust_domain_validate(td, strlen(td)) < 0)
+		CFG_FAIL(cx, "trust_domain", "$", "\"trust_domain\": %s", wi_error_detail());
+	WI_TRY(get_string(cx, root, "data_dir", "$", true, &dd));
+	WI_TRY(get_string(cx, root, "workload_socket", "$", true, &sock));
+	WI_TRY(get_string(cx, root, "log_level", "$", false, &lvl));
+	WI_TRY(get_string(cx, root, "log_format", "$", false, &fmt));
+	c->trust_domain = strdup(td);
+	WI_CHECK_ALLOC(c->trust_domain);
+	WI_TRY(abs_path(cx, "data_dir", "$", dd, &c->data_dir));
+	WI_TRY(abs_path(cx, "workload_socket", "$", sock, &c->workload_socket));
+	/* sun_path holds 108 bytes including the NUL. */
+	if (strlen(c->workload_socket) >= 108)
+		CFG_FAIL(cx, "workload_socket", "$", "socket path longer than 107 bytes");
+
+	c->log_level = WI_LOG_INFO;
+	if (lvl) {
+		static const char *const names[] = {"debug", "info", "warn", "error"};
+		bool found = false;
+		for (int i = 0; i < 4; i++)
+			if (strcmp(lvl, names[i]) == 0) {
+				c->log_level = (wi_log_level)i;
+				found = true;
+			}
+		if (!found)
+			CFG_FAIL(cx, "log_level", "$", "\"log_level\" must be debug, info, warn or error");
+	}
+	if (fmt) {
+		if (strcmp(fmt, "json") == 0)
+			c->log_json = true;
+		else if (strcmp(fmt, "text") != 0)
+			CFG_FAIL(cx, "log_format", "$", "\"log_format\" must be text or json");
+	}
+
+	c->x509_svid_ttl = WI_X509_TTL_DEFAULT;
+	WI_TRY(get_duration(cx, root, "x509_svid_ttl", "$", WI_X509_TTL_MIN, WI_X509_TTL_MAX,
+			    &c->x509_svid_ttl));
+	c->max_x509_svid_ttl = c->x509_svid_ttl;
+
+	c->ca_ttl = WI_CA_TTL_DEFAULT;
+	json_t *ca = json_object_get(root, "ca");
+	if (ca) {
+		if (!json_is_object(ca))
+			CFG_FAIL(cx, "ca", "$", "\"ca\" must be an object");
+		static const char *const ca_keys[] = {"ttl", "upstream_cert", "upstream_key", NULL};
+		WI_TRY(check_keys(cx, ca, "ca", ca_keys));
+		WI_TRY(get_duration(cx, ca, "ttl", "ca", WI_CA_TTL_MIN, WI_CA_TTL_MAX, &c->ca_ttl));
+		const char *uc, *uk;
+		WI_TRY(get_string(cx, ca, "upstream_cert", "ca", false, &uc));
+		WI_TRY(get_string(cx, ca, "upstream_key", "ca", false, &uk));
+		if (!uc != !uk)
+			CFG_FAIL(cx, uc ? "upstream_cert" : "upstream_key", "ca",
+				 "\"upstream_cert\" and \"upstream_key\" go together");
+		if (uc) {
+			WI_TRY(abs_path(cx, "upstream_cert", "ca", uc, &c->ca_upstream_cert));
+			WI_TRY(abs_path(cx, "upstream_key", "ca", uk, &c->ca_upstream_key));
+		}
+	}
+
+	WI_TRY(wi_registry_new(c->trust_domain, &c->registry));
+	json_t *entries = json_object_get(root, "entries");
+	if (entries) {
+		if (!json_is_array(entries))
+			CFG_FAIL(cx, "entries", "$", "\"entries\" must be an array");
+		size_t i;
+		json_t *e;
+		json_array_foreach(entries, i, e) WI_TRY(load_entry(cx, c, e, i));
+	}
+	if (c->ca_ttl < 2 * c->max_x509_svid_ttl)
+		CFG_FAIL(cx, "ttl", "ca", "the CA ttl must be at least twice the longest X.509-SVID ttl");
+	return 0;
+}
+
+int wi_config_load_string(const char *text, const char *name, wi_config **ret)
+{
+	ctx cx = {text, name};
+	json_error_t jerr;
+	/* RFC 8259 §4: duplicate names are ambiguous; refuse them. */
+	_cleanup_(json_decrefp) json_t *root = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
+	if (!root)
+		WI_FAIL(WI_E_CONFIG, "%s:%d:%d: %s", name, jerr.line, jerr.column, jerr.text);
+	wi_config *c = calloc(1, sizeof(*c));
+	WI_CHECK_ALLOC(c);
+	int rc = load(&cx, root, c);
+	if (rc < 0) {
+		wi_config_free(c);
+		return rc;
+	}
+	*ret = c;
+	return 0;
+}
+
+int wi_config_load_file(const char *path, wi_config **ret)
+{
+	_cleanup_(freep) uint8_t *data = NULL;
+	size_t len;
+	int rc = wi_fs_read_file(path, WI_CONFIG_FILE_MAX, &data, &len);
+	if (rc < 0)
+		WI_FAIL(WI_E_CONFIG, "%s: cannot read: %s", path, wi_error_detail());
+	WI_CHECK(strlen((char *)data) == len, WI_E_CONFIG, "%s: contains a NUL byte", path);
+	return wi_config_load_string((const char *)data, path, ret);
+}
+
+wi_config *wi_config_free(wi_config *c)
+{
+	if (!c)
+		return NULL;
+	free(c->trust_domain);
+	free(c->data_dir);
+	free(c->workload_socket);
+	free(c->ca_upstream_cert);
+	free(c->ca_upstream_key);
+	wi_registry_unref(c->registry);
+	free(c);
+	return NULL;
+}
+
+const char *wi_config_trust_domain(const wi_config *c) { return c->trust_domain; }
+const char *wi_config_data_dir(const wi_config *c) { return c->data_dir; }
+const char *wi_config_workload_socket(const wi_config *c) { return c->workload_socket; }
+wi_log_level wi_config_log_level(const wi_config *c) { return c->log_level; }
+bool wi_config_log_json(const wi_config *c) { return c->log_json; }
+int64_t wi_config_x509_svid_ttl(const wi_config *c) { return c->x509_svid_ttl; }
+int64_t wi_config_ca_ttl(const wi_config *c) { return c->ca_ttl; }
+const char *wi_config_ca_upstream_cert(const wi_config *c) { return c->ca_upstream_cert; }
+const char *wi_config_ca_upstream_key(const wi_config *c) { return c->ca_upstream_key; }
+int64_t wi_config_max_x509_svid_ttl(const wi_config *c) { return c->max_x509_svid_ttl; }
+wi_registry *wi_config_registry(const wi_config *c) { return wi_registry_ref(c->registry); }

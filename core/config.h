@@ -1,0 +1,66 @@
+/* core/config.h — the daemon's one JSON config file (DESIGN §5).
+ *
+ * Keys (unknown keys, wrong types and bad values are errors whose detail names
+ * the JSON path and the line where the key appears):
+ *   trust_domain      string, required        "example.org"
+ *   data_dir          string, required        state directory (0700)
+ *   workload_socket   string, required        Workload API Unix socket path
+ *   log_level         "debug"|"info"|"warn"|"error"   (default "info")
+ *   log_format        "text"|"json"                    (default "text")
+ *   x509_svid_ttl     duration                (default 1h)
+ *   ca                object: ttl (duration, default 8760h),
+ *                     upstream_cert, upstream_key (strings, both or neither)
+ *   entries           array of {spiffe_id, selectors[], hint?, x509_svid_ttl?}
+ * A duration is a non-negative integer of seconds or a string of
+ * <number><unit> groups, unit s, m, h or d ("1h30m").  Relative paths are
+ * resolved against the working directory at load time.  The selector value
+ * "@daemon" in unix:uid, unix:gid, unix:user and unix:group means the daemon's
+ * own effective user or group (so a self-contained dev config can match the
+ * invoking user). */
+#ifndef WI_CORE_CONFIG_H
+#define WI_CORE_CONFIG_H
+
+#include <stdint.h>
+
+#include "core/error.h"
+#include "core/registry.h"
+
+typedef struct wi_config wi_config;
+
+typedef enum wi_log_level {
+	WI_LOG_DEBUG = 0,
+	WI_LOG_INFO = 1,
+	WI_LOG_WARN = 2,
+	WI_LOG_ERROR = 3,
+} wi_log_level;
+
+/* Loads and validates a config file. */
+int wi_config_load_file(const char *path, wi_config **ret) WI_WUR;
+/* Same from a NUL-terminated buffer; `name` is used in messages. */
+int wi_config_load_string(const char *text, const char *name, wi_config **ret) WI_WUR;
+wi_config *wi_config_free(wi_config *c);
+
+const char *wi_config_trust_domain(const wi_config *c);
+const char *wi_config_data_dir(const wi_config *c);
+const char *wi_config_workload_socket(const wi_config *c);
+wi_log_level wi_config_log_level(const wi_config *c);
+bool wi_config_log_json(const wi_config *c);
+int64_t wi_config_x509_svid_ttl(const wi_config *c);
+int64_t wi_config_ca_ttl(const wi_config *c);
+/* NULL unless upstream-disk mode. */
+const char *wi_config_ca_upstream_cert(const wi_config *c);
+const char *wi_config_ca_upstream_key(const wi_config *c);
+/* The largest X.509-SVID TTL of any entry (or the default). */
+int64_t wi_config_max_x509_svid_ttl(const wi_config *c);
+/* The entries; the caller gets a new reference. */
+wi_registry *wi_config_registry(const wi_config *c);
+
+/* Parses a duration string ("90s", "1h30m", "7d"); exposed for tests and CLI. */
+int wi_duration_parse(const char *s, int64_t *ret_seconds) WI_WUR;
+
+static inline void wi_config_freep(wi_config **c)
+{
+	wi_config_free(*c);
+}
+
+#endif

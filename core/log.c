@@ -1,0 +1,31 @@
+/* core/log.c — formats a log line and hands it to the installed sink. */
+#include "core/log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+static wi_log_sink sink;
+static wi_log_level min_level = WI_LOG_INFO;
+
+void wi_log_set_sink(wi_log_sink s, wi_log_level level)
+{
+	sink = s;
+	min_level = level;
+}
+
+bool wi_log_enabled(wi_log_level level)
+{
+	return sink && level >= min_level;
+}
+
+void wi_log(wi_log_level level, const char *event, const char *fmt, ...)
+{
+	if (!wi_log_enabled(level))
+		return;
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	sink(level, event, msg);
+}

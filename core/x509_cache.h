@@ -1,0 +1,36 @@
+/* core/x509_cache.h — minted X.509-SVIDs shared by every caller of one
+ * identity (DESIGN §7): one SVID per (SPIFFE ID, TTL), handed out until half
+ * its lifetime has passed (so a fresh caller never receives an SVID past
+ * half-life), then re-minted.  Misses are minted one at a time, so a crowd of
+ * callers of one identity costs one signature, not one each.
+ * Thread-safe. */
+#ifndef WI_CORE_X509_CACHE_H
+#define WI_CORE_X509_CACHE_H
+
+#include <stdint.h>
+#include <time.h>
+
+#include "core/ca.h"
+#include "core/error.h"
+#include "core/svid.h"
+
+typedef struct wi_x509_cache wi_x509_cache;
+
+/* The cache borrows `ca`, which must outlive it. */
+int wi_x509_cache_new(wi_ca *ca, wi_x509_cache **ret) WI_WUR;
+wi_x509_cache *wi_x509_cache_free(wi_x509_cache *c);
+
+/* A new reference to a current SVID for (spiffe_id, ttl) at time `now`. */
+int wi_x509_cache_get(wi_x509_cache *c, const char *spiffe_id, int64_t ttl, time_t now,
+		      wi_x509_svid **ret) WI_WUR;
+/* Drops SVIDs past their refresh time. */
+void wi_x509_cache_prune(wi_x509_cache *c, time_t now);
+
+typedef struct wi_x509_cache_stats {
+	uint64_t hits;
+	uint64_t minted;
+	uint64_t size;
+} wi_x509_cache_stats;
+void wi_x509_cache_get_stats(wi_x509_cache *c, wi_x509_cache_stats *ret);
+
+#endif

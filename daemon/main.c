@@ -1,0 +1,272 @@
+/* daemon/main.c — wimsed: loads the config, opens the CA, starts the
+ * Workload API server and runs the libuv loop (accept, signals, sweeps). */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <systemd/sd-daemon.h>
+#include <uv.h>
+
+#include "attestors/attest.h"
+#include "core/ca.h"
+#include "core/config.h"
+#include "core/fsutil.h"
+#include "core/log.h"
+#include "daemon/logsink.h"
+#include "workload-api/server.h"
+
+#define SWEEP_INTERVAL_MS 2000
+
+typedef struct daemon_state {
+	const char *config_path;
+	wi_config *config;
+	wi_ca *ca;
+	wi_attestor *attestor;
+	wi_wl_server *wl;
+	uv_loop_t *loop;
+	uv_poll_t accept_poll;
+	uv_signal_t sig_term, sig_int, sig_hup;
+	uv_timer_t sweep_timer;
+	int exit_code;
+} daemon_state;
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: wimsed --config FILE [--check-config]\n"
+		   "  --config FILE    the JSON config (see README.md)\n"
+		   "  --check-config   validate the config and exit\n"
+		   "  --version        print the version\n");
+}
+
+static void on_accept(uv_poll_t *h, int status, int events)
+{
+	daemon_state *d = h->data;
+	if (status < 0) {
+		wi_log(WI_LOG_WARN, "accept_poll", "error=%s", uv_strerror(status));
+		return;
+	}
+	wi_wl_server_accept(d->wl);
+}
+
+static void on_sweep(uv_timer_t *t)
+{
+	daemon_state *d = t->data;
+	wi_wl_server_sweep(d->wl);
+}
+
+static void close_cb_noop(uv_handle_t *h)
+{
+}
+
+static void shutdown_loop(daemon_state *d)
+{
+	sd_notify(0, "STOPPING=1");
+	uv_poll_stop(&d->accept_poll);
+	uv_close((uv_handle_t *)&d->accept_poll, close_cb_noop);
+	uv_close((uv_handle_t *)&d->sig_term, close_cb_noop);
+	uv_close((uv_handle_t *)&d->sig_int, close_cb_noop);
+	uv_close((uv_handle_t *)&d->sig_hup, close_cb_noop);
+	uv_close((uv_handle_t *)&d->sweep_timer, close_cb_noop);
+}
+
+static void on_stop_signal(uv_signal_t *h, int signum)
+{
+	daemon_state *d = h->data;
+	wi_log(WI_LOG_INFO, "stopping", "signal=%s", strsignal(signum));
+	shutdown_loop(d);
+}
+
+static void on_reload(uv_signal_t *h, int signum)
+{
+	daemon_state *d = h->data;
+	sd_notify(0, "RELOADING=1");
+	wi_config *nc = NULL;
+	if (wi_config_load_file(d->config_path, &nc) < 0) {
+		wi_log(WI_LOG_ERROR, "reload_failed", "keeping the running config: %s", wi_error_detail());
+		sd_notify(0, "READY=1");
+		return;
+	}
+	if (strcmp(wi_config_trust_domain(nc), wi_config_trust_domain(d->config)) != 0 ||
+	    strcmp(wi_config_workload_socket(nc), wi_config_workload_socket(d->config)) != 0 ||
+	    strcmp(wi_config_data_dir(nc), wi_config_data_dir(d->config)) != 0) {
+		wi_log(WI_LOG_WARN, "reload_partial",
+		       "trust_domain, workload_socket and data_dir changes need a restart; entries reloaded");
+	}
+	wi_registry *reg = wi_config_registry(nc);
+	wi_wl_server_set_registry(d->wl, reg);
+	wi_log(WI_LOG_INFO, "reloaded", "entries=%zu", wi_registry_count(reg));
+	if (wi_registry_uses_kind(reg, WI_SEL_UNIX_SHA256)) {
+		wi_registry *old = wi_config_registry(d->config);
+		if (!wi_registry_uses_kind(old, WI_SEL_UNIX_SHA256))
+			wi_log(WI_LOG_WARN, "reload_partial",
+			       "unix:sha256 selectors were added; restart to enable executable hashing");
+		wi_registry_unref(old);
+	}
+	wi_registry_unref(reg);
+	wi_config_free(d->config);
+	d->config = nc;
+	sd_notify(0, "READY=1");
+}
+
+/* mkdir 0755 whatever the umask; an existing directory is left as it is. */
+static int mkdir_public(const char *dir)
+{
+	if (mkdir(dir, 0755) < 0)
+		return errno == EEXIST ? 0 : -1;
+	return chmod(dir, 0755);
+}
+
+static int ensure_socket_dir(const char *sock)
+{
+	char dir[4096];
+	size_t n = strlen(sock);
+	if (n >= sizeof(dir))
+		return -1;
+	memcpy(dir, sock, n + 1);
+	char *slash = strrchr(dir, '/');
+	if (!slash || slash == dir)
+		return 0;
+	*slash = '\0';
+	struct stat st;
+	if (stat(dir, &st) == 0)
+		return S_ISDIR(st.st_mode) ? 0 : -1;
+	/* Create missing parents readable by all: workloads of every user must
+	 * reach the socket; the operator owns the directory. */
+	for (char *p = dir + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir_public(dir) < 0)
+			return -1;
+		*p = '/';
+	}
+	return mkdir_public(dir);
+}
+
+static int run(daemon_state *d)
+{
+	wi_config *c = d->config;
+	if (ensure_socket_dir(wi_config_workload_socket(c)) < 0) {
+		wi_log(WI_LOG_ERROR, "socket_dir", "cannot create the directory of %s: %s",
+		       wi_config_workload_socket(c), strerror(errno));
+		return 1;
+	}
+	if (wi_fs_mkdir_private(wi_config_data_dir(c)) < 0) {
+		wi_log(WI_LOG_ERROR, "data_dir", "%s", wi_error_detail());
+		return 1;
+	}
+	wi_ca_options ca_opts = {
+		.trust_domain = wi_config_trust_domain(c),
+		.data_dir = wi_config_data_dir(c),
+		.ttl = wi_config_ca_ttl(c),
+		.max_svid_ttl = wi_config_max_x509_svid_ttl(c),
+		.upstream_cert_path = wi_config_ca_upstream_cert(c),
+		.upstream_key_path = wi_config_ca_upstream_key(c),
+	};
+	if (wi_ca_open(&ca_opts, time(NULL), &d->ca) < 0) {
+		wi_log(WI_LOG_ERROR, "ca_failed", "%s", wi_error_detail());
+		return 1;
+	}
+	wi_registry *reg = wi_config_registry(c);
+	wi_attestor_options aopts = {.hash_executables = wi_registry_uses_kind(reg, WI_SEL_UNIX_SHA256)};
+	if (wi_attestor_new(&aopts, &d->attestor) < 0) {
+		wi_log(WI_LOG_ERROR, "attestor_failed", "%s", wi_error_detail());
+		wi_registry_unref(reg);
+		return 1;
+	}
+	wi_wl_options wopts = {
+		.socket_path = wi_config_workload_socket(c),
+		.threads = 0,
+		.default_x509_ttl = wi_config_x509_svid_ttl(c),
+		.attestor = d->attestor,
+		.ca = d->ca,
+		.registry = reg,
+	};
+	int rc = wi_wl_server_start(&wopts, &d->wl);
+	wi_registry_unref(reg);
+	if (rc < 0) {
+		wi_log(WI_LOG_ERROR, "workload_api_failed", "%s", wi_error_detail());
+		return 1;
+	}
+
+	d->loop = uv_default_loop();
+	uv_poll_init(d->loop, &d->accept_poll, wi_wl_server_listen_fd(d->wl));
+	d->accept_poll.data = d;
+	uv_poll_start(&d->accept_poll, UV_READABLE, on_accept);
+	uv_signal_init(d->loop, &d->sig_term);
+	uv_signal_init(d->loop, &d->sig_int);
+	uv_signal_init(d->loop, &d->sig_hup);
+	d->sig_term.data = d->sig_int.data = d->sig_hup.data = d;
+	uv_signal_start(&d->sig_term, on_stop_signal, SIGTERM);
+	uv_signal_start(&d->sig_int, on_stop_signal, SIGINT);
+	uv_signal_start(&d->sig_hup, on_reload, SIGHUP);
+	uv_timer_init(d->loop, &d->sweep_timer);
+	d->sweep_timer.data = d;
+	uv_timer_start(&d->sweep_timer, on_sweep, SWEEP_INTERVAL_MS, SWEEP_INTERVAL_MS);
+
+	wi_log(WI_LOG_INFO, "ready", "trust_domain=%s socket=%s entries=%zu", wi_config_trust_domain(c),
+	       wi_config_workload_socket(c), wi_registry_count(wopts.registry));
+	sd_notifyf(0, "READY=1\nSTATUS=serving %s", wi_config_workload_socket(c));
+	uv_run(d->loop, UV_RUN_DEFAULT);
+
+	wi_wl_server_stop(d->wl);
+	wi_log(WI_LOG_INFO, "stopped", "bye");
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"config", required_argument, NULL, 'c'},
+		{"check-config", no_argument, NULL, 'k'},
+		{"version", no_argument, NULL, 'V'},
+		{"help", no_argument, NULL, 'h'},
+		{0},
+	};
+	daemon_state d = {0};
+	bool check_only = false;
+	int ch;
+	while ((ch = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'c': d.config_path = optarg; break;
+		case 'k': check_only = true; break;
+		case 'V': printf("wimsed 0.1.0\n"); return 0;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (!d.config_path || optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	if (wi_config_load_file(d.config_path, &d.config) < 0) {
+		fprintf(stderr, "wimsed: %s\n", wi_error_detail());
+		return 2;
+	}
+	if (check_only) {
+		printf("%s: ok\n", d.config_path);
+		wi_config_free(d.config);
+		return 0;
+	}
+	wi_logsink_install(wi_config_log_level(d.config), wi_config_log_json(d.config));
+	signal(SIGPIPE, SIG_IGN);
+	umask(077);
+
+	d.exit_code = run(&d);
+
+	if (d.loop) {
+		uv_run(d.loop, UV_RUN_NOWAIT); /* let close callbacks run */
+		uv_loop_close(d.loop);
+	}
+	wi_wl_server_free(d.wl);
+	wi_attestor_free(d.attestor);
+	wi_ca_free(d.ca);
+	wi_config_free(d.config);
+	return d.exit_code;
+}

@@ -1,0 +1,112 @@
+/* workload-api/internal.h — shared between the files of the workload-api
+ * module: the server body, the call object and the handler entry points. */
+#ifndef WI_WORKLOAD_API_INTERNAL_H
+#define WI_WORKLOAD_API_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include <grpc/grpc.h>
+
+#include "attestors/attest.h"
+#include "core/ca.h"
+#include "core/registry.h"
+#include "core/x509_cache.h"
+#include "workload-api/conns.h"
+#include "workload-api/server.h"
+
+typedef enum wi__method {
+	WI__M_UNKNOWN = 0,
+	WI__M_FETCH_X509_SVID,
+	WI__M_FETCH_X509_BUNDLES,
+	WI__M_FETCH_JWT_SVID,
+	WI__M_FETCH_JWT_BUNDLES,
+	WI__M_VALIDATE_JWT_SVID,
+	WI__M_FETCH_WIT_SVID,
+	WI__M_FETCH_WIT_BUNDLES,
+	WI__M_HEALTH_CHECK,
+	WI__M_HEALTH_WATCH,
+} wi__method;
+
+typedef struct wi__call wi__call;
+typedef void (*wi__step)(wi__call *c, bool ok);
+
+/* A completion-queue tag: the call it belongs to and what to do next. */
+typedef struct wi__tag {
+	wi__call *call;
+	wi__step step;
+} wi__tag;
+
+struct wi__call {
+	wi_wl_server *srv;
+	atomic_int refs; /* one per outstanding batch, plus the handler's */
+	grpc_call *gc;
+	grpc_call_details details;
+	grpc_metadata_array md;
+	grpc_byte_buffer *recv_bb;
+	int cancelled;
+	wi__method method;
+	const char *method_name;
+	wi__conn *conn;
+	wi__tag t_new, t_recv, t_send, t_close;
+	grpc_slice status_details;
+	/* streams */
+	bool is_stream_open; /* registered in the server's stream list */
+	wi__call *prev, *next;
+};
+
+struct wi_wl_server {
+	char *socket_path;
+	int listen_fd;
+	int64_t default_ttl;
+	wi_attestor *attestor;
+	wi_ca *ca;
+	wi_x509_cache *x509_cache;
+	wi__conns *conns;
+
+	pthread_mutex_t reg_lock; /* guards `registry` pointer swaps */
+	wi_registry *registry;
+
+	grpc_server *server;
+	grpc_completion_queue *cq;
+	grpc_server_credentials *creds;
+	pthread_t *threads;
+	int n_threads;
+	atomic_bool stopping;
+	bool stopped;
+	bool grpc_inited;
+	wi__tag shutdown_tag;
+	pthread_mutex_t shutdown_lock;
+	pthread_cond_t shutdown_cond;
+	bool shutdown_done; /* the shutdown tag came back */
+
+	pthread_mutex_t streams_lock;
+	wi__call *streams; /* open server streams */
+	atomic_uint_fast64_t n_streams;
+
+	atomic_uint_fast64_t accepted, refused, calls;
+};
+
+/* Current registry snapshot, referenced. */
+wi_registry *wi__server_registry(wi_wl_server *s);
+
+/* Handlers: each finishes the call (status, or first stream message).
+ * `req` is the request payload (already size-checked). */
+void wi__handle_fetch_x509_svid(wi__call *c, const uint8_t *req, size_t len);
+void wi__handle_fetch_x509_bundles(wi__call *c, const uint8_t *req, size_t len);
+void wi__handle_health_check(wi__call *c, const uint8_t *req, size_t len);
+
+/* Finishing helpers (server.c). */
+void wi__call_finish(wi__call *c, grpc_status_code code, const char *msg);
+/* Sends one message; with `last` also OK status (unary).  Takes `payload`,
+ * which is wiped when gRPC releases it if `secret`. */
+void wi__call_send(wi__call *c, uint8_t *payload, size_t len, bool secret, bool last);
+/* Registers an open stream (for shutdown and future pushes). */
+void wi__call_stream_open(wi__call *c);
+
+/* Attests the caller of `c` and matches its identities.  On failure the call
+ * is finished with the right status and a negative code is returned. */
+int wi__call_identities(wi__call *c, wi_identities **ret);
+
+#endif

@@ -1,0 +1,646 @@
+/* workload-api/server.c — socket, gRPC C-core plumbing and the call state
+ * machine.  Handlers live in handlers.c. */
+#include "workload-api/internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc_posix.h>
+#include <grpc/grpc_security.h>
+#include <grpc/slice.h>
+#include <grpc/support/alloc.h>
+#include <openssl/crypto.h>
+
+#include "core/cleanup.h"
+#include "core/limits.h"
+#include "core/log.h"
+
+static const struct {
+	const char *path;
+	wi__method m;
+} methods[] = {
+	{"/SpiffeWorkloadAPI/FetchX509SVID", WI__M_FETCH_X509_SVID},
+	{"/SpiffeWorkloadAPI/FetchX509Bundles", WI__M_FETCH_X509_BUNDLES},
+	{"/SpiffeWorkloadAPI/FetchJWTSVID", WI__M_FETCH_JWT_SVID},
+	{"/SpiffeWorkloadAPI/FetchJWTBundles", WI__M_FETCH_JWT_BUNDLES},
+	{"/SpiffeWorkloadAPI/ValidateJWTSVID", WI__M_VALIDATE_JWT_SVID},
+	{"/SpiffeWorkloadAPI/FetchWITSVID", WI__M_FETCH_WIT_SVID},
+	{"/SpiffeWorkloadAPI/FetchWITBundles", WI__M_FETCH_WIT_BUNDLES},
+	{"/grpc.health.v1.Health/Check", WI__M_HEALTH_CHECK},
+	{"/grpc.health.v1.Health/Watch", WI__M_HEALTH_WATCH},
+};
+
+static const char wl_prefix[] = "/SpiffeWorkloadAPI/";
+
+/* ---- call lifetime ------------------------------------------------------ */
+
+static void call_unref(wi__call *c)
+{
+	if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	if (c->gc)
+		grpc_call_unref(c->gc);
+	grpc_call_details_destroy(&c->details);
+	grpc_metadata_array_destroy(&c->md);
+	if (c->recv_bb)
+		grpc_byte_buffer_destroy(c->recv_bb);
+	grpc_slice_unref(c->status_details);
+	wi__conns_release(c->srv->conns, c->conn);
+	free(c);
+}
+
+static void call_ref(wi__call *c)
+{
+	atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+}
+
+/* Starts a batch holding one reference; on failure to start, drops it. */
+static void start_batch(wi__call *c, const grpc_op *ops, size_t n, wi__tag *tag)
+{
+	call_ref(c);
+	grpc_call_error e = grpc_call_start_batch(c->gc, ops, n, tag, NULL);
+	if (e != GRPC_CALL_OK) {
+		wi_log(WI_LOG_ERROR, "grpc_batch_failed", "method=%s error=%d", c->method_name, (int)e);
+		call_unref(c);
+	}
+}
+
+static void on_new_call(wi__call *c, bool ok);
+
+static void request_call(wi_wl_server *s)
+{
+	if (atomic_load(&s->stopping))
+		return;
+	wi__call *c = calloc(1, sizeof(*c));
+	if (!c) {
+		wi_log(WI_LOG_ERROR, "oom", "cannot allocate a call slot");
+		return;
+	}
+	c->srv = s;
+	atomic_init(&c->refs, 1);
+	grpc_call_details_init(&c->details);
+	grpc_metadata_array_init(&c->md);
+	c->status_details = grpc_empty_slice();
+	c->t_new = (wi__tag){c, on_new_call};
+	c->method_name = "?";
+	grpc_call_error e = grpc_server_request_call(s->server, &c->gc, &c->details, &c->md, s->cq, s->cq, &c->t_new);
+	if (e != GRPC_CALL_OK) {
+		wi_log(WI_LOG_ERROR, "grpc_request_call_failed", "error=%d", (int)e);
+		call_unref(c);
+	}
+}
+
+/* ---- finishing ------------------------------------------------------------ */
+
+static void on_send_done(wi__call *c, bool ok)
+{
+	call_unref(c);
+}
+
+static void stream_close(wi__call *c)
+{
+	wi_wl_server *s = c->srv;
+	pthread_mutex_lock(&s->streams_lock);
+	if (c->is_stream_open) {
+		if (c->prev)
+			c->prev->next = c->next;
+		else
+			s->streams = c->next;
+		if (c->next)
+			c->next->prev = c->prev;
+		c->is_stream_open = false;
+		atomic_fetch_sub(&s->n_streams, 1);
+		pthread_mutex_unlock(&s->streams_lock);
+		call_unref(c); /* the stream list's reference */
+		return;
+	}
+	pthread_mutex_unlock(&s->streams_lock);
+}
+
+static void on_close(wi__call *c, bool ok)
+{
+	/* The call is over: finished by us, cancelled by the client, or the
+	 * connection died.  Nothing more will be sent. */
+	stream_close(c);
+	call_unref(c);
+}
+
+void wi__call_finish(wi__call *c, grpc_status_code code, const char *msg)
+{
+	grpc_slice_unref(c->status_details);
+	c->status_details = grpc_slice_from_copied_string(msg ? msg : "");
+	grpc_op ops[2];
+	memset(ops, 0, sizeof(ops));
+	ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+	ops[1].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+	ops[1].data.send_status_from_server.status = code;
+	ops[1].data.send_status_from_server.status_details = &c->status_details;
+	c->t_send = (wi__tag){c, on_send_done};
+	start_batch(c, ops, 2, &c->t_send);
+}
+
+typedef struct secret_box {
+	uint8_t *p;
+	size_t n;
+	bool secret;
+} secret_box;
+
+static void box_destroy(void *ud)
+{
+	secret_box *b = ud;
+	if (b->secret)
+		OPENSSL_cleanse(b->p, b->n);
+	free(b->p);
+	free(b);
+}
+
+void wi__call_send(wi__call *c, uint8_t *payload, size_t len, bool secret, bool last)
+{
+	secret_box *box = malloc(sizeof(*box));
+	if (!box) {
+		if (secret)
+			OPENSSL_cleanse(payload, len);
+		free(payload);
+		wi__call_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+		return;
+	}
+	*box = (secret_box){payload, len, secret};
+	/* Zero-copy slice; the key bytes inside are wiped when gRPC lets go. */
+	grpc_slice sl = grpc_slice_new_with_user_data(payload, len, box_destroy, box);
+	grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&sl, 1);
+	grpc_slice_unref(sl);
+	grpc_op ops[3];
+	memset(ops, 0, sizeof(ops));
+	ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+	ops[1].op = GRPC_OP_SEND_MESSAGE;
+	ops[1].data.send_message.send_message = bb;
+	size_t n = 2;
+	if (last) {
+		ops[2].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+		ops[2].data.send_status_from_server.status = GRPC_STATUS_OK;
+		ops[2].data.send_status_from_server.status_details = &c->status_details;
+		n = 3;
+	}
+	c->t_send = (wi__tag){c, on_send_done};
+	start_batch(c, ops, n, &c->t_send);
+	grpc_byte_buffer_destroy(bb); /* the batch holds its own reference */
+}
+
+void wi__call_stream_open(wi__call *c)
+{
+	wi_wl_server *s = c->srv;
+	call_ref(c);
+	pthread_mutex_lock(&s->streams_lock);
+	c->is_stream_open = true;
+	c->prev = NULL;
+	c->next = s->streams;
+	if (s->streams)
+		s->streams->prev = c;
+	s->streams = c;
+	atomic_fetch_add(&s->n_streams, 1);
+	pthread_mutex_unlock(&s->streams_lock);
+}
+
+/* ---- dispatch --------------------------------------------------------------- */
+
+wi_registry *wi__server_registry(wi_wl_server *s)
+{
+	pthread_mutex_lock(&s->reg_lock);
+	wi_registry *r = wi_registry_ref(s->registry);
+	pthread_mutex_unlock(&s->reg_lock);
+	return r;
+}
+
+/* Workload Endpoint §4: exactly one `workload.spiffe.io` value, "true". */
+static bool security_header_ok(const grpc_metadata_array *md)
+{
+	int seen = 0;
+	bool ok = false;
+	for (size_t i = 0; i < md->count; i++) {
+		if (grpc_slice_str_cmp(md->metadata[i].key, "workload.spiffe.io") == 0) {
+			seen++;
+			ok = grpc_slice_str_cmp(md->metadata[i].value, "true") == 0;
+		}
+	}
+	return seen == 1 && ok;
+}
+
+static void on_recv(wi__call *c, bool ok)
+{
+	if (!ok || !c->recv_bb) {
+		/* The client half-closed without a request, or the call died. */
+		if (ok)
+			wi__call_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "missing request message");
+		call_unref(c);
+		return;
+	}
+	size_t len = grpc_byte_buffer_length(c->recv_bb);
+	if (len > WI_GRPC_REQUEST_MAX) {
+		wi_log(WI_LOG_WARN, "request_too_large", "method=%s bytes=%zu", c->method_name, len);
+		wi__call_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "request too large");
+		call_unref(c);
+		return;
+	}
+	grpc_byte_buffer_reader rd;
+	if (!grpc_byte_buffer_reader_init(&rd, c->recv_bb)) {
+		wi__call_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "unreadable request");
+		call_unref(c);
+		return;
+	}
+	grpc_slice all = grpc_byte_buffer_reader_readall(&rd);
+	grpc_byte_buffer_reader_destroy(&rd);
+	const uint8_t *p = GRPC_SLICE_START_PTR(all);
+	size_t n = GRPC_SLICE_LENGTH(all);
+	switch (c->method) {
+	case WI__M_FETCH_X509_SVID:
+		wi__handle_fetch_x509_svid(c, p, n);
+		break;
+	case WI__M_FETCH_X509_BUNDLES:
+		wi__handle_fetch_x509_bundles(c, p, n);
+		break;
+	case WI__M_HEALTH_CHECK:
+		wi__handle_health_check(c, p, n);
+		break;
+	default:
+		wi__call_finish(c, GRPC_STATUS_UNIMPLEMENTED, "method not implemented");
+		break;
+	}
+	grpc_slice_unref(all);
+	call_unref(c);
+}
+
+static void on_new_call(wi__call *c, bool ok)
+{
+	wi_wl_server *s = c->srv;
+	if (!ok) {
+		/* Server shutting down: the slot comes back unused. */
+		call_unref(c);
+		return;
+	}
+	request_call(s); /* keep the pool of pending slots full */
+	atomic_fetch_add(&s->calls, 1);
+
+	c->method = WI__M_UNKNOWN;
+	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
+		if (grpc_slice_str_cmp(c->details.method, methods[i].path) == 0) {
+			c->method = methods[i].m;
+			c->method_name = methods[i].path;
+			break;
+		}
+	}
+
+	/* Learn when the call ends, whatever happens next. */
+	grpc_op close_op;
+	memset(&close_op, 0, sizeof(close_op));
+	close_op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+	close_op.data.recv_close_on_server.cancelled = &c->cancelled;
+	c->t_close = (wi__tag){c, on_close};
+	start_batch(c, &close_op, 1, &c->t_close);
+
+	bool is_wl = GRPC_SLICE_LENGTH(c->details.method) >= sizeof(wl_prefix) - 1 &&
+		     memcmp(GRPC_SLICE_START_PTR(c->details.method), wl_prefix, sizeof(wl_prefix) - 1) == 0;
+	if (is_wl && !security_header_ok(&c->md)) {
+		/* Checked before any attestation, for every Workload API method. */
+		wi_log(WI_LOG_WARN, "security_header_missing", "method=%.*s",
+		       (int)(GRPC_SLICE_LENGTH(c->details.method) > 128 ? 128 : GRPC_SLICE_LENGTH(c->details.method)),
+		       (const char *)GRPC_SLICE_START_PTR(c->details.method));
+		wi__call_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "security header missing from request");
+		call_unref(c);
+		return;
+	}
+	switch (c->method) {
+	case WI__M_FETCH_X509_SVID:
+	case WI__M_FETCH_X509_BUNDLES:
+	case WI__M_HEALTH_CHECK:
+		break;
+	case WI__M_FETCH_WIT_SVID:
+	case WI__M_FETCH_WIT_BUNDLES:
+		/* Workload API §7: servers without the WIT profile answer Unimplemented. */
+		wi__call_finish(c, GRPC_STATUS_UNIMPLEMENTED, "WIT-SVIDs are not supported");
+		call_unref(c);
+		return;
+	default:
+		wi__call_finish(c, GRPC_STATUS_UNIMPLEMENTED, "method not implemented");
+		call_unref(c);
+		return;
+	}
+
+	grpc_op recv_op;
+	memset(&recv_op, 0, sizeof(recv_op));
+	recv_op.op = GRPC_OP_RECV_MESSAGE;
+	recv_op.data.recv_message.recv_message = &c->recv_bb;
+	c->t_recv = (wi__tag){c, on_recv};
+	start_batch(c, &recv_op, 1, &c->t_recv);
+	call_unref(c); /* the handler's reference; batches hold their own */
+}
+
+int wi__call_identities(wi__call *c, wi_identities **ret)
+{
+	wi_wl_server *s = c->srv;
+	char *peer = grpc_call_get_peer(c->gc);
+	int rc = wi__conns_lookup(s->conns, peer, &c->conn);
+	if (rc < 0) {
+		wi_log(WI_LOG_WARN, "caller_unknown", "method=%s peer=%s: %s", c->method_name, peer ? peer : "",
+		       wi_error_detail());
+		gpr_free(peer);
+		wi__call_finish(c, GRPC_STATUS_UNAUTHENTICATED, "could not verify the caller");
+		return rc;
+	}
+	gpr_free(peer);
+	wi_peer *p = c->conn->peer;
+	_cleanup_(wi_selector_set_unrefp) wi_selector_set *sel = NULL;
+	rc = wi_attestor_attest(s->attestor, p, &sel);
+	if (rc < 0) {
+		int status = wi_error_grpc_status(rc == WI_E_UNAUTHENTICATED ? rc : WI_E_UNAVAILABLE);
+		wi_log(WI_LOG_WARN, "attestation_failed", "method=%s pid=%d uid=%u: %s", c->method_name,
+		       (int)wi_peer_pid(p), (unsigned)wi_peer_uid(p), wi_error_detail());
+		wi__call_finish(c, (grpc_status_code)status,
+				rc == WI_E_UNAUTHENTICATED ? "could not verify existence of the original caller"
+							   : "attestation failed; retry");
+		return rc;
+	}
+	_cleanup_(wi_registry_unrefp) wi_registry *reg = wi__server_registry(s);
+	wi_identities *ids = NULL;
+	rc = wi_registry_match(reg, sel, &ids);
+	if (rc < 0) {
+		wi_log(WI_LOG_ERROR, "match_failed", "method=%s: %s", c->method_name, wi_error_detail());
+		wi__call_finish(c, GRPC_STATUS_UNAVAILABLE, "internal error; retry");
+		return rc;
+	}
+	if (wi_identities_count(ids) == 0) {
+		wi_log(WI_LOG_INFO, "no_identity", "method=%s pid=%d uid=%u selectors=%zu", c->method_name,
+		       (int)wi_peer_pid(p), (unsigned)wi_peer_uid(p), wi_selector_set_count(sel));
+		wi_identities_free(ids);
+		wi__call_finish(c, GRPC_STATUS_PERMISSION_DENIED, "no identity issued");
+		return WI_E_PERMISSION;
+	}
+	*ret = ids;
+	return 0;
+}
+
+/* ---- workers -------------------------------------------------------------- */
+
+static void *worker(void *arg)
+{
+	wi_wl_server *s = arg;
+	for (;;) {
+		grpc_event ev = grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+		if (ev.type == GRPC_QUEUE_SHUTDOWN)
+			break;
+		if (ev.type != GRPC_OP_COMPLETE)
+			continue;
+		wi__tag *t = ev.tag;
+		if (t == &s->shutdown_tag) {
+			pthread_mutex_lock(&s->shutdown_lock);
+			s->shutdown_done = true;
+			pthread_cond_broadcast(&s->shutdown_cond);
+			pthread_mutex_unlock(&s->shutdown_lock);
+			continue;
+		}
+		t->step(t->call, ev.success != 0);
+	}
+	return NULL;
+}
+
+/* ---- socket --------------------------------------------------------------- */
+
+static int bind_socket(const char *path, int *ret_fd)
+{
+	struct sockaddr_un addr = {.sun_family = AF_UNIX};
+	WI_CHECK(strlen(path) < sizeof(addr.sun_path), WI_E_INVAL, "socket path too long");
+	memcpy(addr.sun_path, path, strlen(path) + 1);
+	struct stat st;
+	if (lstat(path, &st) == 0) {
+		/* A stale socket from a previous run is removed; anything else is the
+		 * operator's file and is left alone. */
+		WI_CHECK(S_ISSOCK(st.st_mode), WI_E_IO, "%s exists and is not a socket", path);
+		WI_CHECK_ERRNO(unlink(path) == 0, "unlink %s: %s", path, strerror(errno));
+	}
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	WI_CHECK_ERRNO(fd >= 0, "socket: %s", strerror(errno));
+	if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+		int e = errno;
+		close(fd);
+		WI_FAIL(WI_E_IO, "bind %s: %s", path, strerror(e));
+	}
+	/* Any local process may call; attestation decides (SPIRE does the same). */
+	if (chmod(path, 0777) < 0 || listen(fd, WI_LISTEN_BACKLOG) < 0) {
+		int e = errno;
+		close(fd);
+		unlink(path);
+		WI_FAIL(WI_E_IO, "listen %s: %s", path, strerror(e));
+	}
+	*ret_fd = fd;
+	return 0;
+}
+
+void wi_wl_server_accept(wi_wl_server *s)
+{
+	for (;;) {
+		int fd = accept4(s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				wi_log(WI_LOG_WARN, "accept_failed", "error=%s", strerror(errno));
+			return;
+		}
+		wi_peer *peer = NULL;
+		if (wi_peer_from_socket(fd, &peer) < 0) {
+			wi_log(WI_LOG_INFO, "connection_refused", "reason=\"%s\"", wi_error_detail());
+			atomic_fetch_add(&s->refused, 1);
+			close(fd);
+			continue;
+		}
+		if (wi__conns_count_uid(s->conns, wi_peer_uid(peer)) >= WI_CONNECTIONS_PER_UID_MAX) {
+			wi_log(WI_LOG_WARN, "connection_refused", "uid=%u reason=\"per-uid connection cap\"",
+			       (unsigned)wi_peer_uid(peer));
+			atomic_fetch_add(&s->refused, 1);
+			wi_peer_free(peer);
+			close(fd);
+			continue;
+		}
+		if (wi__conns_add(s->conns, fd, peer) < 0) {
+			wi_log(WI_LOG_ERROR, "connection_refused", "reason=\"%s\"", wi_error_detail());
+			atomic_fetch_add(&s->refused, 1);
+			wi_peer_free(peer);
+			close(fd);
+			continue;
+		}
+		atomic_fetch_add(&s->accepted, 1);
+		/* gRPC owns the fd from here and closes it with the transport. */
+		grpc_server_add_channel_from_fd(s->server, fd, s->creds);
+	}
+}
+
+void wi_wl_server_sweep(wi_wl_server *s)
+{
+	wi__conns_sweep(s->conns);
+	wi_x509_cache_prune(s->x509_cache, time(NULL));
+}
+
+int wi_wl_server_listen_fd(const wi_wl_server *s)
+{
+	return s->listen_fd;
+}
+
+void wi_wl_server_set_registry(wi_wl_server *s, wi_registry *r)
+{
+	wi_registry *old;
+	pthread_mutex_lock(&s->reg_lock);
+	old = s->registry;
+	s->registry = wi_registry_ref(r);
+	pthread_mutex_unlock(&s->reg_lock);
+	wi_registry_unref(old);
+}
+
+int wi_wl_server_start(const wi_wl_options *o, wi_wl_server **ret)
+{
+	wi_wl_server *s = calloc(1, sizeof(*s));
+	WI_CHECK_ALLOC(s);
+	s->listen_fd = -1;
+	s->default_ttl = o->default_x509_ttl;
+	s->attestor = o->attestor;
+	s->ca = o->ca;
+	pthread_mutex_init(&s->reg_lock, NULL);
+	pthread_mutex_init(&s->streams_lock, NULL);
+	pthread_mutex_init(&s->shutdown_lock, NULL);
+	pthread_cond_init(&s->shutdown_cond, NULL);
+	s->registry = wi_registry_ref(o->registry);
+	s->socket_path = strdup(o->socket_path);
+	int rc = s->socket_path ? 0 : WI_E_NOMEM;
+	if (rc == 0)
+		rc = wi__conns_new(&s->conns);
+	if (rc == 0)
+		rc = wi_x509_cache_new(o->ca, &s->x509_cache);
+	if (rc == 0)
+		rc = bind_socket(s->socket_path, &s->listen_fd);
+	if (rc < 0) {
+		s->stopped = true;
+		wi_wl_server_free(s);
+		return rc;
+	}
+
+	grpc_init();
+	s->grpc_inited = true;
+	grpc_arg args[2] = {
+		{.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
+		 .value.integer = (int)WI_GRPC_REQUEST_MAX},
+		{.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH,
+		 .value.integer = (int)(4u * 1024u * 1024u)},
+	};
+	grpc_channel_args ch_args = {.num_args = 2, .args = args};
+	s->server = grpc_server_create(&ch_args, NULL);
+	s->cq = grpc_completion_queue_create_for_next(NULL);
+	grpc_server_register_completion_queue(s->server, s->cq, NULL);
+	s->creds = grpc_insecure_server_credentials_create();
+	grpc_server_start(s->server);
+
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+	s->n_threads = o->threads > 0 ? o->threads : (int)(cores > 0 ? cores : 1);
+	if (s->n_threads > WI_GRPC_THREADS_MAX)
+		s->n_threads = WI_GRPC_THREADS_MAX;
+	s->threads = calloc((size_t)s->n_threads, sizeof(*s->threads));
+	if (!s->threads) {
+		wi_wl_server_free(s);
+		WI_FAIL(WI_E_NOMEM, "allocation");
+	}
+	for (int i = 0; i < WI_GRPC_PENDING_CALLS; i++)
+		request_call(s);
+	for (int i = 0; i < s->n_threads; i++) {
+		if (pthread_create(&s->threads[i], NULL, worker, s) != 0) {
+			s->n_threads = i;
+			wi_wl_server_free(s);
+			WI_FAIL(WI_E_IO, "cannot start worker threads");
+		}
+	}
+	*ret = s;
+	return 0;
+}
+
+void wi_wl_server_stop(wi_wl_server *s)
+{
+	if (!s || s->stopped)
+		return;
+	s->stopped = true;
+	atomic_store(&s->stopping, true);
+	if (s->listen_fd >= 0) {
+		close(s->listen_fd);
+		s->listen_fd = -1;
+		unlink(s->socket_path);
+	}
+	if (s->server) {
+		grpc_server_shutdown_and_notify(s->server, s->cq, &s->shutdown_tag);
+		/* Open streams end with UNAVAILABLE: clients reconnect elsewhere or
+		 * to our successor. */
+		pthread_mutex_lock(&s->streams_lock);
+		for (wi__call *c = s->streams; c; c = c->next)
+			grpc_call_cancel_with_status(c->gc, GRPC_STATUS_UNAVAILABLE, "server shutting down", NULL);
+		pthread_mutex_unlock(&s->streams_lock);
+		grpc_server_cancel_all_calls(s->server);
+		/* grpc_server_destroy requires the shutdown tag to have come back. */
+		if (s->n_threads == 0) {
+			grpc_completion_queue_pluck(s->cq, &s->shutdown_tag, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+		} else {
+			pthread_mutex_lock(&s->shutdown_lock);
+			while (!s->shutdown_done)
+				pthread_cond_wait(&s->shutdown_cond, &s->shutdown_lock);
+			pthread_mutex_unlock(&s->shutdown_lock);
+		}
+		grpc_server_destroy(s->server);
+		s->server = NULL;
+	}
+	if (s->cq)
+		grpc_completion_queue_shutdown(s->cq);
+	for (int i = 0; i < s->n_threads; i++)
+		pthread_join(s->threads[i], NULL);
+	s->n_threads = 0;
+	if (s->cq) {
+		grpc_completion_queue_destroy(s->cq);
+		s->cq = NULL;
+	}
+	if (s->creds) {
+		grpc_server_credentials_release(s->creds);
+		s->creds = NULL;
+	}
+	if (s->grpc_inited)
+		grpc_shutdown();
+	s->grpc_inited = false;
+}
+
+wi_wl_server *wi_wl_server_free(wi_wl_server *s)
+{
+	if (!s)
+		return NULL;
+	wi_wl_server_stop(s);
+	if (s->listen_fd >= 0)
+		close(s->listen_fd);
+	wi_x509_cache_free(s->x509_cache);
+	wi__conns_free(s->conns);
+	wi_registry_unref(s->registry);
+	pthread_mutex_destroy(&s->reg_lock);
+	pthread_mutex_destroy(&s->streams_lock);
+	pthread_mutex_destroy(&s->shutdown_lock);
+	pthread_cond_destroy(&s->shutdown_cond);
+	free(s->threads);
+	free(s->socket_path);
+	free(s);
+	return NULL;
+}
+
+void wi_wl_server_get_stats(wi_wl_server *s, wi_wl_stats *ret)
+{
+	ret->connections_accepted = atomic_load(&s->accepted);
+	ret->connections_refused = atomic_load(&s->refused);
+	ret->connections_open = wi__conns_sweep(s->conns);
+	ret->calls = atomic_load(&s->calls);
+	ret->streams_open = atomic_load(&s->n_streams);
+}
