@@ -1,0 +1,39 @@
+# Thin wrapper around CMake.  `make run` and `make test` are the two commands
+# README.md promises: each installs what it needs first.
+BUILD     ?= build
+ASAN      ?= build-asan
+JOBS      ?= $(shell nproc)
+CONFIG    ?= conf/dev.json
+
+.PHONY: all deps build run test test-fast test-asan clean
+
+all: build
+
+deps:
+	./scripts/install-deps
+
+build: deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo
+	cmake --build $(BUILD) -j$(JOBS)
+
+run: build
+	./$(BUILD)/wimsed --config $(CONFIG)
+
+# Everything: unit, lint, interop and fuzz-corpus tests on the release build,
+# then the same suite on an ASan+UBSan build.
+test: build
+	ctest --test-dir $(BUILD) --output-on-failure -j2 --timeout 600
+	$(MAKE) --no-print-directory test-asan
+
+test-fast: build
+	ctest --test-dir $(BUILD) --output-on-failure -j2 --timeout 600
+
+test-asan: deps
+	cmake -S . -B $(ASAN) -DCMAKE_BUILD_TYPE=Debug -DWI_SANITIZE=ON
+	cmake --build $(ASAN) -j$(JOBS)
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=1 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --test-dir $(ASAN) --output-on-failure -j2 --timeout 900
+
+clean:
+	rm -rf $(BUILD) $(ASAN)
