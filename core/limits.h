@@ -41,6 +41,8 @@
 #define WI_EXE_HASH_SIZE_MAX (1024LL * 1024 * 1024)
 /* Cache of executable digests keyed by (dev, ino, mtime, size). */
 #define WI_EXE_HASH_CACHE_SLOTS 256
+/* getpwuid_r/getgrgid_r buffer cap (groups with huge member lists). */
+#define WI_NSS_BUFFER_MAX (1024u * 1024u)
 /* Cache of attestation results keyed by process identity. */
 #define WI_ATTEST_CACHE_SLOTS 1024
 

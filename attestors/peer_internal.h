@@ -1,0 +1,28 @@
+/* attestors/peer_internal.h — internals of attestors/peer.c shared with the
+ * unit tests (not part of the public API). */
+#ifndef WI_ATTESTORS_PEER_INTERNAL_H
+#define WI_ATTESTORS_PEER_INTERNAL_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "attestors/peer.h"
+#include "core/error.h"
+
+/* Fallback for kernels without SO_PEERPIDFD (< 6.5) and for a peer whose
+ * pidfd the kernel would not hand out: pidfd_open(pid), open /proc/<pid>, read
+ * its start time, and reject a process that started after `accept_ticks`
+ * (boot-time clock ticks taken when the connection was accepted) since it
+ * cannot be the process that connected; then check that the pidfd's process
+ * is still alive so the dirfd is proven to be the same process.  uid/gid are
+ * the SO_PEERCRED values.  WI_E_UNAUTHENTICATED when the process is gone or
+ * fails the start-time check. */
+int wi__peer_from_pid_fallback(pid_t pid, uid_t uid, gid_t gid, uint64_t accept_ticks,
+			       wi_peer **ret) WI_WUR;
+
+/* Now, in the clock of /proc/<pid>/stat field 22: CLOCK_BOOTTIME in USER_HZ
+ * ticks (proc(5): "time the process started after system boot", which the
+ * kernel takes from the task's boot-based start time). */
+int wi__peer_boottime_ticks(uint64_t *ret) WI_WUR;
+
+#endif
