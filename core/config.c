@@ -163,12 +163,15 @@ static int abs_path(const ctx *cx, const char *key, const char *path, const char
 		const char *rel = in;
 		while (rel[0] == '.' && rel[1] == '/')
 			rel += 2;
-		size_t n = strlen(cwd) + 1 + strlen(rel) + 1;
-		if (n > PATH_MAX)
+		size_t cl = strlen(cwd), rl = strlen(rel);
+		if (cl + 1 + rl + 1 > PATH_MAX)
 			CFG_FAIL(cx, key, path, "\"%s\" is too long", key);
-		*ret = malloc(n);
-		if (*ret)
-			snprintf(*ret, n, "%s/%s", cwd, rel);
+		*ret = malloc(cl + 1 + rl + 1);
+		if (*ret) {
+			memcpy(*ret, cwd, cl);
+			(*ret)[cl] = '/';
+			memcpy(*ret + cl + 1, rel, rl + 1);
+		}
 	}
 	WI_CHECK_ALLOC(*ret);
 	return 0;

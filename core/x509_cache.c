@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/rand.h>
+
 #include "core/limits.h"
 
 #define BUCKETS 1024u
@@ -13,6 +15,7 @@ typedef struct slot {
 	struct slot *next;
 	uint64_t hash;
 	int64_t ttl;
+	time_t refresh_at; /* jittered, never past half-life */
 	wi_x509_svid *svid;
 	char id[];
 } slot;
@@ -72,13 +75,29 @@ wi_x509_cache *wi_x509_cache_free(wi_x509_cache *c)
 	return NULL;
 }
 
+/* When to re-mint: between 40 % and 50 % of the lifetime, at random, so
+ * that identities minted together do not all rotate together (Workload API:
+ * servers should splay widespread updates), and never past half-life. */
+static time_t jittered_refresh(const wi_x509_svid *svid)
+{
+	time_t nb = wi_x509_svid_not_before(svid);
+	time_t half = wi_x509_svid_refresh_at(svid);
+	uint32_t r = 0;
+	if (RAND_bytes((unsigned char *)&r, sizeof(r)) != 1)
+		return half;
+	int64_t span = (int64_t)(half - nb) / 5; /* 10 % of the lifetime */
+	return half - (span > 0 ? (time_t)(r % (uint64_t)(span + 1)) : 0);
+}
+
 /* Under c->lock: a current SVID for the key, referenced, or NULL. */
-static wi_x509_svid *lookup_locked(wi_x509_cache *c, uint64_t h, const char *id, int64_t ttl, time_t now)
+static wi_x509_svid *lookup_locked(wi_x509_cache *c, uint64_t h, const char *id, int64_t ttl, time_t now,
+				   time_t *ret_refresh)
 {
 	for (slot *s = c->buckets[h % BUCKETS]; s; s = s->next)
-		if (s->hash == h && s->ttl == ttl && strcmp(s->id, id) == 0 &&
-		    now < wi_x509_svid_refresh_at(s->svid))
+		if (s->hash == h && s->ttl == ttl && strcmp(s->id, id) == 0 && now < s->refresh_at) {
+			*ret_refresh = s->refresh_at;
 			return wi_x509_svid_ref(s->svid);
+		}
 	return NULL;
 }
 
@@ -88,7 +107,7 @@ static void prune_locked(wi_x509_cache *c, time_t now)
 		slot **pp = &c->buckets[b];
 		while (*pp) {
 			slot *s = *pp;
-			if (now >= wi_x509_svid_refresh_at(s->svid)) {
+			if (now >= s->refresh_at) {
 				*pp = s->next;
 				slot_free(s);
 				c->size--;
@@ -101,7 +120,7 @@ static void prune_locked(wi_x509_cache *c, time_t now)
 
 /* Under c->lock: replaces any slot of the key with `svid` (takes a ref). */
 static void insert_locked(wi_x509_cache *c, uint64_t h, const char *id, int64_t ttl, wi_x509_svid *svid,
-			  time_t now)
+			  time_t refresh_at, time_t now)
 {
 	slot **pp = &c->buckets[h % BUCKETS];
 	while (*pp) {
@@ -124,6 +143,7 @@ static void insert_locked(wi_x509_cache *c, uint64_t h, const char *id, int64_t 
 		return;
 	s->hash = h;
 	s->ttl = ttl;
+	s->refresh_at = refresh_at;
 	s->svid = wi_x509_svid_ref(svid);
 	memcpy(s->id, id, idlen + 1);
 	s->next = c->buckets[h % BUCKETS];
@@ -131,22 +151,26 @@ static void insert_locked(wi_x509_cache *c, uint64_t h, const char *id, int64_t 
 	c->size++;
 }
 
-int wi_x509_cache_get(wi_x509_cache *c, const char *spiffe_id, int64_t ttl, time_t now, wi_x509_svid **ret)
+int wi_x509_cache_get(wi_x509_cache *c, const char *spiffe_id, int64_t ttl, time_t now, wi_x509_svid **ret,
+		      time_t *ret_refresh_at)
 {
 	uint64_t h = hash_key(spiffe_id, ttl);
+	time_t refresh = 0;
 	pthread_mutex_lock(&c->lock);
-	wi_x509_svid *svid = lookup_locked(c, h, spiffe_id, ttl, now);
+	wi_x509_svid *svid = lookup_locked(c, h, spiffe_id, ttl, now, &refresh);
 	if (svid)
 		c->hits++;
 	pthread_mutex_unlock(&c->lock);
 	if (svid) {
 		*ret = svid;
+		if (ret_refresh_at)
+			*ret_refresh_at = refresh;
 		return 0;
 	}
 
 	pthread_mutex_lock(&c->mint_lock);
 	pthread_mutex_lock(&c->lock);
-	svid = lookup_locked(c, h, spiffe_id, ttl, now); /* minted while we waited? */
+	svid = lookup_locked(c, h, spiffe_id, ttl, now, &refresh); /* minted while we waited? */
 	if (svid)
 		c->hits++;
 	pthread_mutex_unlock(&c->lock);
@@ -156,13 +180,16 @@ int wi_x509_cache_get(wi_x509_cache *c, const char *spiffe_id, int64_t ttl, time
 			pthread_mutex_unlock(&c->mint_lock);
 			return rc;
 		}
+		refresh = jittered_refresh(svid);
 		pthread_mutex_lock(&c->lock);
 		c->minted++;
-		insert_locked(c, h, spiffe_id, ttl, svid, now);
+		insert_locked(c, h, spiffe_id, ttl, svid, refresh, now);
 		pthread_mutex_unlock(&c->lock);
 	}
 	pthread_mutex_unlock(&c->mint_lock);
 	*ret = svid;
+	if (ret_refresh_at)
+		*ret_refresh_at = refresh;
 	return 0;
 }
 

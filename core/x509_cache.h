@@ -1,7 +1,8 @@
 /* core/x509_cache.h — minted X.509-SVIDs shared by every caller of one
- * identity (DESIGN §7): one SVID per (SPIFFE ID, TTL), handed out until half
- * its lifetime has passed (so a fresh caller never receives an SVID past
- * half-life), then re-minted.  Misses are minted one at a time, so a crowd of
+ * identity (DESIGN §7): one SVID per (SPIFFE ID, TTL), handed out until a
+ * jittered point between 40 % and 50 % of its lifetime (so a fresh caller never
+ * receives an SVID past half-life, and identities minted together spread their
+ * rotations), then re-minted.  Misses are minted one at a time, so a crowd of
  * callers of one identity costs one signature, not one each.
  * Thread-safe. */
 #ifndef WI_CORE_X509_CACHE_H
@@ -20,9 +21,11 @@ typedef struct wi_x509_cache wi_x509_cache;
 int wi_x509_cache_new(wi_ca *ca, wi_x509_cache **ret) WI_WUR;
 wi_x509_cache *wi_x509_cache_free(wi_x509_cache *c);
 
-/* A new reference to a current SVID for (spiffe_id, ttl) at time `now`. */
+/* A new reference to a current SVID for (spiffe_id, ttl) at time `now`, and
+ * (if ret_refresh_at) the time from which the cache will hand out a new one:
+ * between 40 % and 50 % of its lifetime, jittered per SVID. */
 int wi_x509_cache_get(wi_x509_cache *c, const char *spiffe_id, int64_t ttl, time_t now,
-		      wi_x509_svid **ret) WI_WUR;
+		      wi_x509_svid **ret, time_t *ret_refresh_at) WI_WUR;
 /* Drops SVIDs past their refresh time. */
 void wi_x509_cache_prune(wi_x509_cache *c, time_t now);
 

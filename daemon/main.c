@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -21,7 +22,9 @@
 #include "daemon/logsink.h"
 #include "workload-api/server.h"
 
-#define SWEEP_INTERVAL_MS 2000
+/* Stream pushes are checked every tick; closed connections swept less often. */
+#define TICK_INTERVAL_MS 1000
+#define SWEEP_EVERY_TICKS 2
 
 typedef struct daemon_state {
 	const char *config_path;
@@ -33,6 +36,7 @@ typedef struct daemon_state {
 	uv_poll_t accept_poll;
 	uv_signal_t sig_term, sig_int, sig_hup;
 	uv_timer_t sweep_timer;
+	unsigned long ticks;
 	int exit_code;
 } daemon_state;
 
@@ -54,10 +58,12 @@ static void on_accept(uv_poll_t *h, int status, int events)
 	wi_wl_server_accept(d->wl);
 }
 
-static void on_sweep(uv_timer_t *t)
+static void on_tick(uv_timer_t *t)
 {
 	daemon_state *d = t->data;
-	wi_wl_server_sweep(d->wl);
+	wi_wl_server_tick(d->wl);
+	if (++d->ticks % SWEEP_EVERY_TICKS == 0)
+		wi_wl_server_sweep(d->wl);
 }
 
 static void close_cb_noop(uv_handle_t *h)
@@ -100,6 +106,7 @@ static void on_reload(uv_signal_t *h, int signum)
 	}
 	wi_registry *reg = wi_config_registry(nc);
 	wi_wl_server_set_registry(d->wl, reg);
+	wi_wl_server_tick(d->wl); /* push the change to open streams now */
 	wi_log(WI_LOG_INFO, "reloaded", "entries=%zu", wi_registry_count(reg));
 	if (wi_registry_uses_kind(reg, WI_SEL_UNIX_SHA256)) {
 		wi_registry *old = wi_config_registry(d->config);
@@ -208,7 +215,7 @@ static int run(daemon_state *d)
 	uv_signal_start(&d->sig_hup, on_reload, SIGHUP);
 	uv_timer_init(d->loop, &d->sweep_timer);
 	d->sweep_timer.data = d;
-	uv_timer_start(&d->sweep_timer, on_sweep, SWEEP_INTERVAL_MS, SWEEP_INTERVAL_MS);
+	uv_timer_start(&d->sweep_timer, on_tick, TICK_INTERVAL_MS, TICK_INTERVAL_MS);
 
 	wi_log(WI_LOG_INFO, "ready", "trust_domain=%s socket=%s entries=%zu", wi_config_trust_domain(c),
 	       wi_config_workload_socket(c), wi_registry_count(wopts.registry));
@@ -257,6 +264,13 @@ int main(int argc, char **argv)
 	wi_logsink_install(wi_config_log_level(d.config), wi_config_log_json(d.config));
 	signal(SIGPIPE, SIG_IGN);
 	umask(077);
+	/* Every connection is an fd (plus a pidfd): take the hard limit. */
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			wi_log(WI_LOG_WARN, "rlimit", "cannot raise RLIMIT_NOFILE: %s", strerror(errno));
+	}
 
 	d.exit_code = run(&d);
 

@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <time.h>
 
 #include <grpc/grpc.h>
 
@@ -31,6 +32,11 @@ typedef enum wi__method {
 
 typedef struct wi__call wi__call;
 typedef void (*wi__step)(wi__call *c, bool ok);
+/* Builds a stream's full-state message for the call's current identities.
+ * Sets *ret_secret when the payload holds private keys, and *ret_next to the
+ * time the message should be rebuilt (0 = only on events). */
+typedef int (*wi__builder)(wi__call *c, time_t now, uint8_t **ret, size_t *ret_len, bool *ret_secret,
+			   time_t *ret_next);
 
 /* A completion-queue tag: the call it belongs to and what to do next. */
 typedef struct wi__tag {
@@ -51,9 +57,21 @@ struct wi__call {
 	wi__conn *conn;
 	wi__tag t_new, t_recv, t_send, t_close;
 	grpc_slice status_details;
-	/* streams */
+	/* streams: the list links are guarded by the server's streams_lock */
 	bool is_stream_open; /* registered in the server's stream list */
 	wi__call *prev, *next;
+	/* stream state, guarded by send_lock */
+	pthread_mutex_t send_lock;
+	bool initial_md_sent; /* SEND_INITIAL_METADATA may go out only once */
+	bool send_busy;       /* one SEND_MESSAGE in flight at a time */
+	bool send_dirty;      /* state changed while a send was in flight */
+	bool done;            /* the call is over; send nothing more */
+	wi__tag t_stream_send;
+	wi__builder build;
+	wi_selector_set *sel; /* attested when the stream opened */
+	wi_registry *reg;     /* the snapshot `ids` were matched in */
+	wi_identities *ids;
+	time_t next_refresh;
 };
 
 struct wi_wl_server {
@@ -99,14 +117,23 @@ void wi__handle_health_check(wi__call *c, const uint8_t *req, size_t len);
 
 /* Finishing helpers (server.c). */
 void wi__call_finish(wi__call *c, grpc_status_code code, const char *msg);
-/* Sends one message; with `last` also OK status (unary).  Takes `payload`,
- * which is wiped when gRPC releases it if `secret`. */
-void wi__call_send(wi__call *c, uint8_t *payload, size_t len, bool secret, bool last);
-/* Registers an open stream (for shutdown and future pushes). */
-void wi__call_stream_open(wi__call *c);
+/* Sends the one message of a unary call with OK status.  Takes `payload`. */
+void wi__call_reply(wi__call *c, uint8_t *payload, size_t len);
+/* Opens a server stream: the call takes `sel`, `reg` and `ids`, registers
+ * in the stream list, and sends the first message built by `build` at once
+ * (Workload API §5); later messages follow rotation and registry changes. */
+void wi__stream_start(wi__call *c, wi__builder build, wi_selector_set *sel, wi_registry *reg,
+		      wi_identities *ids);
 
-/* Attests the caller of `c` and matches its identities.  On failure the call
- * is finished with the right status and a negative code is returned. */
-int wi__call_identities(wi__call *c, wi_identities **ret);
+/* Attests the caller of `c` and matches its identities (never empty).
+ * On failure the call is finished with the right status and a negative code
+ * is returned.  ret_sel and ret_reg are optional. */
+int wi__call_identities(wi__call *c, wi_identities **ret_ids, wi_selector_set **ret_sel, wi_registry **ret_reg);
+
+/* Builders (handlers.c). */
+int wi__build_x509_svid(wi__call *c, time_t now, uint8_t **ret, size_t *ret_len, bool *ret_secret,
+			time_t *ret_next);
+int wi__build_x509_bundles(wi__call *c, time_t now, uint8_t **ret, size_t *ret_len, bool *ret_secret,
+			   time_t *ret_next);
 
 #endif

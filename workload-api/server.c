@@ -54,6 +54,10 @@ static void call_unref(wi__call *c)
 		grpc_byte_buffer_destroy(c->recv_bb);
 	grpc_slice_unref(c->status_details);
 	wi__conns_release(c->srv->conns, c->conn);
+	wi_identities_free(c->ids);
+	wi_registry_unref(c->reg);
+	wi_selector_set_unref(c->sel);
+	pthread_mutex_destroy(&c->send_lock);
 	free(c);
 }
 
@@ -86,6 +90,7 @@ static void request_call(wi_wl_server *s)
 	}
 	c->srv = s;
 	atomic_init(&c->refs, 1);
+	pthread_mutex_init(&c->send_lock, NULL);
 	grpc_call_details_init(&c->details);
 	grpc_metadata_array_init(&c->md);
 	c->status_details = grpc_empty_slice();
@@ -129,22 +134,33 @@ static void on_close(wi__call *c, bool ok)
 {
 	/* The call is over: finished by us, cancelled by the client, or the
 	 * connection died.  Nothing more will be sent. */
+	pthread_mutex_lock(&c->send_lock);
+	c->done = true;
+	pthread_mutex_unlock(&c->send_lock);
 	stream_close(c);
 	call_unref(c);
 }
 
 void wi__call_finish(wi__call *c, grpc_status_code code, const char *msg)
 {
+	pthread_mutex_lock(&c->send_lock);
+	bool md = !c->initial_md_sent;
+	c->initial_md_sent = true;
+	c->done = true;
+	pthread_mutex_unlock(&c->send_lock);
 	grpc_slice_unref(c->status_details);
 	c->status_details = grpc_slice_from_copied_string(msg ? msg : "");
 	grpc_op ops[2];
 	memset(ops, 0, sizeof(ops));
-	ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-	ops[1].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
-	ops[1].data.send_status_from_server.status = code;
-	ops[1].data.send_status_from_server.status_details = &c->status_details;
+	size_t n = 0;
+	if (md)
+		ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+	ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+	ops[n].data.send_status_from_server.status = code;
+	ops[n].data.send_status_from_server.status_details = &c->status_details;
+	n++;
 	c->t_send = (wi__tag){c, on_send_done};
-	start_batch(c, ops, 2, &c->t_send);
+	start_batch(c, ops, n, &c->t_send);
 }
 
 typedef struct secret_box {
@@ -162,42 +178,123 @@ static void box_destroy(void *ud)
 	free(b);
 }
 
-void wi__call_send(wi__call *c, uint8_t *payload, size_t len, bool secret, bool last)
+/* Wraps a payload in a byte buffer without copying; private keys inside are
+ * wiped when gRPC releases the slice.  Takes `payload`; NULL on OOM. */
+static grpc_byte_buffer *wrap_payload(uint8_t *payload, size_t len, bool secret)
 {
 	secret_box *box = malloc(sizeof(*box));
 	if (!box) {
 		if (secret)
 			OPENSSL_cleanse(payload, len);
 		free(payload);
-		wi__call_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
-		return;
+		return NULL;
 	}
 	*box = (secret_box){payload, len, secret};
-	/* Zero-copy slice; the key bytes inside are wiped when gRPC lets go. */
 	grpc_slice sl = grpc_slice_new_with_user_data(payload, len, box_destroy, box);
 	grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&sl, 1);
 	grpc_slice_unref(sl);
+	return bb;
+}
+
+void wi__call_reply(wi__call *c, uint8_t *payload, size_t len)
+{
+	grpc_byte_buffer *bb = wrap_payload(payload, len, false);
+	if (!bb) {
+		wi__call_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+		return;
+	}
+	pthread_mutex_lock(&c->send_lock);
+	c->initial_md_sent = true;
+	c->done = true;
+	pthread_mutex_unlock(&c->send_lock);
 	grpc_op ops[3];
 	memset(ops, 0, sizeof(ops));
 	ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
 	ops[1].op = GRPC_OP_SEND_MESSAGE;
 	ops[1].data.send_message.send_message = bb;
-	size_t n = 2;
-	if (last) {
-		ops[2].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
-		ops[2].data.send_status_from_server.status = GRPC_STATUS_OK;
-		ops[2].data.send_status_from_server.status_details = &c->status_details;
-		n = 3;
-	}
+	ops[2].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+	ops[2].data.send_status_from_server.status = GRPC_STATUS_OK;
+	ops[2].data.send_status_from_server.status_details = &c->status_details;
 	c->t_send = (wi__tag){c, on_send_done};
-	start_batch(c, ops, n, &c->t_send);
+	start_batch(c, ops, 3, &c->t_send);
 	grpc_byte_buffer_destroy(bb); /* the batch holds its own reference */
 }
 
-void wi__call_stream_open(wi__call *c)
+static void stream_push(wi__call *c);
+
+static void on_stream_sent(wi__call *c, bool ok)
+{
+	pthread_mutex_lock(&c->send_lock);
+	c->send_busy = false;
+	if (!ok)
+		c->done = true;
+	bool again = c->send_dirty && !c->done;
+	c->send_dirty = false;
+	pthread_mutex_unlock(&c->send_lock);
+	if (again)
+		stream_push(c);
+	call_unref(c);
+}
+
+/* Builds and sends the stream's full state, or marks it dirty when a send is
+ * still in flight (gRPC allows one SEND_MESSAGE at a time per call); the
+ * completion then sends the newest state. */
+static void stream_push(wi__call *c)
+{
+	pthread_mutex_lock(&c->send_lock);
+	if (c->done) {
+		pthread_mutex_unlock(&c->send_lock);
+		return;
+	}
+	if (c->send_busy) {
+		c->send_dirty = true;
+		pthread_mutex_unlock(&c->send_lock);
+		return;
+	}
+	uint8_t *out = NULL;
+	size_t len = 0;
+	bool secret = false;
+	time_t next = 0;
+	int rc = c->build(c, time(NULL), &out, &len, &secret, &next);
+	grpc_byte_buffer *bb = rc == 0 ? wrap_payload(out, len, secret) : NULL;
+	if (!bb) {
+		c->done = true;
+		pthread_mutex_unlock(&c->send_lock);
+		wi_log(WI_LOG_ERROR, "stream_build_failed", "method=%s: %s", c->method_name,
+		       rc < 0 ? wi_error_detail() : "out of memory");
+		grpc_call_cancel_with_status(c->gc,
+					     rc == WI_E_TOO_BIG ? GRPC_STATUS_RESOURCE_EXHAUSTED : GRPC_STATUS_UNAVAILABLE,
+					     rc == WI_E_TOO_BIG ? "response too large: the caller holds too many identities"
+								: "internal error; retry",
+					     NULL);
+		return;
+	}
+	c->next_refresh = next;
+	grpc_op ops[2];
+	memset(ops, 0, sizeof(ops));
+	size_t n = 0;
+	if (!c->initial_md_sent)
+		ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+	c->initial_md_sent = true;
+	ops[n].op = GRPC_OP_SEND_MESSAGE;
+	ops[n].data.send_message.send_message = bb;
+	n++;
+	c->send_busy = true;
+	c->t_stream_send = (wi__tag){c, on_stream_sent};
+	start_batch(c, ops, n, &c->t_stream_send);
+	pthread_mutex_unlock(&c->send_lock);
+	grpc_byte_buffer_destroy(bb);
+}
+
+void wi__stream_start(wi__call *c, wi__builder build, wi_selector_set *sel, wi_registry *reg,
+		      wi_identities *ids)
 {
 	wi_wl_server *s = c->srv;
-	call_ref(c);
+	c->build = build;
+	c->sel = sel;
+	c->reg = reg;
+	c->ids = ids;
+	call_ref(c); /* the stream list's reference */
 	pthread_mutex_lock(&s->streams_lock);
 	c->is_stream_open = true;
 	c->prev = NULL;
@@ -207,6 +304,87 @@ void wi__call_stream_open(wi__call *c)
 	s->streams = c;
 	atomic_fetch_add(&s->n_streams, 1);
 	pthread_mutex_unlock(&s->streams_lock);
+	stream_push(c);
+}
+
+/* Re-evaluates one stream after time passed or the registry changed. */
+static void stream_update(wi__call *c, wi_registry *reg, time_t now)
+{
+	pthread_mutex_lock(&c->send_lock);
+	bool done = c->done;
+	bool rematch = c->reg != reg;
+	bool due = c->next_refresh && now >= c->next_refresh;
+	pthread_mutex_unlock(&c->send_lock);
+	if (done)
+		return;
+	if (rematch) {
+		wi_identities *ids = NULL;
+		if (wi_registry_match(reg, c->sel, &ids) < 0) {
+			wi_log(WI_LOG_ERROR, "rematch_failed", "%s", wi_error_detail());
+			return;
+		}
+		if (wi_identities_count(ids) == 0) {
+			/* Workload API §5: identities gone → PermissionDenied; the
+			 * client drops what it received on this stream. */
+			wi_identities_free(ids);
+			wi_log(WI_LOG_INFO, "stream_revoked", "method=%s pid=%d reason=\"no identity left\"",
+			       c->method_name, c->conn ? (int)wi_peer_pid(c->conn->peer) : 0);
+			pthread_mutex_lock(&c->send_lock);
+			c->done = true;
+			pthread_mutex_unlock(&c->send_lock);
+			grpc_call_cancel_with_status(c->gc, GRPC_STATUS_PERMISSION_DENIED, "no identity issued", NULL);
+			return;
+		}
+		pthread_mutex_lock(&c->send_lock);
+		bool changed = !wi_identities_equal(ids, c->ids);
+		wi_registry_unref(c->reg);
+		c->reg = wi_registry_ref(reg);
+		if (changed) {
+			wi_identities_free(c->ids);
+			c->ids = ids;
+			ids = NULL;
+		}
+		pthread_mutex_unlock(&c->send_lock);
+		wi_identities_free(ids);
+		if (changed)
+			due = true;
+	}
+	if (due)
+		stream_push(c);
+}
+
+void wi_wl_server_tick(wi_wl_server *s)
+{
+	time_t now = time(NULL);
+	_cleanup_(wi_registry_unrefp) wi_registry *reg = wi__server_registry(s);
+	/* Take references under the list lock, work outside it: stream pushes
+	 * mint and pack, and must not block streams opening or closing. */
+	size_t n = 0, cap = 0;
+	wi__call **due = NULL;
+	pthread_mutex_lock(&s->streams_lock);
+	for (wi__call *c = s->streams; c; c = c->next) {
+		pthread_mutex_lock(&c->send_lock);
+		bool want = !c->done && (c->reg != reg || (c->next_refresh && now >= c->next_refresh));
+		pthread_mutex_unlock(&c->send_lock);
+		if (!want)
+			continue;
+		if (n == cap) {
+			size_t nc = cap ? cap * 2 : 64;
+			wi__call **nd = realloc(due, nc * sizeof(*nd));
+			if (!nd)
+				break; /* the rest waits for the next tick */
+			due = nd;
+			cap = nc;
+		}
+		call_ref(c);
+		due[n++] = c;
+	}
+	pthread_mutex_unlock(&s->streams_lock);
+	for (size_t i = 0; i < n; i++) {
+		stream_update(due[i], reg, now);
+		call_unref(due[i]);
+	}
+	free(due);
 }
 
 /* ---- dispatch --------------------------------------------------------------- */
@@ -342,7 +520,7 @@ static void on_new_call(wi__call *c, bool ok)
 	call_unref(c); /* the handler's reference; batches hold their own */
 }
 
-int wi__call_identities(wi__call *c, wi_identities **ret)
+int wi__call_identities(wi__call *c, wi_identities **ret, wi_selector_set **ret_sel, wi_registry **ret_reg)
 {
 	wi_wl_server *s = c->srv;
 	char *peer = grpc_call_get_peer(c->gc);
@@ -383,6 +561,10 @@ int wi__call_identities(wi__call *c, wi_identities **ret)
 		return WI_E_PERMISSION;
 	}
 	*ret = ids;
+	if (ret_sel)
+		*ret_sel = TAKE_PTR(sel);
+	if (ret_reg)
+		*ret_reg = TAKE_PTR(reg);
 	return 0;
 }
 

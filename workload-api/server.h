@@ -37,6 +37,10 @@ int wi_wl_server_start(const wi_wl_options *opts, wi_wl_server **ret) WI_WUR;
 int wi_wl_server_listen_fd(const wi_wl_server *s);
 /* Accepts every pending connection.  Refused peers are logged and closed. */
 void wi_wl_server_accept(wi_wl_server *s);
+/* Pushes new state to open streams whose SVIDs reached their refresh time
+ * (rotation) or whose identities changed with the registry (ending a stream
+ * with PERMISSION_DENIED when none is left).  Call about once a second. */
+void wi_wl_server_tick(wi_wl_server *s);
 /* Forgets connections that gRPC has closed; cheap, call every few seconds. */
 void wi_wl_server_sweep(wi_wl_server *s);
 /* Publishes a new registry snapshot (takes a reference). */
