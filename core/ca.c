@@ -174,7 +174,9 @@ static int add_basic_constraints(X509 *x, bool is_ca)
 	/* X509-SVID §4.1: signing certs cA=TRUE, leaves cA=FALSE; present and
 	 * critical in both (py-spiffe requires the extension on leaves; for
 	 * CA:FALSE DER omits the DEFAULT FALSE field: an empty SEQUENCE). */
-	bc->ca = is_ca ? 1 : 0;
+	/* DER (X.690 §11.1): BOOLEAN TRUE is encoded 0xFF, and OpenSSL writes the
+	 * int as given; strict parsers (Go, Rust) reject 0x01. */
+	bc->ca = is_ca ? 0xFF : 0;
 	return add_ext(x, NID_basic_constraints, bc, true);
 }
 

@@ -223,6 +223,16 @@ static void check_basic_constraints(X509 *x, bool want_ca)
 	assert_int_equal(bc->ca != 0, want_ca);
 	assert_null(bc->pathlen);
 	BASIC_CONSTRAINTS_free(bc);
+	/* Exact DER of the value: SEQUENCE { BOOLEAN 0xFF } for a CA (X.690
+	 * §11.1: TRUE is 0xFF; Go and Rust reject 0x01), an empty SEQUENCE for a
+	 * leaf (DEFAULT FALSE is omitted). */
+	const ASN1_OCTET_STRING *v = X509_EXTENSION_get_data(e);
+	static const unsigned char ca_der[] = {0x30, 0x03, 0x01, 0x01, 0xff};
+	static const unsigned char leaf_der[] = {0x30, 0x00};
+	const unsigned char *want = want_ca ? ca_der : leaf_der;
+	int want_len = want_ca ? (int)sizeof(ca_der) : (int)sizeof(leaf_der);
+	assert_int_equal(ASN1_STRING_length(v), want_len);
+	assert_memory_equal(ASN1_STRING_get0_data(v), want, (size_t)want_len);
 }
 
 /* keyUsage present, critical, with exactly the bits in `want` (bit numbers). */
