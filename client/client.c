@@ -11,22 +11,19 @@
 #include <grpc/support/alloc.h>
 #include <openssl/crypto.h>
 
+#include "client/internal.h"
 #include "core/error.h"
 #include "core/limits.h"
 #include "grpc/health/v1/health.pb-c.h"
 #include "wimse/wimse.h"
 #include "workload.pb-c.h"
 
-struct wimse_client {
-	grpc_channel *channel;
-	grpc_completion_queue *cq;
-};
-
 static _Thread_local char last_error[512];
 static _Thread_local int last_status;
 
-static int fail(int code, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(int code, int status, const char *fmt, ...)
+#define fail wi__client_fail
+
+int wi__client_fail(int code, int status, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);

@@ -56,6 +56,23 @@
 /* Listen backlog of the Unix sockets. */
 #define WI_LISTEN_BACKLOG 512
 
+/* JWT: largest token accepted (JWT-SVID validation, subject tokens). */
+#define WI_JWT_MAX_LEN (16u * 1024u)
+/* Clock-skew leeway for exp/nbf/iat checks, seconds. */
+#define WI_JWT_LEEWAY_SECONDS 30
+/* JWT-SVID TTL bounds and default, seconds. */
+#define WI_JWT_TTL_MIN 30
+#define WI_JWT_TTL_MAX (24LL * 3600)
+#define WI_JWT_TTL_DEFAULT 300
+/* Audiences in one JWT-SVID request, and the length of one. */
+#define WI_JWT_AUDIENCES_MAX 16
+#define WI_JWT_AUDIENCE_MAX 1024
+/* JWT-SVIDs kept signed (LRU), per daemon. */
+#define WI_JWT_CACHE_MAX 10000
+/* Keys in one JWK Set document we parse. */
+#define WI_JWKS_KEYS_MAX 64
+#define WI_JWKS_DOC_MAX (256u * 1024u)
+
 /* X.509-SVIDs kept minted (one per identity and TTL). */
 #define WI_X509_CACHE_MAX 65536
 /* Outstanding "request a new call" slots on the gRPC server. */
