@@ -9,11 +9,13 @@
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 #include <grpc/support/alloc.h>
+#include <jansson.h>
 #include <openssl/crypto.h>
 
 #include "client/internal.h"
 #include "core/error.h"
 #include "core/limits.h"
+#include "google/protobuf/struct.pb-c.h"
 #include "grpc/health/v1/health.pb-c.h"
 #include "wimse/wimse.h"
 #include "workload.pb-c.h"
@@ -289,5 +291,212 @@ int wimse_healthcheck(wimse_client *c, int timeout_ms, int *ret_serving)
 		return fail(WI_E_PARSE, 0, "Health/Check: malformed response");
 	*ret_serving = resp->status == GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
 	grpc__health__v1__health_check_response__free_unpacked(resp, NULL);
+	return 0;
+}
+
+/* ---- JWT ------------------------------------------------------------------ */
+
+void wimse_jwt_svids_free(wimse_jwt_svids *s)
+{
+	if (!s)
+		return;
+	for (size_t i = 0; i < s->n_svids; i++) {
+		free(s->svids[i].spiffe_id);
+		free(s->svids[i].hint);
+		if (s->svids[i].token)
+			OPENSSL_cleanse(s->svids[i].token, strlen(s->svids[i].token));
+		free(s->svids[i].token);
+	}
+	free(s->svids);
+	free(s);
+}
+
+int wimse_fetch_jwt_svids(wimse_client *c, const char *const *audiences, size_t n_audiences, const char *spiffe_id,
+			  int timeout_ms, wimse_jwt_svids **ret)
+{
+	if (n_audiences == 0)
+		return fail(WI_E_INVAL, 0, "at least one audience is required");
+	JWTSVIDRequest req = JWTSVIDREQUEST__INIT;
+	req.n_audience = n_audiences;
+	req.audience = (char **)audiences;
+	req.spiffe_id = (char *)(spiffe_id ? spiffe_id : "");
+	size_t len = jwtsvidrequest__get_packed_size(&req);
+	if (len > 64 * 1024)
+		return fail(WI_E_TOO_BIG, 0, "request too large");
+	uint8_t *buf = malloc(len ? len : 1);
+	if (!buf)
+		return fail(WI_E_NOMEM, 0, "out of memory");
+	jwtsvidrequest__pack(&req, buf);
+	grpc_slice msg;
+	int rc = call_first(c, "/SpiffeWorkloadAPI/FetchJWTSVID", true, buf, len, timeout_ms, &msg);
+	free(buf);
+	if (rc < 0)
+		return rc;
+	JWTSVIDResponse *resp = jwtsvidresponse__unpack(NULL, GRPC_SLICE_LENGTH(msg), GRPC_SLICE_START_PTR(msg));
+	if (!GRPC_SLICE_IS_EMPTY(msg))
+		OPENSSL_cleanse(GRPC_SLICE_START_PTR(msg), GRPC_SLICE_LENGTH(msg));
+	grpc_slice_unref(msg);
+	if (!resp)
+		return fail(WI_E_PARSE, 0, "FetchJWTSVID: malformed response");
+	if (resp->n_svids == 0) {
+		jwtsvidresponse__free_unpacked(resp, NULL);
+		return fail(WI_E_PARSE, 0, "FetchJWTSVID: response holds no SVID");
+	}
+	wimse_jwt_svids *out = calloc(1, sizeof(*out));
+	if (out)
+		out->svids = calloc(resp->n_svids, sizeof(*out->svids));
+	bool ok = out && out->svids;
+	for (size_t i = 0; ok && i < resp->n_svids; i++) {
+		wimse_jwt_svid *o = &out->svids[i];
+		out->n_svids++;
+		o->spiffe_id = dup_str(resp->svids[i]->spiffe_id);
+		o->hint = dup_str(resp->svids[i]->hint);
+		o->token = dup_str(resp->svids[i]->svid);
+		ok = o->spiffe_id && o->hint && o->token;
+		if (resp->svids[i]->svid)
+			OPENSSL_cleanse(resp->svids[i]->svid, strlen(resp->svids[i]->svid));
+	}
+	jwtsvidresponse__free_unpacked(resp, NULL);
+	if (!ok) {
+		if (out && !out->svids) {
+			free(out);
+			out = NULL;
+		}
+		wimse_jwt_svids_free(out);
+		return fail(WI_E_NOMEM, 0, "out of memory");
+	}
+	*ret = out;
+	return 0;
+}
+
+void wimse_jwt_bundles_free(wimse_jwt_bundles *b)
+{
+	if (!b)
+		return;
+	for (size_t i = 0; i < b->n_bundles; i++) {
+		free(b->trust_domains[i]);
+		free(b->jwks[i]);
+	}
+	free(b->trust_domains);
+	free(b->jwks);
+	free(b);
+}
+
+int wimse_fetch_jwt_bundles(wimse_client *c, int timeout_ms, wimse_jwt_bundles **ret)
+{
+	JWTBundlesRequest req = JWTBUNDLES_REQUEST__INIT;
+	uint8_t reqbuf[16];
+	size_t reqlen = jwtbundles_request__pack(&req, reqbuf);
+	grpc_slice msg;
+	int rc = call_first(c, "/SpiffeWorkloadAPI/FetchJWTBundles", true, reqbuf, reqlen, timeout_ms, &msg);
+	if (rc < 0)
+		return rc;
+	JWTBundlesResponse *resp = jwtbundles_response__unpack(NULL, GRPC_SLICE_LENGTH(msg), GRPC_SLICE_START_PTR(msg));
+	grpc_slice_unref(msg);
+	if (!resp)
+		return fail(WI_E_PARSE, 0, "FetchJWTBundles: malformed response");
+	wimse_jwt_bundles *out = calloc(1, sizeof(*out));
+	size_t n = resp->n_bundles;
+	if (out) {
+		out->trust_domains = calloc(n ? n : 1, sizeof(char *));
+		out->jwks = calloc(n ? n : 1, sizeof(char *));
+	}
+	bool ok = out && out->trust_domains && out->jwks;
+	for (size_t i = 0; ok && i < n; i++) {
+		out->n_bundles++;
+		out->trust_domains[i] = dup_str(resp->bundles[i]->key);
+		out->jwks[i] = strndup((const char *)resp->bundles[i]->value.data, resp->bundles[i]->value.len);
+		ok = out->trust_domains[i] && out->jwks[i];
+	}
+	jwtbundles_response__free_unpacked(resp, NULL);
+	if (!ok) {
+		wimse_jwt_bundles_free(out);
+		return fail(WI_E_NOMEM, 0, "out of memory");
+	}
+	*ret = out;
+	return 0;
+}
+
+static json_t *struct_to_json(const Google__Protobuf__Struct *st, int depth);
+
+static json_t *value_to_json(const Google__Protobuf__Value *v, int depth)
+{
+	if (!v || depth > 64)
+		return NULL;
+	switch (v->kind_case) {
+	case GOOGLE__PROTOBUF__VALUE__KIND_NULL_VALUE: return json_null();
+	case GOOGLE__PROTOBUF__VALUE__KIND_NUMBER_VALUE: {
+		double d = v->number_value;
+		/* Claims such as exp and iat are integers carried as doubles. */
+		if (d > -9.0e15 && d < 9.0e15 && d == (double)(json_int_t)d)
+			return json_integer((json_int_t)d);
+		return json_real(d);
+	}
+	case GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE: return json_string(v->string_value);
+	case GOOGLE__PROTOBUF__VALUE__KIND_BOOL_VALUE: return json_boolean(v->bool_value);
+	case GOOGLE__PROTOBUF__VALUE__KIND_STRUCT_VALUE: return struct_to_json(v->struct_value, depth + 1);
+	case GOOGLE__PROTOBUF__VALUE__KIND_LIST_VALUE: {
+		json_t *a = json_array();
+		for (size_t i = 0; a && v->list_value && i < v->list_value->n_values; i++)
+			if (json_array_append_new(a, value_to_json(v->list_value->values[i], depth + 1)) < 0) {
+				json_decref(a);
+				return NULL;
+			}
+		return a;
+	}
+	default: return NULL;
+	}
+}
+
+static json_t *struct_to_json(const Google__Protobuf__Struct *st, int depth)
+{
+	json_t *o = json_object();
+	for (size_t i = 0; o && st && i < st->n_fields; i++)
+		if (json_object_set_new(o, st->fields[i]->key, value_to_json(st->fields[i]->value, depth + 1)) < 0) {
+			json_decref(o);
+			return NULL;
+		}
+	return o;
+}
+
+int wimse_validate_jwt_svid(wimse_client *c, const char *audience, const char *token, int timeout_ms,
+			    char **ret_spiffe_id, char **ret_claims_json)
+{
+	ValidateJWTSVIDRequest req = VALIDATE_JWTSVIDREQUEST__INIT;
+	req.audience = (char *)audience;
+	req.svid = (char *)token;
+	size_t len = validate_jwtsvidrequest__get_packed_size(&req);
+	if (len > 64 * 1024)
+		return fail(WI_E_TOO_BIG, 0, "token too large");
+	uint8_t *buf = malloc(len ? len : 1);
+	if (!buf)
+		return fail(WI_E_NOMEM, 0, "out of memory");
+	validate_jwtsvidrequest__pack(&req, buf);
+	grpc_slice msg;
+	int rc = call_first(c, "/SpiffeWorkloadAPI/ValidateJWTSVID", true, buf, len, timeout_ms, &msg);
+	OPENSSL_cleanse(buf, len);
+	free(buf);
+	if (rc < 0)
+		return rc;
+	ValidateJWTSVIDResponse *resp =
+		validate_jwtsvidresponse__unpack(NULL, GRPC_SLICE_LENGTH(msg), GRPC_SLICE_START_PTR(msg));
+	grpc_slice_unref(msg);
+	if (!resp || !resp->spiffe_id || !*resp->spiffe_id) {
+		if (resp)
+			validate_jwtsvidresponse__free_unpacked(resp, NULL);
+		return fail(WI_E_PARSE, 0, "ValidateJWTSVID: malformed response");
+	}
+	json_t *claims = struct_to_json(resp->claims, 0);
+	char *text = claims ? json_dumps(claims, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+	json_decref(claims);
+	char *id = strdup(resp->spiffe_id);
+	validate_jwtsvidresponse__free_unpacked(resp, NULL);
+	if (!text || !id) {
+		free(text);
+		free(id);
+		return fail(WI_E_NOMEM, 0, "out of memory");
+	}
+	*ret_spiffe_id = id;
+	*ret_claims_json = text;
 	return 0;
 }

@@ -23,6 +23,8 @@ struct wi_config {
 	bool log_json;
 	int64_t x509_svid_ttl;
 	int64_t max_x509_svid_ttl;
+	int64_t jwt_svid_ttl;
+	int jwt_key_type;
 	int64_t ca_ttl;
 	char *ca_upstream_cert;
 	char *ca_upstream_key;
@@ -273,7 +275,8 @@ static int load(const ctx *cx, json_t *root, wi_config *c)
 	if (!json_depth_ok(root, 0))
 		WI_FAIL(WI_E_CONFIG, "%s: nested deeper than %d levels", cx->name, WI_JSON_DEPTH_MAX);
 	static const char *const keys[] = {"trust_domain", "data_dir", "workload_socket", "log_level",
-					   "log_format", "x509_svid_ttl", "ca", "entries", NULL};
+					   "log_format", "x509_svid_ttl", "jwt_svid_ttl", "jwt_key_type",
+					   "ca", "entries", NULL};
 	WI_TRY(check_keys(cx, root, "$", keys));
 
 	const char *td, *dd, *sock, *lvl, *fmt;
@@ -315,6 +318,19 @@ static int load(const ctx *cx, json_t *root, wi_config *c)
 	WI_TRY(get_duration(cx, root, "x509_svid_ttl", "$", WI_X509_TTL_MIN, WI_X509_TTL_MAX,
 			    &c->x509_svid_ttl));
 	c->max_x509_svid_ttl = c->x509_svid_ttl;
+	c->jwt_svid_ttl = WI_JWT_TTL_DEFAULT;
+	WI_TRY(get_duration(cx, root, "jwt_svid_ttl", "$", WI_JWT_TTL_MIN, WI_JWT_TTL_MAX, &c->jwt_svid_ttl));
+	const char *kt;
+	WI_TRY(get_string(cx, root, "jwt_key_type", "$", false, &kt));
+	if (kt) {
+		static const char *const types[] = {"ec-p256", "rsa-2048", "rsa-3072"};
+		c->jwt_key_type = -1;
+		for (int i = 0; i < 3; i++)
+			if (strcmp(kt, types[i]) == 0)
+				c->jwt_key_type = i;
+		if (c->jwt_key_type < 0)
+			CFG_FAIL(cx, "jwt_key_type", "$", "\"jwt_key_type\" must be ec-p256, rsa-2048 or rsa-3072");
+	}
 
 	c->ca_ttl = WI_CA_TTL_DEFAULT;
 	json_t *ca = json_object_get(root, "ca");
@@ -401,6 +417,8 @@ wi_log_level wi_config_log_level(const wi_config *c) { return c->log_level; }
 bool wi_config_log_json(const wi_config *c) { return c->log_json; }
 int64_t wi_config_x509_svid_ttl(const wi_config *c) { return c->x509_svid_ttl; }
 int64_t wi_config_ca_ttl(const wi_config *c) { return c->ca_ttl; }
+int64_t wi_config_jwt_svid_ttl(const wi_config *c) { return c->jwt_svid_ttl; }
+int wi_config_jwt_key_type(const wi_config *c) { return c->jwt_key_type; }
 const char *wi_config_ca_upstream_cert(const wi_config *c) { return c->ca_upstream_cert; }
 const char *wi_config_ca_upstream_key(const wi_config *c) { return c->ca_upstream_key; }
 int64_t wi_config_max_x509_svid_ttl(const wi_config *c) { return c->max_x509_svid_ttl; }

@@ -8,6 +8,8 @@
  *   log_level         "debug"|"info"|"warn"|"error"   (default "info")
  *   log_format        "text"|"json"                    (default "text")
  *   x509_svid_ttl     duration                (default 1h)
+ *   jwt_svid_ttl      duration                (default 5m)
+ *   jwt_key_type      "ec-p256"|"rsa-2048"|"rsa-3072"  (default "ec-p256")
  *   ca                object: ttl (duration, default 8760h),
  *                     upstream_cert, upstream_key (strings, both or neither)
  *   entries           array of {spiffe_id, selectors[], hint?, x509_svid_ttl?}
@@ -46,6 +48,9 @@ const char *wi_config_workload_socket(const wi_config *c);
 wi_log_level wi_config_log_level(const wi_config *c);
 bool wi_config_log_json(const wi_config *c);
 int64_t wi_config_x509_svid_ttl(const wi_config *c);
+int64_t wi_config_jwt_svid_ttl(const wi_config *c);
+/* 0 = EC P-256, 1 = RSA-2048, 2 = RSA-3072 (wi_jwt_key_type values). */
+int wi_config_jwt_key_type(const wi_config *c);
 int64_t wi_config_ca_ttl(const wi_config *c);
 /* NULL unless upstream-disk mode. */
 const char *wi_config_ca_upstream_cert(const wi_config *c);

@@ -16,6 +16,7 @@
 
 #include "attestors/attest.h"
 #include "core/ca.h"
+#include "core/jwt_keys.h"
 #include "core/config.h"
 #include "core/fsutil.h"
 #include "core/log.h"
@@ -30,6 +31,7 @@ typedef struct daemon_state {
 	const char *config_path;
 	wi_config *config;
 	wi_ca *ca;
+	wi_jwt_keys *jwt_keys;
 	wi_attestor *attestor;
 	wi_wl_server *wl;
 	uv_loop_t *loop;
@@ -180,6 +182,10 @@ static int run(daemon_state *d)
 		wi_log(WI_LOG_ERROR, "ca_failed", "%s", wi_error_detail());
 		return 1;
 	}
+	if (wi_jwt_keys_open(wi_config_data_dir(c), (wi_jwt_key_type)wi_config_jwt_key_type(c), &d->jwt_keys) < 0) {
+		wi_log(WI_LOG_ERROR, "jwt_keys_failed", "%s", wi_error_detail());
+		return 1;
+	}
 	wi_registry *reg = wi_config_registry(c);
 	wi_attestor_options aopts = {.hash_executables = wi_registry_uses_kind(reg, WI_SEL_UNIX_SHA256)};
 	if (wi_attestor_new(&aopts, &d->attestor) < 0) {
@@ -193,6 +199,8 @@ static int run(daemon_state *d)
 		.default_x509_ttl = wi_config_x509_svid_ttl(c),
 		.attestor = d->attestor,
 		.ca = d->ca,
+		.jwt_keys = d->jwt_keys,
+		.jwt_ttl = wi_config_jwt_svid_ttl(c),
 		.registry = reg,
 	};
 	int rc = wi_wl_server_start(&wopts, &d->wl);
@@ -217,8 +225,8 @@ static int run(daemon_state *d)
 	d->sweep_timer.data = d;
 	uv_timer_start(&d->sweep_timer, on_tick, TICK_INTERVAL_MS, TICK_INTERVAL_MS);
 
-	wi_log(WI_LOG_INFO, "ready", "trust_domain=%s socket=%s entries=%zu", wi_config_trust_domain(c),
-	       wi_config_workload_socket(c), wi_registry_count(wopts.registry));
+	wi_log(WI_LOG_INFO, "ready", "trust_domain=%s socket=%s entries=%zu jwt_kid=%s", wi_config_trust_domain(c),
+	       wi_config_workload_socket(c), wi_registry_count(wopts.registry), wi_jwt_keys_kid(d->jwt_keys));
 	sd_notifyf(0, "READY=1\nSTATUS=serving %s", wi_config_workload_socket(c));
 	uv_run(d->loop, UV_RUN_DEFAULT);
 
@@ -280,6 +288,7 @@ int main(int argc, char **argv)
 	}
 	wi_wl_server_free(d.wl);
 	wi_attestor_free(d.attestor);
+	wi_jwt_keys_free(d.jwt_keys);
 	wi_ca_free(d.ca);
 	wi_config_free(d.config);
 	return d.exit_code;

@@ -12,6 +12,7 @@
 
 #include "attestors/attest.h"
 #include "core/ca.h"
+#include "core/jwt_cache.h"
 #include "core/registry.h"
 #include "core/x509_cache.h"
 #include "workload-api/conns.h"
@@ -81,6 +82,9 @@ struct wi_wl_server {
 	wi_attestor *attestor;
 	wi_ca *ca;
 	wi_x509_cache *x509_cache;
+	wi_jwt_keys *jwt_keys;
+	wi_jwt_cache *jwt_cache;
+	int64_t jwt_ttl;
 	wi__conns *conns;
 
 	pthread_mutex_t reg_lock; /* guards `registry` pointer swaps */
@@ -114,6 +118,9 @@ wi_registry *wi__server_registry(wi_wl_server *s);
 void wi__handle_fetch_x509_svid(wi__call *c, const uint8_t *req, size_t len);
 void wi__handle_fetch_x509_bundles(wi__call *c, const uint8_t *req, size_t len);
 void wi__handle_health_check(wi__call *c, const uint8_t *req, size_t len);
+void wi__handle_fetch_jwt_svid(wi__call *c, const uint8_t *req, size_t len);
+void wi__handle_fetch_jwt_bundles(wi__call *c, const uint8_t *req, size_t len);
+void wi__handle_validate_jwt_svid(wi__call *c, const uint8_t *req, size_t len);
 
 /* Finishing helpers (server.c). */
 void wi__call_finish(wi__call *c, grpc_status_code code, const char *msg);
@@ -135,5 +142,7 @@ int wi__build_x509_svid(wi__call *c, time_t now, uint8_t **ret, size_t *ret_len,
 			time_t *ret_next);
 int wi__build_x509_bundles(wi__call *c, time_t now, uint8_t **ret, size_t *ret_len, bool *ret_secret,
 			   time_t *ret_next);
+int wi__build_jwt_bundles(wi__call *c, time_t now, uint8_t **ret, size_t *ret_len, bool *ret_secret,
+			  time_t *ret_next);
 
 #endif

@@ -447,6 +447,15 @@ static void on_recv(wi__call *c, bool ok)
 	case WI__M_HEALTH_CHECK:
 		wi__handle_health_check(c, p, n);
 		break;
+	case WI__M_FETCH_JWT_SVID:
+		wi__handle_fetch_jwt_svid(c, p, n);
+		break;
+	case WI__M_FETCH_JWT_BUNDLES:
+		wi__handle_fetch_jwt_bundles(c, p, n);
+		break;
+	case WI__M_VALIDATE_JWT_SVID:
+		wi__handle_validate_jwt_svid(c, p, n);
+		break;
 	default:
 		wi__call_finish(c, GRPC_STATUS_UNIMPLEMENTED, "method not implemented");
 		break;
@@ -497,6 +506,9 @@ static void on_new_call(wi__call *c, bool ok)
 	switch (c->method) {
 	case WI__M_FETCH_X509_SVID:
 	case WI__M_FETCH_X509_BUNDLES:
+	case WI__M_FETCH_JWT_SVID:
+	case WI__M_FETCH_JWT_BUNDLES:
+	case WI__M_VALIDATE_JWT_SVID:
 	case WI__M_HEALTH_CHECK:
 		break;
 	case WI__M_FETCH_WIT_SVID:
@@ -682,6 +694,8 @@ void wi_wl_server_set_registry(wi_wl_server *s, wi_registry *r)
 	s->registry = wi_registry_ref(r);
 	pthread_mutex_unlock(&s->reg_lock);
 	wi_registry_unref(old);
+	/* Tokens of identities that may no longer be held must not linger. */
+	wi_jwt_cache_clear(s->jwt_cache);
 }
 
 int wi_wl_server_start(const wi_wl_options *o, wi_wl_server **ret)
@@ -692,6 +706,8 @@ int wi_wl_server_start(const wi_wl_options *o, wi_wl_server **ret)
 	s->default_ttl = o->default_x509_ttl;
 	s->attestor = o->attestor;
 	s->ca = o->ca;
+	s->jwt_keys = o->jwt_keys;
+	s->jwt_ttl = o->jwt_ttl;
 	pthread_mutex_init(&s->reg_lock, NULL);
 	pthread_mutex_init(&s->streams_lock, NULL);
 	pthread_mutex_init(&s->shutdown_lock, NULL);
@@ -703,6 +719,8 @@ int wi_wl_server_start(const wi_wl_options *o, wi_wl_server **ret)
 		rc = wi__conns_new(&s->conns);
 	if (rc == 0)
 		rc = wi_x509_cache_new(o->ca, &s->x509_cache);
+	if (rc == 0)
+		rc = wi_jwt_cache_new(WI_JWT_CACHE_MAX, &s->jwt_cache);
 	if (rc == 0)
 		rc = bind_socket(s->socket_path, &s->listen_fd);
 	if (rc < 0) {
@@ -806,6 +824,7 @@ wi_wl_server *wi_wl_server_free(wi_wl_server *s)
 	if (s->listen_fd >= 0)
 		close(s->listen_fd);
 	wi_x509_cache_free(s->x509_cache);
+	wi_jwt_cache_free(s->jwt_cache);
 	wi__conns_free(s->conns);
 	wi_registry_unref(s->registry);
 	pthread_mutex_destroy(&s->reg_lock);

@@ -15,6 +15,7 @@
 
 #include "attestors/attest.h"
 #include "core/ca.h"
+#include "core/jwt_keys.h"
 #include "core/error.h"
 #include "core/registry.h"
 
@@ -26,6 +27,8 @@ typedef struct wi_wl_options {
 	int64_t default_x509_ttl; /* for entries without their own TTL */
 	wi_attestor *attestor;    /* borrowed; outlives the server */
 	wi_ca *ca;                /* borrowed; outlives the server */
+	wi_jwt_keys *jwt_keys;    /* borrowed; outlives the server */
+	int64_t jwt_ttl;          /* JWT-SVID lifetime, seconds */
 	wi_registry *registry;    /* the server takes its own reference */
 } wi_wl_options;
 

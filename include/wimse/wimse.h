@@ -48,6 +48,41 @@ typedef struct wimse_x509_context {
 int wimse_fetch_x509_context(wimse_client *c, int timeout_ms, wimse_x509_context **ret);
 void wimse_x509_context_free(wimse_x509_context *ctx);
 
+/* JWT-SVIDs (FetchJWTSVID). */
+typedef struct wimse_jwt_svid {
+	char *spiffe_id;
+	char *hint;
+	char *token; /* secret (a bearer token): wiped by wimse_jwt_svids_free */
+} wimse_jwt_svid;
+
+typedef struct wimse_jwt_svids {
+	size_t n_svids;
+	wimse_jwt_svid *svids;
+} wimse_jwt_svids;
+
+/* Fetches JWT-SVIDs for the audiences (at least one); `spiffe_id` NULL means
+ * all of the caller's identities. */
+int wimse_fetch_jwt_svids(wimse_client *c, const char *const *audiences, size_t n_audiences,
+			  const char *spiffe_id, int timeout_ms, wimse_jwt_svids **ret);
+void wimse_jwt_svids_free(wimse_jwt_svids *s);
+
+/* JWT bundles (the first message of FetchJWTBundles): per trust domain
+ * ("spiffe://td") a JWKS document. */
+typedef struct wimse_jwt_bundles {
+	size_t n_bundles;
+	char **trust_domains;
+	char **jwks; /* NUL-terminated JSON */
+} wimse_jwt_bundles;
+
+int wimse_fetch_jwt_bundles(wimse_client *c, int timeout_ms, wimse_jwt_bundles **ret);
+void wimse_jwt_bundles_free(wimse_jwt_bundles *b);
+
+/* ValidateJWTSVID: 0 when valid, with the subject and the claims as JSON
+ * text (both malloc'd; free()).  An invalid token fails with the server's
+ * reason in wimse_last_error() and status INVALID_ARGUMENT (3). */
+int wimse_validate_jwt_svid(wimse_client *c, const char *audience, const char *token, int timeout_ms,
+			    char **ret_spiffe_id, char **ret_claims_json);
+
 /* grpc.health.v1 Check; *ret_serving is 1 when the server is SERVING. */
 int wimse_healthcheck(wimse_client *c, int timeout_ms, int *ret_serving);
 
