@@ -1,0 +1,37 @@
+/* txn-token/revocations.h — the kill switch: an in-memory index of revoked
+ * runs (by txn), actors (SPIFFE IDs) and principals, written through to the
+ * state store so revocations survive restarts.
+ *
+ * Lookups are lock-free for readers in spirit (a read-write lock; writes are
+ * rare) and O(1) per key.  A revocation takes effect for every later check the
+ * moment wi_revocations_add returns (persisted first, then indexed).
+ * Thread-safe. */
+#ifndef WI_TXN_TOKEN_REVOCATIONS_H
+#define WI_TXN_TOKEN_REVOCATIONS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <time.h>
+
+#include "core/error.h"
+#include "core/store.h"
+
+typedef struct wi_revocations wi_revocations;
+
+/* Loads every revocation in force from the store (which it borrows). */
+int wi_revocations_open(wi_store *store, time_t now, wi_revocations **ret) WI_WUR;
+wi_revocations *wi_revocations_free(wi_revocations *r);
+
+/* Revokes; persisted before it returns 0. */
+int wi_revocations_add(wi_revocations *r, wi_revocation_kind kind, const char *value, time_t until) WI_WUR;
+
+/* True when a token with this txn, principal ("iss sub") and actor chain
+ * (SPIFFE IDs, any order) is revoked at `now`. */
+bool wi_revocations_is_revoked(wi_revocations *r, const char *txn, const char *principal,
+			       const char *const *actors, size_t n_actors, time_t now);
+
+/* Drops expired entries from memory and store. */
+int wi_revocations_prune(wi_revocations *r, time_t now) WI_WUR;
+size_t wi_revocations_count(wi_revocations *r);
+
+#endif
