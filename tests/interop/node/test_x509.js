@@ -318,6 +318,39 @@ itest('FetchJWTSVID: ES256 JWT-SVID verifies with node:crypto against FetchJWTBu
   }
 });
 
+itest('FetchJWTSVID: JWT-SVIDs verify with jose against the FetchJWTBundles JWKS', async () => {
+  // jose is an independent JOSE implementation: it picks the key by kid, checks
+  // alg against the key type, the signature, exp and the audience itself.
+  const jose = await import('jose');
+  const aud = 'spiffe://example.org/jose-check';
+  const client = new WorkloadAPI(target, grpc.credentials.createInsecure());
+  let resp;
+  try {
+    resp = await new Promise((resolve, reject) => {
+      client.FetchJWTSVID({ audience: [aud] }, header(), { deadline: Date.now() + 5000 },
+        (e, r) => (e ? reject(e) : resolve(r)));
+    });
+  } finally { client.close(); }
+  const { msg } = await firstMessage('FetchJWTBundles', header());
+  const keySet = jose.createLocalJWKSet(JSON.parse(msg.bundles[TD_ID].toString('utf8')));
+  for (const s of resp.svids) {
+    const { payload, protectedHeader } = await jose.jwtVerify(s.svid, keySet, {
+      audience: aud, algorithms: ['ES256'], typ: 'JWT', requiredClaims: ['sub', 'exp', 'iat'],
+    });
+    assert.equal(payload.sub, s.spiffe_id);
+    assert.equal(protectedHeader.alg, 'ES256');
+    assert.ok(protectedHeader.kid, 'kid missing');
+    // A tampered token (claims changed, signature kept) must be rejected by jose.
+    const [h, , sig] = s.svid.split('.');
+    const forged = Buffer.from(JSON.stringify({ ...payload, sub: `${TD_ID}/evil` })).toString('base64url');
+    await assert.rejects(jose.jwtVerify(`${h}.${forged}.${sig}`, keySet, { audience: aud }),
+      (e) => e.code === 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED');
+    // Wrong audience is rejected too.
+    await assert.rejects(jose.jwtVerify(s.svid, keySet, { audience: 'spiffe://example.org/other' }),
+      (e) => e.code === 'ERR_JWT_CLAIM_VALIDATION_FAILED');
+  }
+});
+
 itest('WIT-SVIDs and unknown methods: UNIMPLEMENTED', async () => {
   const client = new WorkloadAPI(target, grpc.credentials.createInsecure());
   try {
