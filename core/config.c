@@ -11,6 +11,7 @@
 
 #include "core/cleanup.h"
 #include "core/fsutil.h"
+#include "core/jws.h"
 #include "core/limits.h"
 #include "core/selector.h"
 #include "core/spiffe_id.h"
@@ -29,7 +30,35 @@ struct wi_config {
 	char *ca_upstream_cert;
 	char *ca_upstream_key;
 	wi_registry *registry;
+	/* Transaction Token Service */
+	char *exchange_socket;
+	char *https_listen;
+	int64_t txn_default_ttl;
+	int txn_max_hops;
+	wi_selector_set *admin_selectors;
+	bool dev_issuer;
+	wi_issuer_config *issuers;
+	size_t n_issuers;
+	char **strings; /* every string the issuers point at */
+	size_t n_strings, alloc_strings;
 };
+
+/* Keeps a copy owned by the config; NULL on allocation failure. */
+static const char *keep(wi_config *c, const char *s)
+{
+	if (c->n_strings == c->alloc_strings) {
+		size_t na = c->alloc_strings ? c->alloc_strings * 2 : 32;
+		char **n = realloc(c->strings, na * sizeof(*n));
+		if (!n)
+			return NULL;
+		c->strings = n;
+		c->alloc_strings = na;
+	}
+	char *d = strdup(s);
+	if (d)
+		c->strings[c->n_strings++] = d;
+	return d;
+}
 
 /* Parsing context: the source text (for line numbers) and its name. */
 typedef struct ctx {
@@ -220,7 +249,7 @@ static int load_entry(const ctx *cx, wi_config *c, json_t *e, size_t idx)
 	snprintf(path, sizeof(path), "entries[%zu]", idx);
 	if (!json_is_object(e))
 		CFG_FAIL(cx, "entries", path, "each entry must be an object");
-	static const char *const keys[] = {"spiffe_id", "selectors", "hint", "x509_svid_ttl", NULL};
+	static const char *const keys[] = {"spiffe_id", "selectors", "hint", "x509_svid_ttl", "txn", NULL};
 	WI_TRY(check_keys(cx, e, path, keys));
 	const char *id, *hint;
 	WI_TRY(get_string(cx, e, "spiffe_id", path, true, &id));
@@ -247,8 +276,189 @@ static int load_entry(const ctx *cx, wi_config *c, json_t *e, size_t idx)
 	}
 	if (wi_registry_add(c->registry, id, set, hint, ttl) < 0)
 		CFG_FAIL(cx, "spiffe_id", path, "%s", wi_error_detail());
+	json_t *txn = json_object_get(e, "txn");
+	if (txn) {
+		wi_txn_policy *pol = NULL;
+		if (wi_txn_policy_from_json(txn, &pol) < 0) {
+			const char *d = wi_error_detail();
+			const char *m = strstr(d, "invalid configuration: ");
+			CFG_FAIL(cx, "txn", path, "txn: %s", m ? m + 23 : d);
+		}
+		WI_TRY(wi_registry_attach_txn_policy(c->registry, pol));
+	}
 	if (ttl > c->max_x509_svid_ttl)
 		c->max_x509_svid_ttl = ttl;
+	return 0;
+}
+
+static const struct {
+	const char *name;
+	unsigned bit;
+} alg_names[] = {
+	{"RS256", WI_JWS_RS256}, {"RS384", WI_JWS_RS384}, {"RS512", WI_JWS_RS512}, {"ES256", WI_JWS_ES256},
+	{"ES384", WI_JWS_ES384}, {"ES512", WI_JWS_ES512}, {"PS256", WI_JWS_PS256}, {"PS384", WI_JWS_PS384},
+	{"PS512", WI_JWS_PS512}, {"EdDSA", WI_JWS_EDDSA},
+};
+
+static int load_issuer(const ctx *cx, wi_config *c, json_t *o, size_t idx)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "txn.issuers[%zu]", idx);
+	if (!json_is_object(o))
+		CFG_FAIL(cx, "issuers", path, "each issuer must be an object");
+	static const char *const keys[] = {"issuer", "jwks_file", "jwks_url", "audiences", "algorithms",
+					   "token_type", "scope_claim", "scope_optional", NULL};
+	WI_TRY(check_keys(cx, o, path, keys));
+	wi_issuer_config *is = &c->issuers[idx];
+	const char *iss, *file, *url, *typ, *sc;
+	WI_TRY(get_string(cx, o, "issuer", path, true, &iss));
+	WI_TRY(get_string(cx, o, "jwks_file", path, false, &file));
+	WI_TRY(get_string(cx, o, "jwks_url", path, false, &url));
+	WI_TRY(get_string(cx, o, "token_type", path, false, &typ));
+	WI_TRY(get_string(cx, o, "scope_claim", path, false, &sc));
+	if (!*iss)
+		CFG_FAIL(cx, "issuer", path, "\"issuer\" is empty");
+	for (size_t i = 0; i < idx; i++)
+		if (strcmp(c->issuers[i].issuer, iss) == 0)
+			CFG_FAIL(cx, "issuer", path, "issuer \"%.64s\" is listed twice", iss);
+	if (!file == !url)
+		CFG_FAIL(cx, "jwks_file", path, "exactly one of \"jwks_file\" and \"jwks_url\" is required");
+	/* RFC 8725 §3.10 and our threat model: keys over plain HTTP only from
+	 * this machine (a test IdP); anything else must be HTTPS. */
+	if (url && strncmp(url, "https://", 8) != 0 && strncmp(url, "http://127.0.0.1", 16) != 0 &&
+	    strncmp(url, "http://localhost", 16) != 0 && strncmp(url, "http://[::1]", 12) != 0)
+		CFG_FAIL(cx, "jwks_url", path, "\"jwks_url\" must be https:// (or http:// on loopback)");
+	if (sc && strcmp(sc, "scope") && strcmp(sc, "scp"))
+		CFG_FAIL(cx, "scope_claim", path, "\"scope_claim\" must be \"scope\" or \"scp\"");
+	is->issuer = keep(c, iss);
+	char *abs = NULL;
+	if (file) {
+		WI_TRY(abs_path(cx, "jwks_file", path, file, &abs));
+		is->jwks_file = keep(c, abs);
+		free(abs);
+	} else {
+		is->jwks_url = keep(c, url);
+	}
+	is->token_type = typ ? keep(c, typ) : NULL;
+	is->scope_claim = keep(c, sc ? sc : "scope");
+	WI_CHECK_ALLOC(is->issuer && is->scope_claim && (is->jwks_file || is->jwks_url) && (!typ || is->token_type));
+	json_t *opt = json_object_get(o, "scope_optional");
+	if (opt && !json_is_boolean(opt))
+		CFG_FAIL(cx, "scope_optional", path, "\"scope_optional\" must be true or false");
+	is->scope_optional = json_is_true(opt);
+
+	json_t *auds = json_object_get(o, "audiences");
+	if (!json_is_array(auds) || json_array_size(auds) == 0 || json_array_size(auds) > WI_JWT_AUDIENCES_MAX)
+		CFG_FAIL(cx, "audiences", path, "\"audiences\" must be a non-empty array of at most %d strings",
+			 WI_JWT_AUDIENCES_MAX);
+	const char **al = calloc(json_array_size(auds), sizeof(*al));
+	WI_CHECK_ALLOC(al);
+	is->audiences = al;
+	size_t i;
+	json_t *a;
+	json_array_foreach(auds, i, a)
+	{
+		if (!json_is_string(a) || !*json_string_value(a))
+			CFG_FAIL(cx, "audiences", path, "audiences[%zu] must be a non-empty string", i);
+		al[i] = keep(c, json_string_value(a));
+		WI_CHECK_ALLOC(al[i]);
+		is->n_audiences++;
+	}
+	json_t *algs = json_object_get(o, "algorithms");
+	if (!algs) {
+		is->algorithms = WI_JWS_RS256 | WI_JWS_ES256;
+	} else {
+		if (!json_is_array(algs) || json_array_size(algs) == 0)
+			CFG_FAIL(cx, "algorithms", path, "\"algorithms\" must be a non-empty array");
+		json_array_foreach(algs, i, a)
+		{
+			unsigned bit = 0;
+			for (size_t k = 0; json_is_string(a) && k < sizeof(alg_names) / sizeof(alg_names[0]); k++)
+				if (strcmp(json_string_value(a), alg_names[k].name) == 0)
+					bit = alg_names[k].bit;
+			/* RFC 8725 §3.1: no "none", no HMAC with public keys. */
+			if (!bit)
+				CFG_FAIL(cx, "algorithms", path,
+					 "algorithms[%zu] must be one of RS256/384/512, PS256/384/512, ES256/384/512, EdDSA", i);
+			is->algorithms |= bit;
+		}
+	}
+	return 0;
+}
+
+static int load_txn(const ctx *cx, wi_config *c, json_t *t)
+{
+	if (!json_is_object(t))
+		CFG_FAIL(cx, "txn", "$", "\"txn\" must be an object");
+	static const char *const keys[] = {"exchange_socket", "https_listen", "default_ttl", "max_hops",
+					   "admin_selectors", "dev_issuer", "issuers", NULL};
+	WI_TRY(check_keys(cx, t, "txn", keys));
+	const char *sock, *listen;
+	WI_TRY(get_string(cx, t, "exchange_socket", "txn", true, &sock));
+	WI_TRY(abs_path(cx, "exchange_socket", "txn", sock, &c->exchange_socket));
+	if (strlen(c->exchange_socket) >= 108)
+		CFG_FAIL(cx, "exchange_socket", "txn", "socket path longer than 107 bytes");
+	if (strcmp(c->exchange_socket, c->workload_socket) == 0)
+		CFG_FAIL(cx, "exchange_socket", "txn", "must differ from workload_socket");
+	WI_TRY(get_string(cx, t, "https_listen", "txn", false, &listen));
+	if (listen) {
+		const char *colon = strrchr(listen, ':');
+		char *end = NULL;
+		long port = colon ? strtol(colon + 1, &end, 10) : 0;
+		if (!colon || colon == listen || !end || *end || port <= 0 || port > 65535)
+			CFG_FAIL(cx, "https_listen", "txn", "\"https_listen\" must be ADDRESS:PORT (127.0.0.1:8443, [::1]:8443)");
+		c->https_listen = strdup(listen);
+		WI_CHECK_ALLOC(c->https_listen);
+	}
+	c->txn_default_ttl = WI_TXN_TTL_DEFAULT;
+	WI_TRY(get_duration(cx, t, "default_ttl", "txn", WI_TXN_TTL_MIN, WI_TXN_TTL_MAX, &c->txn_default_ttl));
+	json_t *hops = json_object_get(t, "max_hops");
+	c->txn_max_hops = WI_TXN_MAX_HOPS_DEFAULT;
+	if (hops) {
+		if (!json_is_integer(hops) || json_integer_value(hops) < 1 ||
+		    json_integer_value(hops) > WI_TXN_MAX_HOPS_MAX)
+			CFG_FAIL(cx, "max_hops", "txn", "\"max_hops\" must be an integer from 1 to %d", WI_TXN_MAX_HOPS_MAX);
+		c->txn_max_hops = (int)json_integer_value(hops);
+	}
+	json_t *dev = json_object_get(t, "dev_issuer");
+	if (dev && !json_is_boolean(dev))
+		CFG_FAIL(cx, "dev_issuer", "txn", "\"dev_issuer\" must be true or false");
+	c->dev_issuer = json_is_true(dev);
+
+	WI_TRY(wi_selector_set_new(&c->admin_selectors));
+	json_t *adm = json_object_get(t, "admin_selectors");
+	if (!adm) {
+		WI_TRY(wi_selector_set_add_string(c->admin_selectors, "unix:uid:0"));
+	} else {
+		if (!json_is_array(adm) || json_array_size(adm) == 0)
+			CFG_FAIL(cx, "admin_selectors", "txn", "\"admin_selectors\" must be a non-empty array");
+		size_t i;
+		json_t *s;
+		json_array_foreach(adm, i, s)
+		{
+			char buf[WI_SELECTOR_MAX + 64];
+			const char *sel = NULL;
+			if (!json_is_string(s) || expand_selector(json_string_value(s), buf, sizeof(buf), &sel) < 0 ||
+			    wi_selector_set_add_string(c->admin_selectors, sel) < 0)
+				CFG_FAIL(cx, "admin_selectors", "txn", "admin_selectors[%zu]: %s", i, wi_error_detail());
+		}
+	}
+	json_t *iss = json_object_get(t, "issuers");
+	if (iss) {
+		if (!json_is_array(iss))
+			CFG_FAIL(cx, "issuers", "txn", "\"issuers\" must be an array");
+		if (json_array_size(iss) > WI_ISSUERS_MAX)
+			CFG_FAIL(cx, "issuers", "txn", "more than %d issuers", WI_ISSUERS_MAX);
+		c->issuers = calloc(json_array_size(iss) ? json_array_size(iss) : 1, sizeof(*c->issuers));
+		WI_CHECK_ALLOC(c->issuers);
+		size_t i;
+		json_t *o;
+		json_array_foreach(iss, i, o)
+		{
+			c->n_issuers++; /* counted first: a half-loaded one is freed too */
+			WI_TRY(load_issuer(cx, c, o, i));
+		}
+	}
 	return 0;
 }
 
@@ -276,7 +486,7 @@ static int load(const ctx *cx, json_t *root, wi_config *c)
 		WI_FAIL(WI_E_CONFIG, "%s: nested deeper than %d levels", cx->name, WI_JSON_DEPTH_MAX);
 	static const char *const keys[] = {"trust_domain", "data_dir", "workload_socket", "log_level",
 					   "log_format", "x509_svid_ttl", "jwt_svid_ttl", "jwt_key_type",
-					   "ca", "entries", NULL};
+					   "ca", "entries", "txn", NULL};
 	WI_TRY(check_keys(cx, root, "$", keys));
 
 	const char *td, *dd, *sock, *lvl, *fmt;
@@ -361,6 +571,9 @@ static int load(const ctx *cx, json_t *root, wi_config *c)
 		json_t *e;
 		json_array_foreach(entries, i, e) WI_TRY(load_entry(cx, c, e, i));
 	}
+	json_t *txn = json_object_get(root, "txn");
+	if (txn)
+		WI_TRY(load_txn(cx, c, txn));
 	if (c->ca_ttl < 2 * c->max_x509_svid_ttl)
 		CFG_FAIL(cx, "ttl", "ca", "the CA ttl must be at least twice the longest X.509-SVID ttl");
 	return 0;
@@ -406,6 +619,15 @@ wi_config *wi_config_free(wi_config *c)
 	free(c->ca_upstream_cert);
 	free(c->ca_upstream_key);
 	wi_registry_unref(c->registry);
+	free(c->exchange_socket);
+	free(c->https_listen);
+	wi_selector_set_unref(c->admin_selectors);
+	for (size_t i = 0; i < c->n_issuers; i++)
+		free((void *)c->issuers[i].audiences);
+	free(c->issuers);
+	for (size_t i = 0; i < c->n_strings; i++)
+		free(c->strings[i]);
+	free(c->strings);
 	free(c);
 	return NULL;
 }
@@ -423,3 +645,11 @@ const char *wi_config_ca_upstream_cert(const wi_config *c) { return c->ca_upstre
 const char *wi_config_ca_upstream_key(const wi_config *c) { return c->ca_upstream_key; }
 int64_t wi_config_max_x509_svid_ttl(const wi_config *c) { return c->max_x509_svid_ttl; }
 wi_registry *wi_config_registry(const wi_config *c) { return wi_registry_ref(c->registry); }
+const char *wi_config_exchange_socket(const wi_config *c) { return c->exchange_socket; }
+const char *wi_config_https_listen(const wi_config *c) { return c->https_listen; }
+int64_t wi_config_txn_default_ttl(const wi_config *c) { return c->txn_default_ttl; }
+int wi_config_txn_max_hops(const wi_config *c) { return c->txn_max_hops; }
+const wi_selector_set *wi_config_admin_selectors(const wi_config *c) { return c->admin_selectors; }
+bool wi_config_dev_issuer(const wi_config *c) { return c->dev_issuer; }
+size_t wi_config_issuer_count(const wi_config *c) { return c->n_issuers; }
+const wi_issuer_config *wi_config_issuer_at(const wi_config *c, size_t i) { return i < c->n_issuers ? &c->issuers[i] : NULL; }

@@ -12,7 +12,21 @@
  *   jwt_key_type      "ec-p256"|"rsa-2048"|"rsa-3072"  (default "ec-p256")
  *   ca                object: ttl (duration, default 8760h),
  *                     upstream_cert, upstream_key (strings, both or neither)
- *   entries           array of {spiffe_id, selectors[], hint?, x509_svid_ttl?}
+ *   entries           array of {spiffe_id, selectors[], hint?, x509_svid_ttl?,
+ *                     txn? (core/txn_policy.h)}
+ *   txn               object (Transaction Token Service; absent = disabled):
+ *                       exchange_socket   HTTP Unix socket path (required)
+ *                       https_listen      "127.0.0.1:8443" (optional)
+ *                       default_ttl       duration (default 5m), max_hops (default 4)
+ *                       admin_selectors   selectors a caller needs for /revoke
+ *                                         (default ["unix:uid:0"])
+ *                       dev_issuer        bool: the built-in development user-token
+ *                                         issuer (default false)
+ *                       issuers           array of trusted user-token issuers:
+ *                         {issuer, jwks_file | jwks_url, audiences[],
+ *                          algorithms[] (default ["RS256","ES256"]),
+ *                          token_type? ("at+jwt"), scope_claim? ("scope"),
+ *                          scope_optional? (false)}
  * A duration is a non-negative integer of seconds or a string of
  * <number><unit> groups, unit s, m, h or d ("1h30m").  Relative paths are
  * resolved against the working directory at load time.  The selector value
@@ -22,6 +36,7 @@
 #ifndef WI_CORE_CONFIG_H
 #define WI_CORE_CONFIG_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "core/error.h"
@@ -57,6 +72,31 @@ const char *wi_config_ca_upstream_cert(const wi_config *c);
 const char *wi_config_ca_upstream_key(const wi_config *c);
 /* The largest X.509-SVID TTL of any entry (or the default). */
 int64_t wi_config_max_x509_svid_ttl(const wi_config *c);
+/* A trusted issuer of user tokens. */
+typedef struct wi_issuer_config {
+	const char *issuer;
+	const char *jwks_file; /* exactly one of jwks_file and jwks_url */
+	const char *jwks_url;
+	const char *const *audiences;
+	size_t n_audiences;
+	unsigned algorithms;     /* WI_JWS_* bits */
+	const char *token_type;  /* required typ header, or NULL */
+	const char *scope_claim; /* "scope" (space-separated) or "scp" (array) */
+	bool scope_optional;     /* a token without the claim is refused (invalid_scope)
+				    unless set; then only the actor's policy caps the scope */
+} wi_issuer_config;
+
+/* NULL when the Transaction Token Service is off. */
+const char *wi_config_exchange_socket(const wi_config *c);
+const char *wi_config_https_listen(const wi_config *c);
+int64_t wi_config_txn_default_ttl(const wi_config *c);
+int wi_config_txn_max_hops(const wi_config *c);
+/* Selectors a caller must hold to use /revoke (borrowed). */
+const wi_selector_set *wi_config_admin_selectors(const wi_config *c);
+bool wi_config_dev_issuer(const wi_config *c);
+size_t wi_config_issuer_count(const wi_config *c);
+const wi_issuer_config *wi_config_issuer_at(const wi_config *c, size_t i);
+
 /* The entries; the caller gets a new reference. */
 wi_registry *wi_config_registry(const wi_config *c);
 

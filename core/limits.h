@@ -72,6 +72,26 @@
 /* Keys in one JWK Set document we parse. */
 #define WI_JWKS_KEYS_MAX 64
 #define WI_JWKS_DOC_MAX (256u * 1024u)
+/* Length of one JWK "kid" we accept in a key set. */
+#define WI_JWK_KID_MAX 1024
+/* RSA modulus sizes we sign with or accept in a JWK (RFC 7518 §3.3: at least
+ * 2048 bits; the upper bound caps the cost of one verification). */
+#define WI_RSA_BITS_MIN 2048
+#define WI_RSA_BITS_MAX 8192
+/* Largest JWS signature: an RSA signature of WI_RSA_BITS_MAX bits. */
+#define WI_JWS_SIG_MAX (WI_RSA_BITS_MAX / 8)
+
+/* Transaction Tokens: lifetime bounds (the draft: minutes or less). */
+#define WI_TXN_TTL_MIN 10
+#define WI_TXN_TTL_MAX 3600
+#define WI_TXN_TTL_DEFAULT 300
+#define WI_TXN_MAX_HOPS_DEFAULT 4
+#define WI_TXN_MAX_HOPS_MAX 32
+/* Trusted user-token issuers in one config. */
+#define WI_ISSUERS_MAX 64
+/* Items in one policy list, and the length of one. */
+#define WI_TXN_POLICY_LIST_MAX 256
+#define WI_TXN_POLICY_ITEM_MAX 2048
 
 /* X.509-SVIDs kept minted (one per identity and TTL). */
 #define WI_X509_CACHE_MAX 65536
@@ -85,5 +105,19 @@
 
 /* Files the daemon reads (CA cert/key given by the operator). */
 #define WI_PEM_FILE_MAX (1024u * 1024u)
+
+/* --- State store and revocation index (core/store.c, txn-token/revocations.c) */
+/* How long a store call waits for SQLite's file lock held by another
+ * connection (e.g. `sqlite3` run by an operator) before failing with
+ * WI_E_UNAVAILABLE, milliseconds.  Long enough to ride out a checkpoint. */
+#define WI_STORE_BUSY_TIMEOUT_MS 5000
+/* One revoked value: a txn claim, a SPIFFE ID (WI_SPIFFE_ID_MAX) or a
+ * principal "<iss> <sub>" (an issuer URL plus a subject). */
+#define WI_REVOCATION_VALUE_MAX 4096
+/* Revocations in force at once, across kinds.  Entries expire with the
+ * tokens they affect (minutes) and are pruned, so this bounds memory only
+ * under abuse (about 100 MB at typical value sizes); beyond it an add fails
+ * instead of being silently dropped. */
+#define WI_REVOCATIONS_MAX 1000000
 
 #endif

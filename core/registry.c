@@ -22,6 +22,7 @@ typedef struct entry {
 	wi_selector_set *selectors;
 	char *hint;
 	int64_t x509_ttl;
+	wi_txn_policy *txn;
 } entry;
 
 struct wi_registry {
@@ -69,6 +70,7 @@ static void entry_clear(entry *e)
 	free(e->parts);
 	wi_selector_set_unref(e->selectors);
 	free(e->hint);
+	wi_txn_policy_free(e->txn);
 }
 
 wi_registry *wi_registry_unref(wi_registry *r)
@@ -212,6 +214,17 @@ int wi_registry_add(wi_registry *r, const char *spiffe_id, wi_selector_set *sele
 	return 0;
 }
 
+int wi_registry_attach_txn_policy(wi_registry *r, wi_txn_policy *p)
+{
+	if (r->n == 0) {
+		wi_txn_policy_free(p);
+		WI_FAIL(WI_E_INVAL, "no entry to attach a policy to");
+	}
+	wi_txn_policy_free(r->entries[r->n - 1].txn);
+	r->entries[r->n - 1].txn = p;
+	return 0;
+}
+
 size_t wi_registry_count(const wi_registry *r)
 {
 	return r->n;
@@ -319,7 +332,8 @@ int wi_registry_match(wi_registry *r, const wi_selector_set *attested, wi_identi
 		}
 		l->ids[l->n] = id;
 		l->items[l->n] = (wi_identity){
-			.spiffe_id = id, .hint = e->hint, .x509_ttl = e->x509_ttl, .entry_index = (uint32_t)i};
+			.spiffe_id = id, .hint = e->hint, .x509_ttl = e->x509_ttl, .entry_index = (uint32_t)i,
+			.txn = e->txn};
 		l->n++;
 	}
 	*ret = l;
@@ -350,6 +364,8 @@ bool wi_identities_equal(const wi_identities *a, const wi_identities *b)
 		return false;
 	for (size_t i = 0; i < wi_identities_count(a); i++) {
 		const wi_identity *x = &a->items[i], *y = &b->items[i];
+		/* Stream-relevant fields only: a reload that changes nothing a
+		 * workload receives pushes nothing. */
 		if (strcmp(x->spiffe_id, y->spiffe_id) || strcmp(x->hint, y->hint) || x->x509_ttl != y->x509_ttl)
 			return false;
 	}

@@ -26,6 +26,7 @@
 
 #include "core/error.h"
 #include "core/selector.h"
+#include "core/txn_policy.h"
 
 typedef struct wi_registry wi_registry;
 
@@ -43,6 +44,10 @@ wi_registry *wi_registry_unref(wi_registry *r);
 int wi_registry_add(wi_registry *r, const char *spiffe_id, wi_selector_set *selectors,
 		    const char *hint, int64_t x509_ttl) WI_WUR;
 
+/* Attaches a Transaction Token policy to the entry added last (the registry
+ * takes ownership of `p`, also on failure).  WI_E_INVAL if there is no entry. */
+int wi_registry_attach_txn_policy(wi_registry *r, wi_txn_policy *p) WI_WUR;
+
 size_t wi_registry_count(const wi_registry *r);
 const char *wi_registry_trust_domain(const wi_registry *r);
 /* True when some entry uses a selector (or placeholder) of `kind`; lets the
@@ -55,6 +60,7 @@ typedef struct wi_identity {
 	const char *hint;      /* "" when none; owned by the registry */
 	int64_t x509_ttl;      /* 0 = default */
 	uint32_t entry_index;  /* position of the entry in the registry */
+	const wi_txn_policy *txn; /* NULL: no Transaction Tokens; owned by the registry */
 } wi_identity;
 
 typedef struct wi_identities wi_identities;
@@ -66,7 +72,8 @@ size_t wi_identities_count(const wi_identities *l);
 const wi_identity *wi_identities_at(const wi_identities *l, size_t i);
 /* Finds an identity by SPIFFE ID; NULL when the list does not hold it. */
 const wi_identity *wi_identities_find(const wi_identities *l, const char *spiffe_id);
-/* True when both lists hold the same identities in the same order. */
+/* True when both lists hold the same identities (ID, hint, TTL) in the same
+ * order. */
 bool wi_identities_equal(const wi_identities *a, const wi_identities *b);
 wi_identities *wi_identities_free(wi_identities *l);
 
