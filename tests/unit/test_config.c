@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "core/config.h"
+#include "core/jws.h"
 
 #define BASE "\"trust_domain\": \"example.org\", \"data_dir\": \"/tmp/d\", \"workload_socket\": \"/tmp/s.sock\""
 
@@ -176,11 +177,118 @@ static void test_file_errors(void **state)
 	wi_config_free(c);
 }
 
+static void test_txn_section(void **state)
+{
+	const char *text =
+		"{" BASE ", \"txn\": {\"exchange_socket\": \"/tmp/x.sock\", \"https_listen\": \"127.0.0.1:8443\","
+		" \"default_ttl\": \"2m\", \"max_hops\": 3, \"dev_issuer\": true, \"admin_selectors\": [\"unix:uid:0\", \"unix:gid:0\"],"
+		" \"issuers\": [{\"issuer\": \"https://idp.example\", \"jwks_url\": \"https://idp.example/jwks\","
+		"   \"audiences\": [\"wimsed\"], \"algorithms\": [\"RS256\", \"PS256\"], \"token_type\": \"at+jwt\"},"
+		"  {\"issuer\": \"local\", \"jwks_file\": \"/etc/jwks.json\", \"audiences\": [\"a\", \"b\"], \"scope_claim\": \"scp\","
+		"   \"scope_optional\": true}]},"
+		" \"entries\": [{\"spiffe_id\": \"spiffe://example.org/agent\", \"selectors\": [\"unix:uid:0\"],"
+		"   \"txn\": {\"allowed_scopes\": [\"calendar.read\", \"mail.send\"], \"allowed_resources\": [\"https://cal.example/\"],"
+		"   \"max_ttl\": \"1m\", \"may_exchange_for\": [\"spiffe://example.org/agents/*\", \"spiffe://example.org/x\"]}},"
+		"  {\"spiffe_id\": \"spiffe://example.org/plain\", \"selectors\": [\"unix:uid:0\"]}]}";
+	wi_config *c = NULL;
+	if (wi_config_load_string(text, "t", &c) != 0)
+		fail_msg("%s", wi_error_detail());
+	assert_string_equal(wi_config_exchange_socket(c), "/tmp/x.sock");
+	assert_string_equal(wi_config_https_listen(c), "127.0.0.1:8443");
+	assert_int_equal(wi_config_txn_default_ttl(c), 120);
+	assert_int_equal(wi_config_txn_max_hops(c), 3);
+	assert_true(wi_config_dev_issuer(c));
+	assert_int_equal(wi_selector_set_count(wi_config_admin_selectors(c)), 2);
+	assert_int_equal(wi_config_issuer_count(c), 2);
+	const wi_issuer_config *i0 = wi_config_issuer_at(c, 0), *i1 = wi_config_issuer_at(c, 1);
+	assert_string_equal(i0->issuer, "https://idp.example");
+	assert_string_equal(i0->jwks_url, "https://idp.example/jwks");
+	assert_null(i0->jwks_file);
+	assert_int_equal(i0->algorithms, WI_JWS_RS256 | WI_JWS_PS256);
+	assert_string_equal(i0->token_type, "at+jwt");
+	assert_string_equal(i0->scope_claim, "scope");
+	assert_false(i0->scope_optional);
+	assert_string_equal(i1->jwks_file, "/etc/jwks.json");
+	assert_int_equal(i1->n_audiences, 2);
+	assert_string_equal(i1->audiences[1], "b");
+	assert_int_equal(i1->algorithms, WI_JWS_RS256 | WI_JWS_ES256);
+	assert_string_equal(i1->scope_claim, "scp");
+	assert_true(i1->scope_optional);
+	assert_null(wi_config_issuer_at(c, 2));
+
+	wi_registry *r = wi_config_registry(c);
+	wi_selector_set *att = NULL;
+	assert_int_equal(wi_selector_set_new(&att), 0);
+	assert_int_equal(wi_selector_set_add_string(att, "unix:uid:0"), 0);
+	wi_identities *ids = NULL;
+	assert_int_equal(wi_registry_match(r, att, &ids), 0);
+	assert_int_equal(wi_identities_count(ids), 2);
+	const wi_txn_policy *p = wi_identities_at(ids, 0)->txn;
+	assert_non_null(p);
+	assert_null(wi_identities_at(ids, 1)->txn); /* no txn: deny by default */
+	assert_true(wi_txn_policy_allows_scope(p, "mail.send"));
+	assert_false(wi_txn_policy_allows_scope(p, "mail"));
+	assert_false(wi_txn_policy_allows_scope(NULL, "mail.send"));
+	assert_true(wi_txn_policy_allows_resource(p, "https://cal.example/"));
+	assert_false(wi_txn_policy_allows_resource(p, "https://cal.example"));
+	assert_int_equal(wi_txn_policy_max_ttl(p), 60);
+	assert_true(wi_txn_policy_may_exchange_for(p, "spiffe://example.org/agents/a"));
+	assert_true(wi_txn_policy_may_exchange_for(p, "spiffe://example.org/agents/a/b"));
+	assert_false(wi_txn_policy_may_exchange_for(p, "spiffe://example.org/agents"));
+	assert_false(wi_txn_policy_may_exchange_for(p, "spiffe://example.org/agentsX/a"));
+	assert_true(wi_txn_policy_may_exchange_for(p, "spiffe://example.org/x"));
+	assert_false(wi_txn_policy_may_exchange_for(p, "spiffe://example.org/x/y"));
+	wi_identities_free(ids);
+	wi_selector_set_unref(att);
+	wi_registry_unref(r);
+	wi_config_free(c);
+}
+
+static void test_txn_errors(void **state)
+{
+#define TXN(body) "{" BASE ", \"txn\": {\"exchange_socket\": \"/tmp/x.sock\"" body "}}"
+#define ISS(body) TXN(", \"issuers\": [{\"issuer\": \"https://i\", \"audiences\": [\"a\"]" body "}]")
+#define ENT(body) "{" BASE ", \"entries\": [{\"spiffe_id\": \"spiffe://example.org/a\", \"selectors\": [\"unix:uid:0\"], \"txn\": " body "}]}"
+	expect_error("{" BASE ", \"txn\": {}}", "missing required key \"exchange_socket\"");
+	expect_error("{" BASE ", \"txn\": {\"exchange_socket\": \"/tmp/s.sock\"}}", "must differ");
+	expect_error(TXN(", \"bogus\": 1"), "txn: unknown key \"bogus\"");
+	expect_error(TXN(", \"max_hops\": 0"), "max_hops");
+	expect_error(TXN(", \"max_hops\": 99"), "max_hops");
+	expect_error(TXN(", \"default_ttl\": \"2h\""), "default_ttl");
+	expect_error(TXN(", \"https_listen\": \"8443\""), "https_listen");
+	expect_error(TXN(", \"https_listen\": \"127.0.0.1:99999\""), "https_listen");
+	expect_error(TXN(", \"dev_issuer\": \"yes\""), "dev_issuer");
+	expect_error(TXN(", \"admin_selectors\": [\"k8s:x:y\"]"), "admin_selectors[0]");
+	expect_error(ISS(""), "exactly one of");
+	expect_error(ISS(", \"jwks_file\": \"/a\", \"jwks_url\": \"https://b\""), "exactly one of");
+	expect_error(ISS(", \"jwks_url\": \"http://idp.example/jwks\""), "https://");
+	expect_error(ISS(", \"jwks_file\": \"/a\", \"algorithms\": [\"none\"]"), "algorithms[0]");
+	expect_error(ISS(", \"jwks_file\": \"/a\", \"algorithms\": [\"HS256\"]"), "algorithms[0]");
+	expect_error(ISS(", \"jwks_file\": \"/a\", \"scope_claim\": \"roles\""), "scope_claim");
+	expect_error(ISS(", \"jwks_file\": \"/a\", \"audiences\": []"), "audiences");
+	expect_error(ISS(", \"jwks_file\": \"/a\", \"extra\": 1"), "txn.issuers[0]: unknown key \"extra\"");
+	expect_error(TXN(", \"issuers\": [{\"issuer\": \"https://i\", \"audiences\": [\"a\"], \"jwks_file\": \"/a\"},"
+			 " {\"issuer\": \"https://i\", \"audiences\": [\"a\"], \"jwks_file\": \"/a\"}]"),
+		     "listed twice");
+	expect_error(ENT("5"), "entries[0]: txn");
+	expect_error(ENT("{\"allowed_scopes\": [\"a b\"]}"), "allowed_scopes[0]");
+	expect_error(ENT("{\"allowed_scopes\": \"a\"}"), "allowed_scopes");
+	expect_error(ENT("{\"allowed_resources\": [\"no-scheme\"]}"), "allowed_resources[0]");
+	expect_error(ENT("{\"allowed_resources\": [\"https://x/#frag\"]}"), "allowed_resources[0]");
+	expect_error(ENT("{\"may_exchange_for\": [\"spiffe://Example.org/a\"]}"), "may_exchange_for[0]");
+	expect_error(ENT("{\"max_ttl\": \"2h\"}"), "max_ttl");
+	expect_error(ENT("{\"scopes\": []}"), "unknown key \"scopes\"");
+#undef TXN
+#undef ISS
+#undef ENT
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_minimal),	   cmocka_unit_test(test_full),	     cmocka_unit_test(test_relative_paths),
 		cmocka_unit_test(test_errors),	   cmocka_unit_test(test_durations), cmocka_unit_test(test_file_errors),
+		cmocka_unit_test(test_txn_section), cmocka_unit_test(test_txn_errors),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
