@@ -300,6 +300,19 @@ static const struct {
 	{"PS512", WI_JWS_PS512}, {"EdDSA", WI_JWS_EDDSA},
 };
 
+/* http://127.0.0.1, http://localhost or http://[::1], with an optional port
+ * and path, and nothing else ("http://localhost.evil" is not loopback). */
+static bool loopback_http(const char *url)
+{
+	static const char *const hosts[] = {"http://127.0.0.1", "http://localhost", "http://[::1]"};
+	for (size_t i = 0; i < 3; i++) {
+		size_t n = strlen(hosts[i]);
+		if (strncmp(url, hosts[i], n) == 0 && (url[n] == '\0' || url[n] == ':' || url[n] == '/'))
+			return true;
+	}
+	return false;
+}
+
 static int load_issuer(const ctx *cx, wi_config *c, json_t *o, size_t idx)
 {
 	char path[64];
@@ -325,8 +338,7 @@ static int load_issuer(const ctx *cx, wi_config *c, json_t *o, size_t idx)
 		CFG_FAIL(cx, "jwks_file", path, "exactly one of \"jwks_file\" and \"jwks_url\" is required");
 	/* RFC 8725 §3.10 and our threat model: keys over plain HTTP only from
 	 * this machine (a test IdP); anything else must be HTTPS. */
-	if (url && strncmp(url, "https://", 8) != 0 && strncmp(url, "http://127.0.0.1", 16) != 0 &&
-	    strncmp(url, "http://localhost", 16) != 0 && strncmp(url, "http://[::1]", 12) != 0)
+	if (url && strncmp(url, "https://", 8) != 0 && !loopback_http(url))
 		CFG_FAIL(cx, "jwks_url", path, "\"jwks_url\" must be https:// (or http:// on loopback)");
 	if (sc && strcmp(sc, "scope") && strcmp(sc, "scp"))
 		CFG_FAIL(cx, "scope_claim", path, "\"scope_claim\" must be \"scope\" or \"scp\"");

@@ -87,6 +87,13 @@
 #define WI_TXN_TTL_DEFAULT 300
 #define WI_TXN_MAX_HOPS_DEFAULT 4
 #define WI_TXN_MAX_HOPS_MAX 32
+/* JWKS URL fetching: timeouts, and cache lifetime bounds, seconds. */
+#define WI_JWKS_CONNECT_TIMEOUT_MS 2000
+#define WI_JWKS_TOTAL_TIMEOUT_MS 5000
+#define WI_JWKS_CACHE_MIN_SECONDS 60
+#define WI_JWKS_CACHE_MAX_SECONDS 86400
+#define WI_JWKS_CACHE_DEFAULT_SECONDS 300
+#define WI_JWKS_REFETCH_MIN_SECONDS 30
 /* Trusted user-token issuers in one config. */
 #define WI_ISSUERS_MAX 64
 /* Items in one policy list, and the length of one. */

@@ -262,6 +262,8 @@ static void test_txn_errors(void **state)
 	expect_error(ISS(""), "exactly one of");
 	expect_error(ISS(", \"jwks_file\": \"/a\", \"jwks_url\": \"https://b\""), "exactly one of");
 	expect_error(ISS(", \"jwks_url\": \"http://idp.example/jwks\""), "https://");
+	expect_error(ISS(", \"jwks_url\": \"http://localhost.evil.example/jwks\""), "https://");
+	expect_error(ISS(", \"jwks_url\": \"http://127.0.0.1.nip.example/jwks\""), "https://");
 	expect_error(ISS(", \"jwks_file\": \"/a\", \"algorithms\": [\"none\"]"), "algorithms[0]");
 	expect_error(ISS(", \"jwks_file\": \"/a\", \"algorithms\": [\"HS256\"]"), "algorithms[0]");
 	expect_error(ISS(", \"jwks_file\": \"/a\", \"scope_claim\": \"roles\""), "scope_claim");

@@ -1,0 +1,279 @@
+/* txn-token/issuers.c — trusted issuers of users' tokens and their keys. */
+#include "txn-token/issuers.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <curl/curl.h>
+
+#include "core/b64url.h"
+#include "core/buf.h"
+#include "core/cleanup.h"
+#include "core/fsutil.h"
+#include "core/json.h"
+#include "core/jws.h"
+#include "core/jwt_claims.h"
+#include "core/jwk.h"
+#include "core/limits.h"
+
+typedef struct issuer {
+	const wi_issuer_config *cfg;
+	pthread_mutex_t lock;  /* guards the fields below; held across a fetch */
+	wi_jwks *keys;         /* current set, or NULL */
+	time_t fresh_until;    /* URL: cache lifetime */
+	time_t last_attempt;   /* URL: last fetch, successful or not */
+	int last_error;        /* URL: 0, or why the last fetch failed */
+} issuer;
+
+struct wi_issuers {
+	issuer *v;
+	size_t n;
+};
+
+static int load_file(issuer *is)
+{
+	_cleanup_(freep) uint8_t *data = NULL;
+	size_t len;
+	WI_TRY(wi_fs_read_file(is->cfg->jwks_file, WI_JWKS_DOC_MAX, &data, &len));
+	return wi_jwks_parse((const char *)data, len, WI_JWKS_DOC_MAX, &is->keys);
+}
+
+int wi_issuers_new(const wi_config *c, wi_issuers **ret)
+{
+	wi_issuers *s = calloc(1, sizeof(*s));
+	WI_CHECK_ALLOC(s);
+	s->n = wi_config_issuer_count(c);
+	s->v = calloc(s->n ? s->n : 1, sizeof(*s->v));
+	if (!s->v) {
+		free(s);
+		WI_FAIL(WI_E_NOMEM, "allocation");
+	}
+	for (size_t i = 0; i < s->n; i++) {
+		issuer *is = &s->v[i];
+		is->cfg = wi_config_issuer_at(c, i);
+		pthread_mutex_init(&is->lock, NULL);
+		if (is->cfg->jwks_file) {
+			int rc = load_file(is);
+			if (rc < 0) {
+				char why[256];
+				snprintf(why, sizeof(why), "%s", wi_error_detail());
+				wi_issuers_free(s);
+				WI_FAIL(WI_E_CONFIG, "issuer %.128s: jwks_file: %s", c ? is->cfg->issuer : "", why);
+			}
+		}
+	}
+	*ret = s;
+	return 0;
+}
+
+wi_issuers *wi_issuers_free(wi_issuers *s)
+{
+	if (!s)
+		return NULL;
+	for (size_t i = 0; i < s->n; i++) {
+		wi_jwks_unref(s->v[i].keys);
+		pthread_mutex_destroy(&s->v[i].lock);
+	}
+	free(s->v);
+	free(s);
+	return NULL;
+}
+
+/* ---- fetching a JWKS URL ------------------------------------------------ */
+
+typedef struct fetch_buf {
+	wi_buf b;
+	bool too_big;
+	long max_age; /* from Cache-Control, -1 when absent */
+} fetch_buf;
+
+static size_t on_body(char *p, size_t size, size_t n, void *ud)
+{
+	fetch_buf *f = ud;
+	size_t len = size * n;
+	if (wi_buf_append(&f->b, p, len) < 0) {
+		f->too_big = true;
+		return 0; /* aborts the transfer: a 50 MB "JWKS" costs at most the cap */
+	}
+	return len;
+}
+
+static size_t on_header(char *p, size_t size, size_t n, void *ud)
+{
+	fetch_buf *f = ud;
+	size_t len = size * n;
+	/* RFC 9111 §5.2.2.1: Cache-Control: max-age=N */
+	if (len > 14 && strncasecmp(p, "cache-control:", 14) == 0) {
+		char line[512];
+		size_t l = len < sizeof(line) - 1 ? len : sizeof(line) - 1;
+		memcpy(line, p, l);
+		line[l] = '\0';
+		for (char *q = line; *q; q++)
+			if (*q >= 'A' && *q <= 'Z')
+				*q = (char)(*q - 'A' + 'a');
+		if (strstr(line, "no-store") || strstr(line, "no-cache"))
+			f->max_age = 0;
+		char *m = strstr(line, "max-age=");
+		if (m && f->max_age != 0)
+			f->max_age = strtol(m + 8, NULL, 10);
+	}
+	return len;
+}
+
+/* Fetches and parses the issuer's JWKS; called with is->lock held. */
+static int fetch(issuer *is, time_t now)
+{
+	is->last_attempt = now;
+	CURL *h = curl_easy_init();
+	WI_CHECK(h, WI_E_UNAVAILABLE, "cannot start a fetch");
+	fetch_buf f = {.max_age = -1};
+	wi_buf_init(&f.b, WI_JWKS_DOC_MAX, false);
+	curl_easy_setopt(h, CURLOPT_URL, is->cfg->jwks_url);
+	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)WI_JWKS_CONNECT_TIMEOUT_MS);
+	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)WI_JWKS_TOTAL_TIMEOUT_MS);
+	curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)WI_JWKS_DOC_MAX);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, &f);
+	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(h, CURLOPT_HEADERDATA, &f);
+	curl_easy_setopt(h, CURLOPT_USERAGENT, "wimsed");
+	CURLcode cc = curl_easy_perform(h);
+	long status = 0;
+	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+	curl_easy_cleanup(h);
+	int rc = 0;
+	if (f.too_big || cc == CURLE_FILESIZE_EXCEEDED)
+		rc = wi__error_set(WI_E_UNAVAILABLE, __FILE__, __LINE__, "JWKS of %.128s is larger than %u bytes",
+				   is->cfg->issuer, (unsigned)WI_JWKS_DOC_MAX);
+	else if (cc != CURLE_OK)
+		rc = wi__error_set(WI_E_UNAVAILABLE, __FILE__, __LINE__, "JWKS of %.128s: %s", is->cfg->issuer,
+				   curl_easy_strerror(cc));
+	else if (status != 200)
+		rc = wi__error_set(WI_E_UNAVAILABLE, __FILE__, __LINE__, "JWKS of %.128s: HTTP status %ld",
+				   is->cfg->issuer, status);
+	wi_jwks *keys = NULL;
+	if (rc == 0 && wi_jwks_parse((const char *)f.b.data, f.b.len, WI_JWKS_DOC_MAX, &keys) < 0)
+		rc = wi__error_set(WI_E_UNAVAILABLE, __FILE__, __LINE__, "JWKS of %.128s is malformed",
+				   is->cfg->issuer);
+	wi_buf_free(&f.b);
+	is->last_error = rc;
+	if (rc < 0)
+		return rc;
+	long age = f.max_age < 0 ? WI_JWKS_CACHE_DEFAULT_SECONDS : f.max_age;
+	if (age < WI_JWKS_CACHE_MIN_SECONDS)
+		age = WI_JWKS_CACHE_MIN_SECONDS;
+	if (age > WI_JWKS_CACHE_MAX_SECONDS)
+		age = WI_JWKS_CACHE_MAX_SECONDS;
+	wi_jwks_unref(is->keys);
+	is->keys = keys;
+	is->fresh_until = now + age;
+	return 0;
+}
+
+/* The issuer's current keys (referenced).  `need_kid`: the kid the token
+ * names, to re-fetch once when it is unknown (key rotation at the IdP). */
+static int current_keys(issuer *is, const char *need_kid, time_t now, wi_jwks **ret)
+{
+	pthread_mutex_lock(&is->lock);
+	int rc = 0;
+	if (is->cfg->jwks_url) {
+		bool stale = !is->keys || now >= is->fresh_until;
+		bool unknown = is->keys && need_kid && !wi_jwks_find(is->keys, need_kid);
+		bool may_retry = now - is->last_attempt >= WI_JWKS_REFETCH_MIN_SECONDS;
+		if ((stale || unknown) && (may_retry || is->last_attempt == 0)) {
+			rc = fetch(is, now);
+			if (rc < 0 && is->keys && now < is->fresh_until + WI_JWKS_CACHE_MAX_SECONDS)
+				rc = 0; /* keep serving the last good set while the IdP is down */
+		} else if (!is->keys && is->last_error < 0) {
+			/* Failed moments ago: fail fast instead of stacking timeouts. */
+			rc = wi__error_set(WI_E_UNAVAILABLE, __FILE__, __LINE__,
+					   "keys of issuer %.128s are unavailable (last fetch failed)", is->cfg->issuer);
+		}
+	}
+	wi_jwks *k = rc == 0 ? wi_jwks_ref(is->keys) : NULL;
+	pthread_mutex_unlock(&is->lock);
+	if (rc < 0)
+		return rc;
+	WI_CHECK(k, WI_E_UNAVAILABLE, "issuer %.128s has no keys", is->cfg->issuer);
+	*ret = k;
+	return 0;
+}
+
+/* Reads `iss` and the header's `kid` without trusting them: they only choose
+ * which issuer's keys to try. */
+static int peek(const char *token, size_t len, char **ret_iss, char **ret_kid)
+{
+	WI_CHECK(len <= WI_JWT_MAX_LEN, WI_E_TOO_BIG, "token longer than %u bytes", (unsigned)WI_JWT_MAX_LEN);
+	const char *d1 = memchr(token, '.', len);
+	WI_CHECK(d1, WI_E_PARSE, "token is not a compact JWS");
+	const char *d2 = memchr(d1 + 1, '.', (size_t)(token + len - d1 - 1));
+	WI_CHECK(d2, WI_E_PARSE, "token is not a compact JWS");
+	_cleanup_(freep) uint8_t *h = NULL;
+	_cleanup_(freep) uint8_t *c = NULL;
+	size_t hl, cl;
+	WI_TRY(wi_b64url_decode(token, (size_t)(d1 - token), WI_JWT_MAX_LEN, &h, &hl));
+	WI_TRY(wi_b64url_decode(d1 + 1, (size_t)(d2 - d1 - 1), WI_JWT_MAX_LEN, &c, &cl));
+	json_auto_t *hdr = NULL;
+	json_auto_t *claims = NULL;
+	WI_TRY(wi_json_parse_object((const char *)h, hl, "JWS header", &hdr));
+	WI_TRY(wi_json_parse_object((const char *)c, cl, "JWT claims", &claims));
+	const char *iss = wi_jwt_string_claim(claims, "iss");
+	WI_CHECK(iss, WI_E_INVAL, "iss claim is missing");
+	const char *kid = wi_jwt_string_claim(hdr, "kid");
+	*ret_iss = strdup(iss);
+	*ret_kid = kid ? strdup(kid) : NULL;
+	if (!*ret_iss || (kid && !*ret_kid)) {
+		free(*ret_iss);
+		free(*ret_kid);
+		WI_FAIL(WI_E_NOMEM, "allocation");
+	}
+	return 0;
+}
+
+int wi_issuers_verify(wi_issuers *s, const char *token, time_t now, const wi_issuer_config **ret_issuer,
+		      json_t **ret_claims)
+{
+	size_t len = strlen(token);
+	_cleanup_(freep) char *iss = NULL;
+	_cleanup_(freep) char *kid = NULL;
+	WI_TRY(peek(token, len, &iss, &kid));
+	issuer *is = NULL;
+	for (size_t i = 0; i < s->n && !is; i++)
+		if (strcmp(s->v[i].cfg->issuer, iss) == 0)
+			is = &s->v[i];
+	WI_CHECK(is, WI_E_INVAL, "issuer is not trusted");
+	wi_jwks *keys = NULL;
+	WI_TRY(current_keys(is, kid, now, &keys));
+	wi_jws_verify_opts opts = {.allowed_algs = is->cfg->algorithms, .max_token_len = WI_JWT_MAX_LEN};
+	json_auto_t *hdr = NULL;
+	json_auto_t *claims = NULL;
+	int rc = wi_jws_verify(token, len, keys, &opts, &hdr, &claims);
+	wi_jwks_unref(keys);
+	WI_TRY(rc);
+	/* The verified claims must name the same issuer we chose keys for. */
+	const char *viss = wi_jwt_string_claim(claims, "iss");
+	WI_CHECK(viss && strcmp(viss, is->cfg->issuer) == 0, WI_E_INVAL, "issuer mismatch");
+	if (is->cfg->token_type) {
+		/* RFC 8725 §3.11 / RFC 9068 §2.1: explicit typing, case-insensitive,
+		 * with or without the "application/" prefix. */
+		const char *typ = wi_jwt_string_claim(hdr, "typ");
+		const char *t = typ && strncasecmp(typ, "application/", 12) == 0 ? typ + 12 : typ;
+		WI_CHECK(t && strcasecmp(t, is->cfg->token_type) == 0, WI_E_INVAL, "typ must be %.32s",
+			 is->cfg->token_type);
+	}
+	bool aud_ok = false;
+	for (size_t i = 0; i < is->cfg->n_audiences && !aud_ok; i++)
+		aud_ok = wi_jwt_check_audience(claims, is->cfg->audiences[i]) == 0;
+	WI_CHECK(aud_ok, WI_E_INVAL, "audience mismatch");
+	WI_TRY(wi_jwt_check_times(claims, now, NULL));
+	const char *sub = wi_jwt_string_claim(claims, "sub");
+	WI_CHECK(sub && *sub, WI_E_INVAL, "sub claim is missing");
+	*ret_issuer = is->cfg;
+	*ret_claims = TAKE_PTR(claims);
+	return 0;
+}

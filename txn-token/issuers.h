@@ -1,0 +1,41 @@
+/* txn-token/issuers.h — verifying users' tokens (the subject_token of a
+ * delegated exchange) against the trusted issuers of the config.
+ *
+ * RFC 8725 discipline: the issuer is chosen by the token's `iss` among the
+ * configured ones (an unknown iss is refused before any key is touched), and
+ * then only that issuer's keys and algorithm allow-list apply; `jku`/`x5u`
+ * are never followed; `typ` is enforced when the issuer entry names one; `aud`
+ * must contain one of the issuer entry's audiences; exp/nbf/iat with leeway.
+ *
+ * Keys come from a JWKS file (read at start and on reload) or a JWKS URL
+ * fetched with libcurl on the calling thread — never the event loop — with
+ * connect/total timeouts, a size cap, no redirects, https (or loopback http);
+ * cached for the response's Cache-Control max-age (bounded), re-fetched at most
+ * once per WI_JWKS_REFETCH_MIN_SECONDS on an unknown kid, and a failed fetch is
+ * remembered for as long, so a dead IdP costs one timeout, not one per request.
+ * Thread-safe. */
+#ifndef WI_TXN_TOKEN_ISSUERS_H
+#define WI_TXN_TOKEN_ISSUERS_H
+
+#include <time.h>
+
+#include <jansson.h>
+
+#include "core/config.h"
+#include "core/error.h"
+
+typedef struct wi_issuers wi_issuers;
+
+/* Builds from the config (which must outlive the set); reads JWKS files. */
+int wi_issuers_new(const wi_config *c, wi_issuers **ret) WI_WUR;
+wi_issuers *wi_issuers_free(wi_issuers *s);
+
+/* Verifies `token`.  On success: the issuer entry and the verified claims
+ * (new reference).  Failures: WI_E_INVAL/WI_E_PARSE/WI_E_CRYPTO/WI_E_EXPIRED
+ * (the token is bad: OAuth invalid_request) or WI_E_UNAVAILABLE (the
+ * issuer's keys could not be fetched: temporarily_unavailable), with a reason
+ * that holds no token material. */
+int wi_issuers_verify(wi_issuers *s, const char *token, time_t now, const wi_issuer_config **ret_issuer,
+		      json_t **ret_claims) WI_WUR;
+
+#endif
