@@ -225,6 +225,14 @@ int wi_registry_attach_txn_policy(wi_registry *r, wi_txn_policy *p)
 	return 0;
 }
 
+const wi_txn_policy *wi_registry_txn_policy_for(const wi_registry *r, const char *spiffe_id)
+{
+	for (size_t i = 0; r && i < r->n; i++)
+		if (!r->entries[i].parts && r->entries[i].txn && strcmp(r->entries[i].spiffe_id, spiffe_id) == 0)
+			return r->entries[i].txn;
+	return NULL;
+}
+
 size_t wi_registry_count(const wi_registry *r)
 {
 	return r->n;

@@ -48,6 +48,12 @@ int wi_registry_add(wi_registry *r, const char *spiffe_id, wi_selector_set *sele
  * takes ownership of `p`, also on failure).  WI_E_INVAL if there is no entry. */
 int wi_registry_attach_txn_policy(wi_registry *r, wi_txn_policy *p) WI_WUR;
 
+/* The Transaction Token policy of the first entry whose (literal, not
+ * templated) SPIFFE ID is `spiffe_id`; NULL when none.  Used for workloads
+ * known by ID rather than by attestation (mTLS peers, actor tokens).  The
+ * policy lives as long as the registry. */
+const wi_txn_policy *wi_registry_txn_policy_for(const wi_registry *r, const char *spiffe_id);
+
 size_t wi_registry_count(const wi_registry *r);
 const char *wi_registry_trust_domain(const wi_registry *r);
 /* True when some entry uses a selector (or placeholder) of `kind`; lets the
