@@ -28,7 +28,7 @@ typedef struct issuer {
 } issuer;
 
 struct wi_issuers {
-	issuer *v;
+	issuer **v; /* pointers: an issuer's mutex never moves */
 	size_t n;
 };
 
@@ -51,7 +51,13 @@ int wi_issuers_new(const wi_config *c, wi_issuers **ret)
 		WI_FAIL(WI_E_NOMEM, "allocation");
 	}
 	for (size_t i = 0; i < s->n; i++) {
-		issuer *is = &s->v[i];
+		issuer *is = calloc(1, sizeof(*is));
+		if (!is) {
+			s->n = i;
+			wi_issuers_free(s);
+			WI_FAIL(WI_E_NOMEM, "allocation");
+		}
+		s->v[i] = is;
 		is->cfg = wi_config_issuer_at(c, i);
 		pthread_mutex_init(&is->lock, NULL);
 		if (is->cfg->jwks_file) {
@@ -68,13 +74,33 @@ int wi_issuers_new(const wi_config *c, wi_issuers **ret)
 	return 0;
 }
 
+int wi_issuers_add_static(wi_issuers *s, const wi_issuer_config *cfg, wi_jwks *keys)
+{
+	for (size_t i = 0; i < s->n; i++)
+		WI_CHECK(strcmp(s->v[i]->cfg->issuer, cfg->issuer) != 0, WI_E_EXISTS, "issuer %.128s is listed twice",
+			 cfg->issuer);
+	issuer **nv = realloc(s->v, (s->n + 1) * sizeof(*nv));
+	WI_CHECK_ALLOC(nv);
+	s->v = nv;
+	issuer *is = calloc(1, sizeof(*is));
+	WI_CHECK_ALLOC(is);
+	s->v[s->n++] = is;
+	is->cfg = cfg;
+	pthread_mutex_init(&is->lock, NULL);
+	is->keys = wi_jwks_ref(keys);
+	return 0;
+}
+
 wi_issuers *wi_issuers_free(wi_issuers *s)
 {
 	if (!s)
 		return NULL;
 	for (size_t i = 0; i < s->n; i++) {
-		wi_jwks_unref(s->v[i].keys);
-		pthread_mutex_destroy(&s->v[i].lock);
+		if (!s->v[i])
+			continue;
+		wi_jwks_unref(s->v[i]->keys);
+		pthread_mutex_destroy(&s->v[i]->lock);
+		free(s->v[i]);
 	}
 	free(s->v);
 	free(s);
@@ -244,8 +270,8 @@ int wi_issuers_verify(wi_issuers *s, const char *token, time_t now, const wi_iss
 	WI_TRY(peek(token, len, &iss, &kid));
 	issuer *is = NULL;
 	for (size_t i = 0; i < s->n && !is; i++)
-		if (strcmp(s->v[i].cfg->issuer, iss) == 0)
-			is = &s->v[i];
+		if (strcmp(s->v[i]->cfg->issuer, iss) == 0)
+			is = s->v[i];
 	WI_CHECK(is, WI_E_INVAL, "issuer is not trusted");
 	wi_jwks *keys = NULL;
 	WI_TRY(current_keys(is, kid, now, &keys));

@@ -23,12 +23,17 @@
 
 #include "core/config.h"
 #include "core/error.h"
+#include "core/jwk.h"
 
 typedef struct wi_issuers wi_issuers;
 
 /* Builds from the config (which must outlive the set); reads JWKS files. */
 int wi_issuers_new(const wi_config *c, wi_issuers **ret) WI_WUR;
 wi_issuers *wi_issuers_free(wi_issuers *s);
+/* Adds an issuer whose keys are given (the built-in development issuer);
+ * `cfg` must outlive the set; the set takes a reference on `keys`.  Only
+ * before the set is shared between threads. */
+int wi_issuers_add_static(wi_issuers *s, const wi_issuer_config *cfg, wi_jwks *keys) WI_WUR;
 
 /* Verifies `token`.  On success: the issuer entry and the verified claims
  * (new reference).  Failures: WI_E_INVAL/WI_E_PARSE/WI_E_CRYPTO/WI_E_EXPIRED

@@ -1,0 +1,34 @@
+/* txn-token/runs.h — runs die with their agent (DESIGN §4): every
+ * Transaction Token issued to a local process over the Unix socket is
+ * remembered with that process's pidfd; when the pidfd becomes readable (the
+ * process exited), its runs are revoked by txn until their expiry.
+ *
+ * wi_runs_track may be called from any thread; the pidfds are watched on the
+ * loop (the request is handed over with a uv_async_t).  Must be created and
+ * freed on the loop thread. */
+#ifndef WI_TXN_TOKEN_RUNS_H
+#define WI_TXN_TOKEN_RUNS_H
+
+#include <stdint.h>
+#include <time.h>
+
+#include <uv.h>
+
+#include "core/error.h"
+#include "txn-token/revocations.h"
+
+typedef struct wi_runs wi_runs;
+
+int wi_runs_new(uv_loop_t *loop, wi_revocations *rev, wi_runs **ret) WI_WUR;
+/* Watches `pidfd` (duplicated; the caller keeps its own) for the process
+ * identified by (pid, start_time), and revokes `txn` until `exp` when it
+ * exits.  An already-exited process has the txn revoked at once. */
+int wi_runs_track(wi_runs *r, int pidfd, int pid, uint64_t start_time, const char *txn, time_t exp) WI_WUR;
+/* Stops watching and frees from the loop's close callbacks: run the loop
+ * afterwards. */
+void wi_runs_free(wi_runs *r);
+
+/* Runs revoked so far because their process exited (tests, metrics). */
+uint64_t wi_runs_revoked(wi_runs *r);
+
+#endif

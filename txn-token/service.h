@@ -1,0 +1,66 @@
+/* txn-token/service.h — the Transaction Token Service: authenticates the
+ * caller and serves the endpoints (DESIGN §4):
+ *
+ *   POST /token        RFC 8693 exchange for a Txn-Token (txn-token/exchange.h)
+ *   POST /introspect   RFC 7662: {"active":false} for revoked, expired or
+ *                      foreign tokens, else the claims with "active":true
+ *   POST /revoke       the kill switch (admin only): txn=…, spiffe_id=…, or
+ *                      principal_iss=…&principal_sub=…
+ *   GET  /.well-known/jwks.json                  the Txn-Token keys
+ *   GET  /.well-known/oauth-authorization-server RFC 8414 metadata
+ *   POST /dev/user-token  (only with the development issuer) sub=…&scope=…
+ *
+ * Callers: on the Unix socket, attested like Workload API callers (their
+ * default identity acts; an actor_token may pick another they hold); on
+ * HTTPS, the verified X.509-SVID, or a jwt-spiffe client assertion
+ * (draft-ietf-oauth-spiffe-client-auth).  Admin: a Unix caller whose
+ * selectors include the config's admin_selectors.
+ *
+ * wi_tts_handle is a wi_http_handler: it runs on thread-pool threads. */
+#ifndef WI_TXN_TOKEN_SERVICE_H
+#define WI_TXN_TOKEN_SERVICE_H
+
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "attestors/attest.h"
+#include "core/config.h"
+#include "core/error.h"
+#include "core/jwk.h"
+#include "core/jwt_keys.h"
+#include "core/registry.h"
+#include "txn-token/http.h"
+#include "txn-token/issuers.h"
+#include "txn-token/revocations.h"
+#include "txn-token/runs.h"
+
+typedef struct wi_tts wi_tts;
+
+typedef struct wi_tts_options {
+	const char *trust_domain;
+	const char *issuer_id;  /* our iss: spiffe://<td>/wimsed/<node> */
+	const char *node;
+	wi_attestor *attestor;  /* borrowed */
+	wi_jwt_keys *txn_keys;  /* borrowed: signs Txn-Tokens */
+	const wi_jwks *svid_bundle; /* borrowed: the JWT-SVID keys */
+	wi_issuers *issuers;    /* borrowed */
+	wi_revocations *revocations; /* borrowed */
+	wi_runs *runs;          /* borrowed; NULL: runs do not die with their agent */
+	wi_registry *registry;  /* referenced */
+	const wi_selector_set *admin_selectors; /* borrowed */
+	int64_t default_ttl;
+	int max_hops;
+	wi_jwt_keys *dev_keys;  /* borrowed; NULL unless the dev issuer is on */
+	const char *dev_issuer; /* its iss */
+	const char *dev_audience;
+} wi_tts_options;
+
+int wi_tts_new(const wi_tts_options *o, wi_tts **ret) WI_WUR;
+wi_tts *wi_tts_free(wi_tts *t);
+/* Publishes a new registry snapshot (takes a reference). */
+void wi_tts_set_registry(wi_tts *t, wi_registry *r);
+/* The HTTP handler (ud = the wi_tts). */
+void wi_tts_handle(void *ud, const wi_http_request *req, wi_http_response *resp);
+
+#endif
