@@ -22,7 +22,9 @@
  * public half is written. */
 int wi_jwk_from_pkey(EVP_PKEY *pub, const char *kid, json_t **ret) WI_WUR;
 /* Parses one JWK into a public key (checks curve points, RSA size ≥ 2048,
- * e odd and > 1). */
+ * e odd and > 1).  WI_E_UNIMPLEMENTED for a kty, curve or RSA size we do not
+ * support, WI_E_INVAL when private members are present, WI_E_PARSE when
+ * malformed. */
 int wi_jwk_to_pkey(const json_t *jwk, EVP_PKEY **ret) WI_WUR;
 /* RFC 7638 thumbprint (SHA-256, base64url): a stable `kid` for a key. */
 int wi_jwk_thumbprint(EVP_PKEY *pub, char **ret_kid) WI_WUR;

@@ -1,4 +1,4 @@
-/* core/keys.c — EC key generation and PKCS#8 (de)serialisation. */
+/* core/keys.c — EC and RSA key generation and PKCS#8 (de)serialisation. */
 #include "core/keys.h"
 
 #include <errno.h>
@@ -22,6 +22,20 @@ int wi_key_generate_p256(EVP_PKEY **ret)
 	WI_CHECK(ret != NULL, WI_E_INVAL, "keygen: NULL argument");
 	EVP_PKEY *key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
 	WI_CHECK_SSL(key != NULL, "generate P-256 key");
+	*ret = key;
+	return 0;
+}
+
+int wi_key_generate_rsa(unsigned bits, EVP_PKEY **ret)
+{
+	WI_CHECK(ret != NULL, WI_E_INVAL, "keygen: NULL argument");
+	/* RFC 7518 §3.3: RSA keys of 2048 bits or larger. */
+	WI_CHECK(bits >= WI_RSA_BITS_MIN && bits <= WI_RSA_BITS_MAX && bits % 8 == 0, WI_E_INVAL,
+		 "keygen: RSA size %u bits (want %d to %d, a multiple of 8)", bits, WI_RSA_BITS_MIN,
+		 WI_RSA_BITS_MAX);
+	/* The default public exponent is 65537. */
+	EVP_PKEY *key = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)bits);
+	WI_CHECK_SSL(key != NULL, "generate RSA key");
 	*ret = key;
 	return 0;
 }

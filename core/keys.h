@@ -11,6 +11,9 @@
 
 /* Generates an EC P-256 key pair. */
 int wi_key_generate_p256(EVP_PKEY **ret) WI_WUR;
+/* Generates an RSA key pair of `bits` (WI_RSA_BITS_MIN..WI_RSA_BITS_MAX, a
+ * multiple of 8; e = 65537).  WI_E_INVAL for other sizes. */
+int wi_key_generate_rsa(unsigned bits, EVP_PKEY **ret) WI_WUR;
 /* Unencrypted PKCS#8 PrivateKeyInfo DER (Workload API x509_svid_key).
  * *ret_der is secret: free with wi_secret_free(der, len). */
 int wi_key_to_pkcs8_der(EVP_PKEY *key, uint8_t **ret_der, size_t *ret_len) WI_WUR;

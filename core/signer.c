@@ -11,9 +11,11 @@
 
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
+#include <openssl/rsa.h>
 #include <openssl/x509.h>
 
 #include "core/cleanup.h"
+#include "core/limits.h"
 
 struct wi_signer {
 	EVP_PKEY *key; /* private; only used in wi_signer_sign */
@@ -25,6 +27,17 @@ struct wi_signer {
 
 static int key_alg(EVP_PKEY *key, wi_sig_alg *ret_alg)
 {
+	/* "RSA" only: an RSA-PSS-restricted key cannot make PKCS#1 v1.5
+	 * signatures. */
+	if (EVP_PKEY_is_a(key, "RSA")) {
+		int bits = EVP_PKEY_get_bits(key);
+		/* RFC 7518 §3.3: a key of 2048 bits or larger MUST be used. */
+		WI_CHECK(bits >= WI_RSA_BITS_MIN && bits <= WI_RSA_BITS_MAX, WI_E_INVAL,
+			 "signer: RSA key of %d bits (want %d to %d)", bits, WI_RSA_BITS_MIN,
+			 WI_RSA_BITS_MAX);
+		*ret_alg = WI_SIG_RSA_PKCS1_SHA256;
+		return 0;
+	}
 	WI_CHECK(EVP_PKEY_is_a(key, "EC"), WI_E_INVAL, "signer: key type %s is not supported",
 		 EVP_PKEY_get0_type_name(key) ? EVP_PKEY_get0_type_name(key) : "?");
 	char group[64];
@@ -56,7 +69,7 @@ static int public_copy(EVP_PKEY *key, EVP_PKEY **ret)
 int wi_signer_from_pkey(EVP_PKEY *key, wi_signer **ret)
 {
 	WI_CHECK(key != NULL && ret != NULL, WI_E_INVAL, "signer: NULL argument");
-	wi_sig_alg alg;
+	wi_sig_alg alg = WI_SIG_ECDSA_P256_SHA256; /* set by key_alg on success */
 	WI_TRY(key_alg(key, &alg));
 	_cleanup_(EVP_PKEY_freep) EVP_PKEY *pub = NULL;
 	WI_TRY(public_copy(key, &pub));
@@ -91,7 +104,12 @@ int wi_signer_sign(wi_signer *s, wi_sig_alg alg, const uint8_t *digest, size_t d
 	_cleanup_(EVP_PKEY_CTX_freep) EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, s->key, NULL);
 	WI_CHECK_SSL(ctx != NULL, "sign: context");
 	WI_CHECK_SSL(EVP_PKEY_sign_init(ctx) == 1, "sign: init");
-	/* Tells the provider the digest is SHA-256 so it checks the length. */
+	/* RSA: PKCS#1 v1.5 (RFC 8017 §8.2), never PSS, whatever the default. */
+	if (s->alg == WI_SIG_RSA_PKCS1_SHA256)
+		WI_CHECK_SSL(EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) == 1,
+			     "sign: RSA padding");
+	/* Tells the provider the digest is SHA-256 so it checks the length
+	 * (and, for RSA, writes the SHA-256 DigestInfo). */
 	WI_CHECK_SSL(EVP_PKEY_CTX_set_signature_md(ctx, EVP_sha256()) == 1, "sign: digest type");
 	size_t cap = 0;
 	WI_CHECK_SSL(EVP_PKEY_sign(ctx, NULL, &cap, digest, digest_len) == 1 && cap > 0,
@@ -103,7 +121,8 @@ int wi_signer_sign(wi_signer *s, wi_sig_alg alg, const uint8_t *digest, size_t d
 		free(sig);
 		WI_CHECK_SSL(0, "sign");
 	}
-	/* Output: DER ECDSA-Sig-Value (RFC 3279 §2.2.3), as X.509 wants it. */
+	/* Output: DER ECDSA-Sig-Value (RFC 3279 §2.2.3), as X.509 wants it; or
+	 * the RSA signature, as long as the modulus. */
 	*ret_sig = sig;
 	*ret_sig_len = len;
 	return 0;

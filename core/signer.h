@@ -15,11 +15,15 @@
 
 typedef enum wi_sig_alg {
 	WI_SIG_ECDSA_P256_SHA256 = 1, /* signature: DER ECDSA-Sig-Value */
+	WI_SIG_RSA_PKCS1_SHA256 = 2,  /* signature: RSASSA-PKCS1-v1_5, modulus-sized */
 } wi_sig_alg;
 
 typedef struct wi_signer wi_signer;
 
-/* Wraps an in-memory private key; takes ownership of `key` on success only. */
+/* Wraps an in-memory private key; takes ownership of `key` on success only.
+ * Accepted: EC P-256 (WI_SIG_ECDSA_P256_SHA256) and RSA of WI_RSA_BITS_MIN to
+ * WI_RSA_BITS_MAX bits (WI_SIG_RSA_PKCS1_SHA256); anything else is
+ * WI_E_INVAL. */
 int wi_signer_from_pkey(EVP_PKEY *key, wi_signer **ret) WI_WUR;
 /* Frees (the private key is freed by OpenSSL, which wipes it); NULL-safe. */
 wi_signer *wi_signer_free(wi_signer *s);

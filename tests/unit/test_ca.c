@@ -524,7 +524,8 @@ static void test_signer_sign_verify(void **state)
 
 	/* Wrong algorithm, wrong digest length: refused, outputs untouched. */
 	sig = (uint8_t *)0x1;
-	assert_int_equal(wi_signer_sign(s, (wi_sig_alg)2, digest, 32, &sig, &sig_len), WI_E_INVAL);
+	assert_int_equal(wi_signer_sign(s, WI_SIG_RSA_PKCS1_SHA256, digest, 32, &sig, &sig_len),
+			 WI_E_INVAL);
 	assert_int_equal(wi_signer_sign(s, WI_SIG_ECDSA_P256_SHA256, digest, 31, &sig, &sig_len),
 			 WI_E_INVAL);
 	assert_ptr_equal(sig, (uint8_t *)0x1);
@@ -545,6 +546,18 @@ static void test_signer_rejects_other_keys(void **state)
 	assert_non_null(ed);
 	assert_int_equal(wi_signer_from_pkey(ed, &s), WI_E_INVAL);
 	EVP_PKEY_free(ed);
+	/* RSA below 2048 bits is refused; 2048 and up is accepted (RS256 JWT
+	 * keys; tests/unit/test_jwt_keys.c covers signing). */
+	EVP_PKEY *rsa1024 = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)1024);
+	assert_non_null(rsa1024);
+	assert_int_equal(wi_signer_from_pkey(rsa1024, &s), WI_E_INVAL);
+	assert_null(s);
+	EVP_PKEY_free(rsa1024);
+	EVP_PKEY *rsa = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
+	assert_non_null(rsa);
+	assert_int_equal(wi_signer_from_pkey(rsa, &s), 0);
+	assert_int_equal(wi_signer_alg(s), WI_SIG_RSA_PKCS1_SHA256);
+	wi_signer_free(s);
 }
 
 /* ==== keys ==================================================================== */

@@ -1,0 +1,60 @@
+/* core/json.c — strict parsing of untrusted JSON objects. */
+#include "core/json.h"
+
+#include <stdbool.h>
+
+#include "core/limits.h"
+
+/* The deepest nesting of s[0..len), counted on the text: '{' and '[' outside
+ * strings open a level.  For valid JSON this equals the depth of the value
+ * jansson would build (strings are skipped with their escapes exactly as the
+ * grammar defines them); invalid JSON is refused by jansson afterwards, so a
+ * miscount there cannot let anything through.  Stops counting past `limit`. */
+static size_t text_depth(const char *s, size_t len, size_t limit)
+{
+	size_t depth = 0, max = 0;
+	bool in_string = false;
+	for (size_t i = 0; i < len; i++) {
+		char c = s[i];
+		if (in_string) {
+			if (c == '\\')
+				i++; /* the escaped character cannot end the string */
+			else if (c == '"')
+				in_string = false;
+			continue;
+		}
+		if (c == '"') {
+			in_string = true;
+		} else if (c == '{' || c == '[') {
+			if (++depth > max)
+				max = depth;
+			if (max > limit)
+				return max;
+		} else if ((c == '}' || c == ']') && depth > 0) {
+			depth--;
+		}
+	}
+	return max;
+}
+
+int wi_json_parse_object(const char *s, size_t len, const char *what, json_t **ret)
+{
+	WI_CHECK(ret != NULL && what != NULL && (s != NULL || len == 0), WI_E_INVAL,
+		 "json: NULL argument");
+	/* DESIGN §6: nesting depth is a client-controlled size; bounded before
+	 * jansson recurses into it. */
+	WI_CHECK(text_depth(s, len, WI_JSON_DEPTH_MAX) <= WI_JSON_DEPTH_MAX, WI_E_TOO_BIG,
+		 "%s is nested deeper than %d levels", what, WI_JSON_DEPTH_MAX);
+	json_error_t err;
+	/* RFC 7515 §4, RFC 7519 §4: names MUST be unique; we take the "reject"
+	 * branch.  No JSON_ALLOW_NUL: "\u0000" in a string is refused. */
+	json_t *j = json_loadb(s, len, JSON_REJECT_DUPLICATES, &err);
+	WI_CHECK(j != NULL, WI_E_PARSE, "%s is not valid JSON: %s (position %d)", what, err.text,
+		 err.position);
+	if (!json_is_object(j)) {
+		json_decref(j);
+		WI_FAIL(WI_E_PARSE, "%s is not a JSON object", what);
+	}
+	*ret = j;
+	return 0;
+}

@@ -1,0 +1,25 @@
+/* core/json.h — strict parsing of untrusted JSON objects (JOSE headers and
+ * claims, JWK Sets).
+ *
+ * jansson alone accepts duplicate member names (the last one wins) and nests
+ * up to 2048 levels.  RFC 7515 §4 and RFC 7519 §4 let a parser either refuse
+ * duplicate names or take the last one; we refuse (two parsers taking
+ * different duplicates is a classic bypass), and DESIGN §6 wants every
+ * client-controlled size bounded, so this wrapper adds both checks. */
+#ifndef WI_CORE_JSON_H
+#define WI_CORE_JSON_H
+
+#include <stddef.h>
+
+#include <jansson.h>
+
+#include "core/error.h"
+
+/* Parses s[0..len) as one JSON object: valid UTF-8, no duplicate member
+ * names, nested at most WI_JSON_DEPTH_MAX levels (checked on the text before
+ * jansson builds anything), nothing after the value.  `what` names the input
+ * in the error detail ("JWS header").  WI_E_PARSE when malformed or not an
+ * object, WI_E_TOO_BIG when nested too deep.  *ret is a new reference. */
+int wi_json_parse_object(const char *s, size_t len, const char *what, json_t **ret) WI_WUR;
+
+#endif
