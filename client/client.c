@@ -46,10 +46,14 @@ int wimse_last_status(void)
 }
 
 /* Workload Endpoint §4: unix:///abs/path (also unix:/abs/path); no
- * authority, query or fragment. */
-static int parse_address(const char *addr, char *target, size_t cap)
+ * authority, query or fragment.  NULL means SPIFFE_ENDPOINT_SOCKET. */
+int wi__client_make_target(const char *addr, char *target, size_t cap)
 {
 	const char *path;
+	if (!addr)
+		addr = getenv("SPIFFE_ENDPOINT_SOCKET");
+	if (!addr || !*addr)
+		return fail(WI_E_INVAL, 0, "no socket: pass --socket or set SPIFFE_ENDPOINT_SOCKET");
 	if (strncmp(addr, "unix://", 7) == 0) {
 		if (addr[7] != '/')
 			return fail(WI_E_INVAL, 0, "address %s: a unix address must have no authority (unix:///abs/path)",
@@ -70,12 +74,8 @@ static int parse_address(const char *addr, char *target, size_t cap)
 
 int wimse_client_open(const char *address, wimse_client **ret)
 {
-	if (!address)
-		address = getenv("SPIFFE_ENDPOINT_SOCKET");
-	if (!address || !*address)
-		return fail(WI_E_INVAL, 0, "no socket: pass --socket or set SPIFFE_ENDPOINT_SOCKET");
 	char target[4200];
-	int rc = parse_address(address, target, sizeof(target));
+	int rc = wi__client_make_target(address, target, sizeof(target));
 	if (rc < 0)
 		return rc;
 	wimse_client *c = calloc(1, sizeof(*c));

@@ -78,14 +78,17 @@ wi_x509_cache *wi_x509_cache_free(wi_x509_cache *c)
 /* When to re-mint: between 40 % and 50 % of the lifetime, at random, so
  * that identities minted together do not all rotate together (Workload API:
  * servers should splay widespread updates), and never past half-life. */
-static time_t jittered_refresh(const wi_x509_svid *svid)
+static time_t jittered_refresh(const wi_x509_svid *svid, time_t minted_at)
 {
-	time_t nb = wi_x509_svid_not_before(svid);
-	time_t half = wi_x509_svid_refresh_at(svid);
+	/* Measured from the mint, not from notBefore, which is backdated for
+	 * clock skew: a 10 s SVID must not look half-used the moment it is made. */
+	time_t start = minted_at > wi_x509_svid_not_before(svid) ? minted_at : wi_x509_svid_not_before(svid);
+	time_t life = wi_x509_svid_not_after(svid) - start;
+	time_t half = start + life / 2;
 	uint32_t r = 0;
-	if (RAND_bytes((unsigned char *)&r, sizeof(r)) != 1)
+	if (life <= 0 || RAND_bytes((unsigned char *)&r, sizeof(r)) != 1)
 		return half;
-	int64_t span = (int64_t)(half - nb) / 5; /* 10 % of the lifetime */
+	int64_t span = (int64_t)life / 10; /* 10 % of the lifetime */
 	return half - (span > 0 ? (time_t)(r % (uint64_t)(span + 1)) : 0);
 }
 
@@ -180,7 +183,7 @@ int wi_x509_cache_get(wi_x509_cache *c, const char *spiffe_id, int64_t ttl, time
 			pthread_mutex_unlock(&c->mint_lock);
 			return rc;
 		}
-		refresh = jittered_refresh(svid);
+		refresh = jittered_refresh(svid, now);
 		pthread_mutex_lock(&c->lock);
 		c->minted++;
 		insert_locked(c, h, spiffe_id, ttl, svid, refresh, now);

@@ -95,4 +95,7 @@ int wimse_last_status(void);
 }
 #endif
 
+#include "wimse/watch.h"
+#include "wimse/mtls.h"
+
 #endif

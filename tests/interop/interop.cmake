@@ -76,3 +76,6 @@ if(WI_NODE)
 else()
   message(WARNING "interop: node not found, Node interop test not registered")
 endif()
+
+# Further interop suites, each in its own file (mTLS between agents, ...).
+include(${CMAKE_CURRENT_LIST_DIR}/mtls.cmake OPTIONAL)
