@@ -70,6 +70,10 @@ static const char *base_name(const char *file)
 		p = strstr(file, "/daemon/");
 	if (!p)
 		p = strstr(file, "/client/");
+	if (!p)
+		p = strstr(file, "/txn-token/");
+	if (!p)
+		p = strstr(file, "/cli/");
 	return p ? p + 1 : file;
 }
 

@@ -35,7 +35,8 @@
 	X(WI_E_SPIFFE_ID, -14, 3, "invalid_request", "invalid SPIFFE ID")                      \
 	X(WI_E_SELECTOR, -15, 3, "invalid_request", "invalid selector")                        \
 	X(WI_E_EXPIRED, -16, 3, "invalid_grant", "expired")                                     \
-	X(WI_E_INTERNAL, -17, 13, "server_error", "internal error")
+	X(WI_E_INTERNAL, -17, 13, "server_error", "internal error")                             \
+	X(WI_E_REVOKED, -18, 7, "invalid_grant", "revoked")
 
 enum wi_error {
 #define WI__ERR_ENUM(name, value, grpc, oauth, text) name = (value),

@@ -304,6 +304,15 @@ void wi__stream_start(wi__call *c, wi__builder build, wi_selector_set *sel, wi_r
 	s->streams = c;
 	atomic_fetch_add(&s->n_streams, 1);
 	pthread_mutex_unlock(&s->streams_lock);
+	/* The client may have gone before we registered: on_close then found
+	 * nothing to remove, so remove it here (stream_close is idempotent). */
+	pthread_mutex_lock(&c->send_lock);
+	bool done = c->done;
+	pthread_mutex_unlock(&c->send_lock);
+	if (done) {
+		stream_close(c);
+		return;
+	}
 	stream_push(c);
 }
 

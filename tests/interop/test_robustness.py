@@ -218,7 +218,12 @@ class Robustness(unittest.TestCase):
         print("\n" + summary)
         self.assertLessEqual(fds, base_fds + FD_SLACK,
                              f"fd leak: {summary}\nopen fds: {self._fd_targets()}")
-        self.assertLess(rss - base_rss, RSS_GROWTH_MAX_KIB, f"memory growth: {summary}")
+        if os.environ.get("WIMSED_SANITIZED"):
+            # Under ASan the quarantine holds freed memory: RSS says nothing about
+            # leaks, and LeakSanitizer checks them when the daemon exits.
+            print("RSS bound not checked under the sanitizer build")
+        else:
+            self.assertLess(rss - base_rss, RSS_GROWTH_MAX_KIB, f"memory growth: {summary}")
         self.assert_normal_fetch("after the abuse")
         self.assertEqual(h.health_check(self.d.target),
                          h.health_pb2.HealthCheckResponse.SERVING)
