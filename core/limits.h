@@ -94,6 +94,10 @@
 #define WI_JWKS_CACHE_MAX_SECONDS 86400
 #define WI_JWKS_CACHE_DEFAULT_SECONDS 300
 #define WI_JWKS_REFETCH_MIN_SECONDS 30
+/* The Transaction Token Service's HTTP listeners. */
+#define WI_TTS_BODY_MAX (64u * 1024u)
+#define WI_TTS_CONNECTIONS_MAX 1024
+#define WI_TTS_IO_TIMEOUT_MS 10000
 /* Trusted user-token issuers in one config. */
 #define WI_ISSUERS_MAX 64
 /* Items in one policy list, and the length of one. */

@@ -34,7 +34,8 @@ typedef enum wi_revocation_kind {
  * lifetime of a token it can affect).  Re-revoking extends `until`. */
 int wi_store_put_revocation(wi_store *s, wi_revocation_kind kind, const char *value, time_t until) WI_WUR;
 /* Calls fn for every revocation with until > now; stops early if fn returns
- * non-zero (returned as is). */
+ * non-zero (returned as is).  fn runs with the store locked: it must not call
+ * back into the store. */
 int wi_store_each_revocation(wi_store *s, time_t now,
 			     int (*fn)(wi_revocation_kind kind, const char *value, time_t until, void *ud),
 			     void *ud) WI_WUR;

@@ -271,7 +271,7 @@ int wi_txn_verify(const wi_txn_ctx *cx, const char *token, time_t now, json_t **
 	if (req_wl && n_actors < WI_TXN_MAX_HOPS_MAX + 2)
 		actors[n_actors++] = req_wl;
 	if (wi_revocations_is_revoked(cx->revocations, txn, principal[0] ? principal : NULL, actors, n_actors, now))
-		WI_FAIL(WI_E_PERMISSION, "the transaction has been revoked");
+		WI_FAIL(WI_E_REVOKED, "the transaction has been revoked");
 	*ret_claims = TAKE_PTR(claims);
 	return 0;
 }

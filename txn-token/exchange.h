@@ -90,7 +90,7 @@ void wi_txn_issued_clear(wi_txn_issued *t);
 
 /* Verifies one of our Txn-Tokens (signature, typ, aud, times) and its
  * revocation state; returns the claims (new reference).  WI_E_EXPIRED for an
- * expired one, WI_E_PERMISSION for a revoked one. */
+ * expired one, WI_E_REVOKED for a revoked one. */
 int wi_txn_verify(const wi_txn_ctx *cx, const char *token, time_t now, json_t **ret_claims) WI_WUR;
 
 #endif

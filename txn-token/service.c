@@ -273,6 +273,12 @@ static void do_revoke(wi_tts *t, const wi_http_request *req, const wi_form *f, c
 	}
 	char value[WI_REVOCATION_VALUE_MAX];
 	wi_revocation_kind kind;
+	const char *one = txn ? txn : id;
+	if (one && strlen(one) >= sizeof(value)) {
+		/* Never revoke a truncated value: it would be another one. */
+		refuse(resp, "/revoke", c->id, 400, "invalid_request", "value too long");
+		return;
+	}
 	if (txn) {
 		kind = WI_REVOKE_TXN;
 		snprintf(value, sizeof(value), "%s", txn);

@@ -1,0 +1,415 @@
+/* tests/unit/test_revocations.c — the revocation index: per-kind lookups,
+ * actor chains, expiry, prune, persistence, a failing store, and readers
+ * running while a writer adds. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <ftw.h>
+#include <limits.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <sqlite3.h>
+
+#include "core/fsutil.h"
+#include "core/limits.h"
+#include "core/store.h"
+#include "txn-token/revocations.h"
+
+#define NOW ((time_t)1700000000)
+#define LATER (NOW + 300)
+
+#define AGENT "spiffe://example.org/agent/planner"
+#define SUB_AGENT "spiffe://example.org/agent/search"
+#define TOOL "spiffe://example.org/tool/mail"
+#define ALICE "https://idp.example.com alice"
+
+typedef struct fx {
+	char dir[PATH_MAX];
+	wi_store *store;
+	wi_revocations *revs;
+} fx;
+
+static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st, (void)flag, (void)ftw;
+	return remove(p);
+}
+
+static void open_all(fx *f, time_t now)
+{
+	int r = wi_store_open(f->dir, &f->store);
+	if (r != 0)
+		fail_msg("wi_store_open: %s", wi_error_detail());
+	r = wi_revocations_open(f->store, now, &f->revs);
+	if (r != 0)
+		fail_msg("wi_revocations_open: %s", wi_error_detail());
+}
+
+static void close_all(fx *f)
+{
+	f->revs = wi_revocations_free(f->revs);
+	f->store = wi_store_close(f->store);
+}
+
+static int setup(void **state)
+{
+	fx *f = calloc(1, sizeof(*f));
+	assert_non_null(f);
+	const char *tmp = getenv("TMPDIR");
+	snprintf(f->dir, sizeof(f->dir), "%s/wi-revocations-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+	assert_non_null(mkdtemp(f->dir));
+	open_all(f, NOW);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	fx *f = *state;
+	close_all(f);
+	nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	free(f);
+	return 0;
+}
+
+static bool txn_revoked(fx *f, const char *txn, time_t now)
+{
+	return wi_revocations_is_revoked(f->revs, txn, NULL, NULL, 0, now);
+}
+
+static bool principal_revoked(fx *f, const char *p, time_t now)
+{
+	return wi_revocations_is_revoked(f->revs, NULL, p, NULL, 0, now);
+}
+
+static bool actor_revoked(fx *f, const char *a, time_t now)
+{
+	const char *const chain[] = {a};
+	return wi_revocations_is_revoked(f->revs, NULL, NULL, chain, 1, now);
+}
+
+/* --- tests -------------------------------------------------------------------- */
+
+static void test_per_kind(void **state)
+{
+	fx *f = *state;
+	assert_int_equal(wi_revocations_count(f->revs), 0);
+	assert_false(wi_revocations_is_revoked(f->revs, "txn-1", ALICE, NULL, 0, NOW));
+
+	assert_int_equal(wi_revocations_add(f->revs, WI_REVOKE_TXN, "txn-1", LATER), 0);
+	assert_true(txn_revoked(f, "txn-1", NOW));
+	assert_false(txn_revoked(f, "txn-2", NOW));
+	assert_false(txn_revoked(f, "txn-", NOW));
+	assert_false(txn_revoked(f, "txn-11", NOW));
+	/* Kinds are separate sets: the same string as a principal is not revoked. */
+	assert_false(principal_revoked(f, "txn-1", NOW));
+	assert_false(actor_revoked(f, "txn-1", NOW));
+
+	assert_int_equal(wi_revocations_add(f->revs, WI_REVOKE_PRINCIPAL, ALICE, LATER), 0);
+	assert_true(principal_revoked(f, ALICE, NOW));
+	assert_false(principal_revoked(f, "https://idp.example.com bob", NOW));
+	assert_false(txn_revoked(f, ALICE, NOW));
+	/* The principal revokes any of her runs, whatever the txn. */
+	assert_true(wi_revocations_is_revoked(f->revs, "txn-9", ALICE, NULL, 0, NOW));
+
+	assert_int_equal(wi_revocations_add(f->revs, WI_REVOKE_ACTOR, AGENT, LATER), 0);
+	assert_true(actor_revoked(f, AGENT, NOW));
+	assert_false(actor_revoked(f, SUB_AGENT, NOW));
+	assert_int_equal(wi_revocations_count(f->revs), 3);
+
+	/* Re-adding does not duplicate. */
+	assert_int_equal(wi_revocations_add(f->revs, WI_REVOKE_ACTOR, AGENT, LATER), 0);
+	assert_int_equal(wi_revocations_count(f->revs), 3);
+}
+
+static void test_actor_chain(void **state)
+{
+	fx *f = *state;
+	assert_int_equal(wi_revocations_add(f->revs, WI_REVOKE_ACTOR, SUB_AGENT, LATER), 0);
+	const char *const outer[] = {TOOL, AGENT};
+	const char *const middle[] = {TOOL, SUB_AGENT, AGENT};
+	const char *const first[] = {SUB_AGENT, TOOL};
+	const char *const last[] = {AGENT, TOOL, SUB_AGENT};
+	assert_false(wi_revocations_is_revoked(f->revs, "t", ALICE, outer, 2, NOW));
+	assert_true(wi_revocations_is_revoked(f->revs, "t", ALICE, middle, 3, NOW));
+	assert_true(wi_revocations_is_revoked(f->revs, "t", ALICE, first, 2, NOW));
+	assert_true(wi_revocations_is_revoked(f->revs, "t", ALICE, last, 3, NOW));
+	/* Only the first n_actors count. */
+	assert_false(wi_revocations_is_revoked(f->revs, "t", ALICE, last, 2, NOW));
+	/* A NULL hop is skipped, not a match. */
+	const char *const holey[] = {NULL, AGENT};
+	assert_false(wi_revocations_is_revoked(f->revs, "t", ALICE, holey, 2, NOW));
+}
+
+static void test_fail_closed(void **state)
+{
+	fx *f = *state;
+	/* A caller's bug must not read as "not revoked". */
+	assert_true(wi_revocations_is_revoked(NULL, "t", ALICE, NULL, 0, NOW));
+	assert_true(wi_revocations_is_revoked(f->revs, "t", ALICE, NULL, 1, NOW));
+	assert_false(wi_revocations_is_revoked(f->revs, NULL, NULL, NULL, 0, NOW));
+	assert_int_equal(wi_revocations_count(NULL), 0);
+	assert_null(wi_revocations_free(NULL));
+}
+
+static void test_bad_arguments(void **state)
+{
+	fx *f = *state;
+	assert_int_equal(wi_revocations_add(NULL, WI_REVOKE_TXN, "t", LATER), WI_E_INVAL);
+	assert_int_equal(wi_revocations_add(f->revs, (wi_revocation_kind)0, "t", LATER), WI_E_INVAL);
+	assert_int_equal(wi_revocations_add(f->revs, (wi_revocation_kind)9, "t", LATER), WI_E_INVAL);
+	assert_int_equal(wi_revocations_add(f->revs, WI_REVOKE_TXN, NULL, LATER), WI_E_INVAL);
+	assert_int_equal(wi_revocations_add(f->revs, WI_REVOKE_TXN, "", LATER), WI_E_INVAL);
+	assert_int_equal(wi_revocations_add(f->revs, WI_REVOKE_TXN, "t", 0), WI_E_INVAL);
+	char big[WI_REVOCATION_VALUE_MAX + 2];
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	assert_int_equal(wi_revocations_add(f->revs, WI_REVOKE_ACTOR, big, LATER), WI_E_TOO_BIG);
+	assert_int_equal(wi_revocations_count(f->revs), 0);
+	wi_revocations *r = NULL;
+	assert_int_equal(wi_revocations_open(NULL, NOW, &r), WI_E_INVAL);
+	assert_int_equal(wi_revocations_open(f->store, NOW, NULL), WI_E_INVAL);
+	assert_null(r);
+	assert_int_equal(wi_revocations_prune(NULL, NOW), WI_E_INVAL);
+}
+
+static void test_expiry_and_extend(void **state)
+{
+	fx *f = *state;
+	assert_int_equal(wi_revocations_add(f->revs, WI_REVOKE_TXN, "t", NOW + 10), 0);
+	assert_true(txn_revoked(f, "t", NOW));
+	assert_true(txn_revoked(f, "t", NOW + 9));
+	/* until <= now: no longer in force. */
+	assert_false(txn_revoked(f, "t", NOW + 10));
+	assert_false(txn_revoked(f, "t", NOW + 11));
+	/* Re-revoking extends... */
+	assert_int_equal(wi_revocations_add(f->revs, WI_REVOKE_TXN, "t", NOW + 100), 0);
+	assert_true(txn_revoked(f, "t", NOW + 50));
+	/* ...and never shortens. */
+	assert_int_equal(wi_revocations_add(f->revs, WI_REVOKE_TXN, "t", NOW + 20), 0);
+	assert_true(txn_revoked(f, "t", NOW + 50));
+	assert_int_equal(wi_revocations_count(f->revs), 1);
+	/* Already expired when added: recorded, never in force. */
+	assert_int_equal(wi_revocations_add(f->revs, WI_REVOKE_TXN, "old", NOW - 1), 0);
+	assert_false(txn_revoked(f, "old", NOW));
+}
+
+static int count_rows(wi_revocation_kind kind, const char *value, time_t until, void *ud)
+{
+	(*(int *)ud)++;
+	return 0;
+}
+
+static int store_rows(fx *f)
+{
+	int n = 0;
+	assert_int_equal(wi_store_each_revocation(f->store, 0, count_rows, &n), 0);
+	return n;
+}
+
+static void test_prune(void **state)
+{
+	fx *f = *state;
+	char v[32];
+	/* Enough to grow the tables past their first size. */
+	for (int i = 0; i < 150; i++) {
+		snprintf(v, sizeof(v), "txn-%d", i);
+		assert_int_equal(wi_revocations_add(f->revs, WI_REVOKE_TXN, v, NOW + (i % 2 ? 10 : 1000)), 0);
+	}
+	assert_int_equal(wi_revocations_add(f->revs, WI_REVOKE_ACTOR, AGENT, NOW + 10), 0);
+	assert_int_equal(wi_revocations_add(f->revs, WI_REVOKE_PRINCIPAL, ALICE, NOW + 1000), 0);
+	assert_int_equal(wi_revocations_count(f->revs), 152);
+	assert_int_equal(store_rows(f), 152);
+
+	assert_int_equal(wi_revocations_prune(f->revs, NOW + 10), 0);
+	assert_int_equal(wi_revocations_count(f->revs), 76);
+	assert_int_equal(store_rows(f), 76);
+	for (int i = 0; i < 150; i++) {
+		snprintf(v, sizeof(v), "txn-%d", i);
+		assert_int_equal(txn_revoked(f, v, NOW), i % 2 == 0);
+	}
+	assert_false(actor_revoked(f, AGENT, NOW));
+	assert_true(principal_revoked(f, ALICE, NOW));
+
+	assert_int_equal(wi_revocations_prune(f->revs, NOW + 1000), 0);
+	assert_int_equal(wi_revocations_count(f->revs), 0);
+	assert_int_equal(store_rows(f), 0);
+	/* Still usable after emptying. */
+	assert_int_equal(wi_revocations_add(f->revs, WI_REVOKE_TXN, "again", LATER), 0);
+	assert_true(txn_revoked(f, "again", NOW));
+}
+
+static void test_persistence(void **state)
+{
+	fx *f = *state;
+	assert_int_equal(wi_revocations_add(f->revs, WI_REVOKE_TXN, "txn-1", LATER), 0);
+	assert_int_equal(wi_revocations_add(f->revs, WI_REVOKE_ACTOR, AGENT, LATER), 0);
+	assert_int_equal(wi_revocations_add(f->revs, WI_REVOKE_PRINCIPAL, ALICE, LATER), 0);
+	assert_int_equal(wi_revocations_add(f->revs, WI_REVOKE_TXN, "short", NOW + 5), 0);
+	close_all(f);
+
+	open_all(f, NOW);
+	assert_int_equal(wi_revocations_count(f->revs), 4);
+	assert_true(txn_revoked(f, "txn-1", NOW));
+	assert_true(actor_revoked(f, AGENT, NOW));
+	assert_true(principal_revoked(f, ALICE, NOW));
+	assert_true(txn_revoked(f, "short", NOW));
+	assert_true(txn_revoked(f, "short", NOW + 4));
+	assert_false(txn_revoked(f, "short", NOW + 5));
+	close_all(f);
+
+	/* Loaded later: what expired meanwhile is not loaded. */
+	open_all(f, NOW + 5);
+	assert_int_equal(wi_revocations_count(f->revs), 3);
+	assert_false(txn_revoked(f, "short", NOW));
+	assert_true(txn_revoked(f, "txn-1", NOW + 5));
+}
+
+static void raw_exec(const fx *f, const char *sql)
+{
+	char db[PATH_MAX];
+	assert_int_equal(wi_fs_join(db, sizeof(db), f->dir, "state.db"), 0);
+	sqlite3 *h = NULL;
+	assert_int_equal(sqlite3_open_v2(db, &h, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+	char *err = NULL;
+	if (sqlite3_exec(h, sql, NULL, NULL, &err) != SQLITE_OK)
+		fail_msg("%s: %s", sql, err ? err : "?");
+	sqlite3_close(h);
+}
+
+/* The store refuses the write.  Tests run as root here, so a read-only mode
+ * bit would not stop SQLite; instead another connection installs a trigger
+ * that aborts every write to the table, as a full disk or an I/O error
+ * would, after our connection and statements are set up. */
+static void test_store_failure(void **state)
+{
+	fx *f = *state;
+	assert_int_equal(wi_revocations_add(f->revs, WI_REVOKE_TXN, "kept", NOW + 10), 0);
+	raw_exec(f, "CREATE TRIGGER wi_test_fail BEFORE INSERT ON revocations"
+		    " BEGIN SELECT RAISE(ABORT, 'injected write failure'); END");
+
+	int r = wi_revocations_add(f->revs, WI_REVOKE_TXN, "lost", LATER);
+	assert_int_equal(r, WI_E_IO);
+	assert_non_null(strstr(wi_error_detail(), "injected write failure"));
+	/* Not persisted, so not indexed: no revocation that a restart would forget. */
+	assert_false(txn_revoked(f, "lost", NOW));
+	assert_int_equal(wi_revocations_count(f->revs), 1);
+	/* An extension that fails leaves the old until. */
+	assert_true(wi_revocations_add(f->revs, WI_REVOKE_TXN, "kept", LATER) < 0);
+	assert_false(txn_revoked(f, "kept", NOW + 10));
+	assert_true(wi_revocations_add(f->revs, WI_REVOKE_ACTOR, AGENT, LATER) < 0);
+	assert_false(actor_revoked(f, AGENT, NOW));
+
+	/* The store works again once the fault is gone; nothing half-done stayed. */
+	raw_exec(f, "DROP TRIGGER wi_test_fail");
+	assert_int_equal(store_rows(f), 1);
+	assert_int_equal(wi_revocations_add(f->revs, WI_REVOKE_TXN, "lost", LATER), 0);
+	assert_true(txn_revoked(f, "lost", NOW));
+	close_all(f);
+	open_all(f, NOW);
+	assert_int_equal(wi_revocations_count(f->revs), 2);
+	assert_true(txn_revoked(f, "lost", NOW));
+	assert_true(txn_revoked(f, "kept", NOW + 9));
+	assert_false(txn_revoked(f, "kept", NOW + 10));
+}
+
+/* --- readers while a writer adds ---------------------------------------------- */
+
+#define READERS 4
+#define WRITES 120 /* twice that many adds: past the first table size */
+#define STALE 40
+
+typedef struct shared {
+	fx *f;
+	atomic_uint published; /* adds that have returned 0 */
+	atomic_bool done;
+	atomic_uint checks;
+	atomic_uint errors;
+} shared;
+
+static void *reader(void *arg)
+{
+	shared *sh = arg;
+	wi_revocations *r = sh->f->revs;
+	char v[32];
+	unsigned i = 0;
+	while (!atomic_load(&sh->done)) {
+		unsigned k = atomic_load(&sh->published);
+		bool bad = false;
+		/* header: in force for every check once add has returned. */
+		if (k > 0) {
+			snprintf(v, sizeof(v), "run-%u", (i++ % k));
+			const char *const chain[] = {TOOL, v};
+			bad |= !wi_revocations_is_revoked(r, NULL, NULL, chain, 2, NOW);
+			bad |= !wi_revocations_is_revoked(r, v, NULL, NULL, 0, NOW);
+		}
+		/* Never added, and expired-then-pruned: never in force. */
+		snprintf(v, sizeof(v), "run-%u", WRITES + i % 50);
+		bad |= wi_revocations_is_revoked(r, v, ALICE, NULL, 0, NOW);
+		snprintf(v, sizeof(v), "stale-%u", i % STALE);
+		bad |= wi_revocations_is_revoked(r, v, NULL, NULL, 0, NOW);
+		if (bad)
+			atomic_fetch_add(&sh->errors, 1);
+		atomic_fetch_add(&sh->checks, 1);
+		/* Four spinning readers on a small machine would starve the
+		 * writer of CPU (not of the lock): let it run. */
+		sched_yield();
+	}
+	return NULL;
+}
+
+static void test_concurrent_readers(void **state)
+{
+	fx *f = *state;
+	char v[32];
+	for (unsigned i = 0; i < STALE; i++) {
+		snprintf(v, sizeof(v), "stale-%u", i);
+		assert_int_equal(wi_revocations_add(f->revs, WI_REVOKE_TXN, v, NOW - 1), 0);
+	}
+	shared sh = {.f = f};
+	pthread_t th[READERS];
+	for (int i = 0; i < READERS; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, reader, &sh), 0);
+	for (unsigned i = 0; i < WRITES; i++) {
+		snprintf(v, sizeof(v), "run-%u", i);
+		/* Each value is revoked both as a txn and as an actor, and the
+		 * tables grow (rehash) and shrink (prune) under the readers. */
+		assert_int_equal(wi_revocations_add(f->revs, WI_REVOKE_ACTOR, v, LATER), 0);
+		assert_int_equal(wi_revocations_add(f->revs, WI_REVOKE_TXN, v, LATER), 0);
+		atomic_store(&sh.published, i + 1);
+		if (i % 64 == 0)
+			assert_int_equal(wi_revocations_prune(f->revs, NOW), 0);
+	}
+	atomic_store(&sh.done, true);
+	for (int i = 0; i < READERS; i++)
+		assert_int_equal(pthread_join(th[i], NULL), 0);
+	assert_int_equal(atomic_load(&sh.errors), 0);
+	assert_true(atomic_load(&sh.checks) > 0);
+	assert_int_equal(wi_revocations_count(f->revs), 2 * WRITES);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_per_kind, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_actor_chain, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fail_closed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bad_arguments, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_expiry_and_extend, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_prune, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_persistence, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_store_failure, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_concurrent_readers, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

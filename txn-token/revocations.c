@@ -1,0 +1,411 @@
+/* txn-token/revocations.c — the kill switch's in-memory index (DESIGN §4:
+ * revocation is immediate and binary).
+ *
+ * Three chained hash sets (txn, actor, principal), each entry carrying its
+ * `until`.  Locks:
+ *   - `lock`, a read-write lock: readers (every token check) share it; it is
+ *     taken exclusively only for the pointer moves that publish a change.
+ *   - `write_lock`, a mutex: serialises add and prune end to end, so the slow
+ *     part (the fsync in the store) runs without blocking readers, and the
+ *     set cannot change between preparing an entry and linking it.
+ * Only a writer changes the sets, so a writer may read them holding
+ * write_lock alone.
+ *
+ * Ordering: persist, then index.  Everything that can fail (allocation,
+ * table growth, the capacity check) happens before the store write, so once
+ * the revocation is durable the in-memory step cannot fail: the index never
+ * lacks a revocation that the store holds, and never holds one the store
+ * refused. */
+#include "txn-token/revocations.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "core/cleanup.h"
+#include "core/limits.h"
+
+#define N_KINDS 3
+#define BUCKETS_MIN 64u
+
+typedef struct entry {
+	struct entry *next; /* hash chain */
+	uint64_t hash;
+	time_t until; /* in force while until > now */
+	size_t len;
+	char value[];
+} entry;
+
+typedef struct set {
+	entry **buckets;
+	size_t n_buckets; /* a power of two, or 0 before the first entry */
+	size_t size;
+} set;
+
+struct wi_revocations {
+	pthread_rwlock_t lock;
+	pthread_mutex_t write_lock;
+	wi_store *store; /* borrowed */
+	uint64_t key[2]; /* SipHash key, random per process */
+	set sets[N_KINDS];
+	size_t count; /* entries across the sets */
+};
+
+/* --- hashing ------------------------------------------------------------------
+ * SipHash-2-4 with a random key: the values come from outside (a user's
+ * `sub`, an operator's request), and a keyed hash keeps anyone from choosing
+ * values that all land in one chain. */
+
+static inline uint64_t rotl(uint64_t x, int b)
+{
+	return (x << b) | (x >> (64 - b));
+}
+
+static inline void sipround(uint64_t v[4])
+{
+	v[0] += v[1], v[1] = rotl(v[1], 13), v[1] ^= v[0], v[0] = rotl(v[0], 32);
+	v[2] += v[3], v[3] = rotl(v[3], 16), v[3] ^= v[2];
+	v[0] += v[3], v[3] = rotl(v[3], 21), v[3] ^= v[0];
+	v[2] += v[1], v[1] = rotl(v[1], 17), v[1] ^= v[2], v[2] = rotl(v[2], 32);
+}
+
+static uint64_t siphash(const uint64_t k[2], const char *data, size_t len)
+{
+	uint64_t v[4] = {0x736f6d6570736575ULL ^ k[0], 0x646f72616e646f6dULL ^ k[1],
+			 0x6c7967656e657261ULL ^ k[0], 0x7465646279746573ULL ^ k[1]};
+	const uint8_t *p = (const uint8_t *)data;
+	size_t full = len - len % 8;
+	for (size_t i = 0; i < full; i += 8) {
+		uint64_t m = 0;
+		for (int j = 0; j < 8; j++) /* little-endian, whatever the host */
+			m |= (uint64_t)p[i + (size_t)j] << (8 * j);
+		v[3] ^= m;
+		sipround(v);
+		sipround(v);
+		v[0] ^= m;
+	}
+	uint64_t b = (uint64_t)len << 56;
+	for (size_t j = 0; j < len % 8; j++)
+		b |= (uint64_t)p[full + j] << (8 * j);
+	v[3] ^= b;
+	sipround(v);
+	sipround(v);
+	v[0] ^= b;
+	v[2] ^= 0xff;
+	for (int i = 0; i < 4; i++)
+		sipround(v);
+	return v[0] ^ v[1] ^ v[2] ^ v[3];
+}
+
+/* --- sets ---------------------------------------------------------------------- */
+
+static entry *set_find(const set *st, uint64_t h, const char *value, size_t len)
+{
+	if (st->n_buckets == 0)
+		return NULL;
+	for (entry *e = st->buckets[h & (st->n_buckets - 1)]; e; e = e->next)
+		if (e->hash == h && e->len == len && memcmp(e->value, value, len) == 0)
+			return e;
+	return NULL;
+}
+
+/* Never fails: the caller made room with reserve() first. */
+static void set_link(set *st, entry *e)
+{
+	entry **b = &st->buckets[e->hash & (st->n_buckets - 1)];
+	e->next = *b;
+	*b = e;
+	st->size++;
+}
+
+static void set_clear(set *st)
+{
+	for (size_t i = 0; i < st->n_buckets; i++) {
+		entry *e = st->buckets[i];
+		while (e) {
+			entry *n = e->next;
+			free(e);
+			e = n;
+		}
+	}
+	free(st->buckets);
+	*st = (set){0};
+}
+
+static pthread_rwlock_t *wrlock(wi_revocations *r)
+{
+	pthread_rwlock_wrlock(&r->lock);
+	return &r->lock;
+}
+
+static pthread_rwlock_t *rdlock(wi_revocations *r)
+{
+	pthread_rwlock_rdlock(&r->lock);
+	return &r->lock;
+}
+
+static void rwunlockp(pthread_rwlock_t **l)
+{
+	if (*l)
+		pthread_rwlock_unlock(*l);
+}
+
+static pthread_mutex_t *writer_lock(wi_revocations *r)
+{
+	pthread_mutex_lock(&r->write_lock);
+	return &r->write_lock;
+}
+
+static void mutex_unlockp(pthread_mutex_t **m)
+{
+	if (*m)
+		pthread_mutex_unlock(*m);
+}
+
+/* Makes room for one more entry (load factor at most 1), so that linking it
+ * later cannot fail.  Called with write_lock held. */
+static int reserve(wi_revocations *r, set *st)
+{
+	if (st->size < st->n_buckets)
+		return 0;
+	size_t n = st->n_buckets ? st->n_buckets * 2 : BUCKETS_MIN;
+	WI_CHECK(n > st->n_buckets && n <= SIZE_MAX / sizeof(entry *), WI_E_TOO_BIG, "revocation table size");
+	entry **nb = calloc(n, sizeof(*nb));
+	WI_CHECK_ALLOC(nb);
+	/* Readers walk the chains: the rehash is a published change. */
+	_cleanup_(rwunlockp) pthread_rwlock_t *locked = wrlock(r);
+	for (size_t i = 0; i < st->n_buckets; i++) {
+		entry *e = st->buckets[i];
+		while (e) {
+			entry *next = e->next;
+			entry **b = &nb[e->hash & (n - 1)];
+			e->next = *b;
+			*b = e;
+			e = next;
+		}
+	}
+	entry **old = st->buckets;
+	st->buckets = nb;
+	st->n_buckets = n;
+	free(old);
+	return 0;
+}
+
+static int check_value(wi_revocation_kind kind, const char *value, size_t *ret_len)
+{
+	WI_CHECK(kind == WI_REVOKE_TXN || kind == WI_REVOKE_ACTOR || kind == WI_REVOKE_PRINCIPAL,
+		 WI_E_INVAL, "unknown revocation kind %d", (int)kind);
+	WI_CHECK(value != NULL && value[0] != '\0', WI_E_INVAL, "empty revocation value");
+	size_t len = strnlen(value, WI_REVOCATION_VALUE_MAX + 1);
+	WI_CHECK(len <= WI_REVOCATION_VALUE_MAX, WI_E_TOO_BIG, "revocation value longer than %d bytes",
+		 WI_REVOCATION_VALUE_MAX);
+	*ret_len = len;
+	return 0;
+}
+
+/* What add and load share: either the existing entry to extend (*ret_found)
+ * or a new entry, with room reserved for it (*ret_fresh).  Changes nothing
+ * that readers see.  Called with write_lock held. */
+static int prepare_entry(wi_revocations *r, set *st, const char *value, size_t len, entry **ret_found,
+			 entry **ret_fresh)
+{
+	uint64_t h = siphash(r->key, value, len);
+	entry *found = set_find(st, h, value, len);
+	if (found) {
+		*ret_found = found;
+		*ret_fresh = NULL;
+		return 0;
+	}
+	/* Refuse rather than drop: a revocation we cannot hold is an error the
+	 * caller sees, never a silent gap in the kill switch. */
+	WI_CHECK(r->count < WI_REVOCATIONS_MAX, WI_E_TOO_BIG,
+		 "%d revocations already in force: prune expired ones first", WI_REVOCATIONS_MAX);
+	_cleanup_(freep) entry *e = malloc(sizeof(*e) + len + 1);
+	WI_CHECK_ALLOC(e);
+	*e = (entry){.hash = h, .len = len};
+	memcpy(e->value, value, len);
+	e->value[len] = '\0';
+	WI_TRY(reserve(r, st));
+	*ret_found = NULL;
+	*ret_fresh = TAKE_PTR(e);
+	return 0;
+}
+
+/* Publishes a prepared change; cannot fail. */
+static void commit_entry(wi_revocations *r, set *st, entry *found, entry *fresh, time_t until)
+{
+	_cleanup_(rwunlockp) pthread_rwlock_t *locked = wrlock(r);
+	if (found) {
+		/* store.h: re-revoking extends `until`, never shortens it. */
+		if (until > found->until)
+			found->until = until;
+	} else {
+		fresh->until = until;
+		set_link(st, fresh);
+		r->count++;
+	}
+}
+
+/* --- public ---------------------------------------------------------------------- */
+
+static int load_one(wi_revocation_kind kind, const char *value, time_t until, void *ud)
+{
+	wi_revocations *r = ud;
+	size_t len = 0;
+	WI_TRY(check_value(kind, value, &len));
+	set *st = &r->sets[kind - 1];
+	entry *found = NULL, *fresh = NULL;
+	WI_TRY(prepare_entry(r, st, value, len, &found, &fresh));
+	commit_entry(r, st, found, fresh, until);
+	return 0;
+}
+
+static void revocations_freep(wi_revocations **p)
+{
+	wi_revocations_free(*p);
+}
+
+static int init_locks(wi_revocations *r)
+{
+	pthread_rwlockattr_t attr;
+	int rc = pthread_rwlockattr_init(&attr);
+	WI_CHECK(rc == 0, WI_E_NOMEM, "rwlock attributes: %s", strerror(rc));
+	/* glibc's default lets a steady stream of readers starve the writer;
+	 * a revocation must not wait behind token checks. */
+	rc = pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	if (rc == 0)
+		rc = pthread_rwlock_init(&r->lock, &attr);
+	pthread_rwlockattr_destroy(&attr);
+	WI_CHECK(rc == 0, WI_E_NOMEM, "rwlock: %s", strerror(rc));
+	rc = pthread_mutex_init(&r->write_lock, NULL);
+	if (rc != 0) {
+		pthread_rwlock_destroy(&r->lock);
+		WI_FAIL(WI_E_NOMEM, "mutex: %s", strerror(rc));
+	}
+	return 0;
+}
+
+int wi_revocations_open(wi_store *store, time_t now, wi_revocations **ret)
+{
+	WI_CHECK(store != NULL && ret != NULL, WI_E_INVAL, "revocations: NULL argument");
+	wi_revocations *raw = calloc(1, sizeof(*raw));
+	WI_CHECK_ALLOC(raw);
+	int rc = init_locks(raw);
+	if (rc < 0) {
+		free(raw);
+		return rc;
+	}
+	_cleanup_(revocations_freep) wi_revocations *r = raw;
+	WI_CHECK_ERRNO(getrandom(r->key, sizeof(r->key), 0) == (ssize_t)sizeof(r->key), "getrandom: %s",
+		       strerror(errno));
+	r->store = store;
+	/* Not shared yet: load_one's locking is only for form's sake. */
+	WI_TRY(wi_store_each_revocation(store, now, load_one, r));
+	*ret = TAKE_PTR(r);
+	return 0;
+}
+
+wi_revocations *wi_revocations_free(wi_revocations *r)
+{
+	if (!r)
+		return NULL;
+	for (int k = 0; k < N_KINDS; k++)
+		set_clear(&r->sets[k]);
+	pthread_rwlock_destroy(&r->lock);
+	pthread_mutex_destroy(&r->write_lock);
+	free(r);
+	return NULL;
+}
+
+int wi_revocations_add(wi_revocations *r, wi_revocation_kind kind, const char *value, time_t until)
+{
+	WI_CHECK(r != NULL, WI_E_INVAL, "revocations: NULL argument");
+	size_t len = 0;
+	WI_TRY(check_value(kind, value, &len));
+	WI_CHECK(until > 0, WI_E_INVAL, "revocation until %lld is not a time", (long long)until);
+
+	_cleanup_(mutex_unlockp) pthread_mutex_t *writing = writer_lock(r);
+	set *st = &r->sets[kind - 1];
+	entry *found = NULL;
+	_cleanup_(freep) entry *fresh = NULL;
+	WI_TRY(prepare_entry(r, st, value, len, &found, &fresh));
+	/* revocations.h: persisted before it returns 0.  If the store refuses,
+	 * nothing is indexed: a revocation that would vanish at restart is not
+	 * reported as in force. */
+	WI_TRY(wi_store_put_revocation(r->store, kind, value, until));
+	commit_entry(r, st, found, TAKE_PTR(fresh), until);
+	return 0;
+}
+
+static bool in_force(const wi_revocations *r, wi_revocation_kind kind, const char *value, time_t now)
+{
+	size_t len = strlen(value);
+	const entry *e = set_find(&r->sets[kind - 1], siphash(r->key, value, len), value, len);
+	return e != NULL && e->until > now;
+}
+
+bool wi_revocations_is_revoked(wi_revocations *r, const char *txn, const char *principal,
+			       const char *const *actors, size_t n_actors, time_t now)
+{
+	/* Fail closed: a caller's bug must not switch the kill switch off. */
+	if (r == NULL || (n_actors > 0 && actors == NULL))
+		return true;
+	_cleanup_(rwunlockp) pthread_rwlock_t *locked = rdlock(r);
+	if (txn && in_force(r, WI_REVOKE_TXN, txn, now))
+		return true;
+	if (principal && in_force(r, WI_REVOKE_PRINCIPAL, principal, now))
+		return true;
+	/* DESIGN §4: an actor revoked anywhere in the chain (any hop, not only
+	 * the current one) revokes the token. */
+	for (size_t i = 0; i < n_actors; i++)
+		if (actors[i] && in_force(r, WI_REVOKE_ACTOR, actors[i], now))
+			return true;
+	return false;
+}
+
+int wi_revocations_prune(wi_revocations *r, time_t now)
+{
+	WI_CHECK(r != NULL, WI_E_INVAL, "revocations: NULL argument");
+	_cleanup_(mutex_unlockp) pthread_mutex_t *writing = writer_lock(r);
+	/* Store first: if it fails, memory still mirrors it. */
+	WI_TRY(wi_store_prune_revocations(r->store, now));
+	entry *dead = NULL;
+	{
+		_cleanup_(rwunlockp) pthread_rwlock_t *locked = wrlock(r);
+		for (int k = 0; k < N_KINDS; k++) {
+			set *st = &r->sets[k];
+			for (size_t i = 0; i < st->n_buckets; i++) {
+				for (entry **pp = &st->buckets[i]; *pp;) {
+					entry *e = *pp;
+					if (e->until > now) {
+						pp = &e->next;
+						continue;
+					}
+					*pp = e->next;
+					e->next = dead;
+					dead = e;
+					st->size--;
+					r->count--;
+				}
+			}
+		}
+	}
+	/* Freed after the readers are let go again. */
+	while (dead) {
+		entry *n = dead->next;
+		free(dead);
+		dead = n;
+	}
+	return 0;
+}
+
+size_t wi_revocations_count(wi_revocations *r)
+{
+	if (!r)
+		return 0;
+	_cleanup_(rwunlockp) pthread_rwlock_t *locked = rdlock(r);
+	return r->count;
+}
