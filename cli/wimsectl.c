@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cli/txn.h"
 #include "cli/x509_out.h"
 #include "core/error.h"
 #include "core/fsutil.h"
@@ -26,7 +27,16 @@ static void usage(FILE *f)
 		   "  validate jwt --audience A TOKEN\n"
 		   "                             validate a JWT-SVID (exit 0 valid, 1 invalid)\n"
 		   "  healthcheck                check that wimsed is serving\n"
-		   "The socket defaults to $SPIFFE_ENDPOINT_SOCKET.\n");
+		   "transaction tokens (on the exchange socket):\n"
+		   "  exchange --subject-token T|@file --scope S [--subject-token-type access_token|id_token|jwt|txn_token]\n"
+		   "           [--actor-token T|@file] [--resource URI] [--details JSON] [--context JSON] [--audience TD]\n"
+		   "  introspect TOKEN|@file     RFC 7662 (exit 0 active, 1 inactive)\n"
+		   "  revoke --txn ID | --spiffe-id ID | --principal ISS SUB   (admin)\n"
+		   "  token decode TOKEN|@file   print header and claims, no verification\n"
+		   "  token verify TOKEN|@file   verify against the service's JWKS\n"
+		   "  dev user-token --sub NAME [--scope \"a b\"]   (development issuer only)\n"
+		   "The Workload API socket defaults to $SPIFFE_ENDPOINT_SOCKET; the exchange socket\n"
+		   "to $WIMSED_EXCHANGE_SOCKET, else ./run/exchange.sock.\n");
 }
 
 static double now_ms(void)
@@ -305,6 +315,21 @@ int main(int argc, char **argv)
 		return cmd_validate_jwt(socket, timeout_ms, rest - 1, av + 1);
 	if (rest >= 1 && strcmp(av[0], "healthcheck") == 0)
 		return cmd_healthcheck(socket, timeout_ms, rest, av);
+	/* Transaction tokens: --socket is the exchange socket for these
+	 * (default $WIMSED_EXCHANGE_SOCKET or ./run/exchange.sock). */
+	const char *xs = socket && strncmp(socket, "unix://", 7) == 0 ? socket + 7 : socket;
+	if (rest >= 1 && strcmp(av[0], "exchange") == 0)
+		return wi_cli_exchange(xs, timeout_ms, rest, av);
+	if (rest >= 1 && strcmp(av[0], "introspect") == 0)
+		return wi_cli_introspect(xs, timeout_ms, rest, av);
+	if (rest >= 1 && strcmp(av[0], "revoke") == 0)
+		return wi_cli_revoke(xs, timeout_ms, rest, av);
+	if (rest >= 2 && strcmp(av[0], "dev") == 0 && strcmp(av[1], "user-token") == 0)
+		return wi_cli_dev_user_token(xs, timeout_ms, rest - 1, av + 1);
+	if (rest >= 2 && strcmp(av[0], "token") == 0 && strcmp(av[1], "decode") == 0)
+		return wi_cli_token_decode(rest - 1, av + 1);
+	if (rest >= 2 && strcmp(av[0], "token") == 0 && strcmp(av[1], "verify") == 0)
+		return wi_cli_token_verify(xs, timeout_ms, rest - 1, av + 1);
 	usage(stderr);
 	return 2;
 }

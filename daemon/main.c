@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <curl/curl.h>
 #include <systemd/sd-daemon.h>
 #include <uv.h>
 
@@ -21,6 +22,7 @@
 #include "core/fsutil.h"
 #include "core/log.h"
 #include "daemon/logsink.h"
+#include "daemon/tts.h"
 #include "workload-api/server.h"
 
 /* Stream pushes are checked every tick; closed connections swept less often. */
@@ -30,6 +32,9 @@
 typedef struct daemon_state {
 	const char *config_path;
 	wi_config *config;
+	wi_config *tts_config; /* the config the token service started with; its
+				  issuers point into it, so it lives until exit */
+	wi_daemon_tts *tts;
 	wi_ca *ca;
 	wi_jwt_keys *jwt_keys;
 	wi_attestor *attestor;
@@ -64,6 +69,7 @@ static void on_tick(uv_timer_t *t)
 {
 	daemon_state *d = t->data;
 	wi_wl_server_tick(d->wl);
+	wi_daemon_tts_tick(d->tts);
 	if (++d->ticks % SWEEP_EVERY_TICKS == 0)
 		wi_wl_server_sweep(d->wl);
 }
@@ -81,6 +87,7 @@ static void shutdown_loop(daemon_state *d)
 	uv_close((uv_handle_t *)&d->sig_int, close_cb_noop);
 	uv_close((uv_handle_t *)&d->sig_hup, close_cb_noop);
 	uv_close((uv_handle_t *)&d->sweep_timer, close_cb_noop);
+	wi_daemon_tts_stop(d->tts);
 }
 
 static void on_stop_signal(uv_signal_t *h, int signum)
@@ -108,6 +115,7 @@ static void on_reload(uv_signal_t *h, int signum)
 	}
 	wi_registry *reg = wi_config_registry(nc);
 	wi_wl_server_set_registry(d->wl, reg);
+	wi_daemon_tts_set_registry(d->tts, reg);
 	wi_wl_server_tick(d->wl); /* push the change to open streams now */
 	wi_log(WI_LOG_INFO, "reloaded", "entries=%zu", wi_registry_count(reg));
 	if (wi_registry_uses_kind(reg, WI_SEL_UNIX_SHA256)) {
@@ -118,7 +126,8 @@ static void on_reload(uv_signal_t *h, int signum)
 		wi_registry_unref(old);
 	}
 	wi_registry_unref(reg);
-	wi_config_free(d->config);
+	if (d->config != d->tts_config)
+		wi_config_free(d->config);
 	d->config = nc;
 	sd_notify(0, "READY=1");
 }
@@ -211,6 +220,12 @@ static int run(daemon_state *d)
 	}
 
 	d->loop = uv_default_loop();
+	if (wi_daemon_tts_start(d->loop, c, d->attestor, d->jwt_keys, d->ca, &d->tts) < 0) {
+		wi_log(WI_LOG_ERROR, "tts_failed", "%s", wi_error_detail());
+		return 1;
+	}
+	if (d->tts)
+		d->tts_config = c;
 	uv_poll_init(d->loop, &d->accept_poll, wi_wl_server_listen_fd(d->wl));
 	d->accept_poll.data = d;
 	uv_poll_start(&d->accept_poll, UV_READABLE, on_accept);
@@ -272,6 +287,11 @@ int main(int argc, char **argv)
 	wi_logsink_install(wi_config_log_level(d.config), wi_config_log_json(d.config));
 	signal(SIGPIPE, SIG_IGN);
 	umask(077);
+	/* libcurl (JWKS fetching) must be initialised once, before any thread. */
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
+		fprintf(stderr, "wimsed: cannot initialise libcurl\n");
+		return 1;
+	}
 	/* Every connection is an fd (plus a pidfd): take the hard limit. */
 	struct rlimit rl;
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
@@ -283,13 +303,18 @@ int main(int argc, char **argv)
 	d.exit_code = run(&d);
 
 	if (d.loop) {
-		uv_run(d.loop, UV_RUN_NOWAIT); /* let close callbacks run */
-		uv_loop_close(d.loop);
+		/* Let close callbacks run (listeners, watchers), then free. */
+		uv_run(d.loop, UV_RUN_DEFAULT);
+		if (uv_loop_close(d.loop) != 0)
+			wi_log(WI_LOG_WARN, "loop_close", "handles still open at exit");
 	}
+	wi_daemon_tts_free(d.tts);
 	wi_wl_server_free(d.wl);
 	wi_attestor_free(d.attestor);
 	wi_jwt_keys_free(d.jwt_keys);
 	wi_ca_free(d.ca);
+	if (d.tts_config && d.tts_config != d.config)
+		wi_config_free(d.tts_config);
 	wi_config_free(d.config);
 	return d.exit_code;
 }

@@ -1,0 +1,492 @@
+/* Unit tests: the token exchange policy and claims (txn-token/exchange.c):
+ * delegated, autonomous and replacement exchanges, down-scoping, targets,
+ * actor tokens, hops and loops, revocation, and every OAuth error mapping. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#include "core/b64url.h"
+#include "core/config.h"
+#include "core/fsutil.h"
+#include "core/json.h"
+#include "core/jwk.h"
+#include "core/jws.h"
+#include "core/jwt_keys.h"
+#include "core/jwt_svid.h"
+#include "core/keys.h"
+#include "core/signer.h"
+#include "core/store.h"
+#include "txn-token/exchange.h"
+#include "txn-token/form.h"
+#include "txn-token/issuers.h"
+#include "txn-token/revocations.h"
+
+#define TD "example.org"
+#define ISSUER_ID "spiffe://example.org/wimsed/test"
+#define IDP "https://idp.test"
+#define AGENT "spiffe://example.org/agent"
+#define SUB_AGENT "spiffe://example.org/sub-agent"
+#define ORCH "spiffe://example.org/orchestrator"
+#define NOPOL "spiffe://example.org/no-policy"
+
+typedef struct fx {
+	char dir[64];
+	wi_config *config;
+	wi_registry *reg;
+	wi_jwt_keys *txn_keys, *svid_keys;
+	wi_signer *idp_signer;
+	char *idp_kid;
+	wi_issuers *issuers;
+	wi_store *store;
+	wi_revocations *rev;
+	wi_txn_ctx cx;
+	time_t now;
+} fx;
+
+static fx F;
+
+static char *user_token(const char *iss, const char *aud, const char *scope, time_t iat, time_t exp)
+{
+	json_t *c = json_pack("{s:s, s:s, s:s, s:I, s:I}", "iss", iss, "sub", "alice", "aud", aud, "iat",
+			      (json_int_t)iat, "exp", (json_int_t)exp);
+	if (scope)
+		json_object_set_new(c, "scope", json_string(scope));
+	char *t = NULL;
+	assert_int_equal(wi_jws_sign(F.idp_signer, F.idp_kid, "at+jwt", c, &t), 0);
+	json_decref(c);
+	return t;
+}
+
+static char *svid(const char *id, const char *aud)
+{
+	const char *a[1] = {aud};
+	char *t = NULL;
+	time_t exp;
+	assert_int_equal(wi_jwt_svid_mint(wi_jwt_keys_signer(F.svid_keys), wi_jwt_keys_kid(F.svid_keys), id, a, 1, F.now,
+					  300, &t, &exp),
+			 0);
+	return t;
+}
+
+static int setup(void **state)
+{
+	memset(&F, 0, sizeof(F));
+	F.now = time(NULL);
+	snprintf(F.dir, sizeof(F.dir), "/tmp/wi-exch-XXXXXX");
+	assert_non_null(mkdtemp(F.dir));
+	char sub[128];
+	snprintf(sub, sizeof(sub), "%s/txn", F.dir);
+	assert_int_equal(wi_fs_mkdir_private(sub), 0);
+	assert_int_equal(wi_jwt_keys_open(sub, WI_JWT_KEY_EC_P256, &F.txn_keys), 0);
+	snprintf(sub, sizeof(sub), "%s/svid", F.dir);
+	assert_int_equal(wi_fs_mkdir_private(sub), 0);
+	assert_int_equal(wi_jwt_keys_open(sub, WI_JWT_KEY_EC_P256, &F.svid_keys), 0);
+
+	/* The user's IdP: a P-256 key published as a JWKS file. */
+	EVP_PKEY *k = NULL;
+	assert_int_equal(wi_key_generate_p256(&k), 0);
+	assert_int_equal(wi_jwk_thumbprint(k, &F.idp_kid), 0);
+	json_t *jwk = NULL;
+	assert_int_equal(wi_jwk_from_pkey(k, F.idp_kid, &jwk), 0);
+	json_t *set = json_pack("{s:[o]}", "keys", jwk);
+	char *text = json_dumps(set, JSON_COMPACT);
+	json_decref(set);
+	char jwks_path[128];
+	snprintf(jwks_path, sizeof(jwks_path), "%s/idp.jwks", F.dir);
+	assert_int_equal(wi_fs_write_atomic(jwks_path, text, strlen(text), 0644), 0);
+	free(text);
+	assert_int_equal(wi_signer_from_pkey(k, &F.idp_signer), 0);
+
+	char cfg[4096];
+	snprintf(cfg, sizeof(cfg),
+		 "{\"trust_domain\": \"" TD "\", \"data_dir\": \"%s\", \"workload_socket\": \"%s/w.sock\","
+		 " \"txn\": {\"exchange_socket\": \"%s/x.sock\", \"issuers\": ["
+		 "   {\"issuer\": \"" IDP "\", \"jwks_file\": \"%s\", \"audiences\": [\"wimsed\"], \"algorithms\": [\"ES256\"],"
+		 "    \"token_type\": \"at+jwt\"},"
+		 "   {\"issuer\": \"https://lax.test\", \"jwks_file\": \"%s\", \"audiences\": [\"wimsed\"], \"algorithms\": [\"ES256\"],"
+		 "    \"scope_optional\": true}]},"
+		 " \"entries\": ["
+		 "  {\"spiffe_id\": \"" AGENT "\", \"selectors\": [\"unix:uid:1\"], \"txn\": {\"allowed_scopes\": [\"read\", \"write\"],"
+		 "    \"allowed_resources\": [\"https://api.test/\"], \"max_ttl\": \"4m\"}},"
+		 "  {\"spiffe_id\": \"" SUB_AGENT "\", \"selectors\": [\"unix:uid:2\"], \"txn\": {\"allowed_scopes\": [\"read\", \"write\"],"
+		 "    \"allowed_resources\": [\"https://api.test/\"]}},"
+		 "  {\"spiffe_id\": \"" ORCH "\", \"selectors\": [\"unix:uid:3\"], \"txn\": {\"allowed_scopes\": [\"read\"],"
+		 "    \"may_exchange_for\": [\"" AGENT "\"]}},"
+		 "  {\"spiffe_id\": \"" NOPOL "\", \"selectors\": [\"unix:uid:4\"]}]}",
+		 F.dir, F.dir, F.dir, jwks_path, jwks_path);
+	if (wi_config_load_string(cfg, "test", &F.config) != 0)
+		fail_msg("%s", wi_error_detail());
+	F.reg = wi_config_registry(F.config);
+	assert_int_equal(wi_issuers_new(F.config, &F.issuers), 0);
+	assert_int_equal(wi_store_open(F.dir, &F.store), 0);
+	assert_int_equal(wi_revocations_open(F.store, F.now, &F.rev), 0);
+	F.cx = (wi_txn_ctx){.trust_domain = TD, .issuer_id = ISSUER_ID, .node = "test", .txn_keys = F.txn_keys,
+			    .svid_bundle = wi_jwt_keys_jwks(F.svid_keys), .issuers = F.issuers, .revocations = F.rev,
+			    .registry = F.reg, .default_ttl = 300, .max_hops = 3};
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	wi_revocations_free(F.rev);
+	wi_store_close(F.store);
+	wi_issuers_free(F.issuers);
+	wi_signer_free(F.idp_signer);
+	free(F.idp_kid);
+	wi_jwt_keys_free(F.txn_keys);
+	wi_jwt_keys_free(F.svid_keys);
+	wi_registry_unref(F.reg);
+	wi_config_free(F.config);
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", F.dir);
+	if (system(cmd) != 0)
+		return -1;
+	return 0;
+}
+
+static wi_txn_caller caller_for(const char *id)
+{
+	return (wi_txn_caller){.spiffe_id = id, .policy = wi_registry_txn_policy_for(F.reg, id), .transport = "uds",
+			       .authn = "unix-attestation"};
+}
+
+/* Builds a form from NULL-terminated name/value pairs (values escaped). */
+static wi_form *form_of(const char *first, ...)
+{
+	char body[65536] = "";
+	size_t n = 0;
+	va_list ap;
+	va_start(ap, first);
+	for (const char *name = first; name; name = va_arg(ap, const char *)) {
+		const char *value = va_arg(ap, const char *);
+		if (!value)
+			continue;
+		char *e = curl_easy_escape(NULL, value, 0);
+		n += (size_t)snprintf(body + n, sizeof(body) - n, "%s%s=%s", n ? "&" : "", name, e);
+		curl_free(e);
+	}
+	va_end(ap);
+	wi_form *f = NULL;
+	if (wi_form_parse(body, strlen(body), 64, &f) != 0)
+		fail_msg("form: %s", wi_error_detail());
+	return f;
+}
+
+#define BASE_FORM(scope, st, stt)                                                                            \
+	"grant_type", WI_GRANT_TOKEN_EXCHANGE, "requested_token_type", WI_TOKEN_TYPE_TXN, "audience", TD, "scope", \
+		(scope), "subject_token", (st), "subject_token_type", (stt)
+
+static int run(const wi_txn_caller *c, wi_form *f, wi_txn_issued *out, wi_oauth_err *err)
+{
+	int rc = wi_txn_exchange(&F.cx, f, c, F.now, out, err);
+	wi_form_free(f);
+	return rc;
+}
+
+static json_t *claims_of(const char *token)
+{
+	json_t *c = NULL;
+	assert_int_equal(wi_txn_verify(&F.cx, token, F.now, &c), 0);
+	return c;
+}
+
+static void expect_err(const wi_txn_caller *c, wi_form *f, int status, const char *error, const char *needle)
+{
+	wi_txn_issued out;
+	wi_oauth_err err = {0};
+	int rc = run(c, f, &out, &err);
+	if (rc == 0)
+		fail_msg("issued, wanted %s", error);
+	assert_int_equal(err.status, status);
+	assert_string_equal(err.error, error);
+	if (needle && !strstr(err.description, needle))
+		fail_msg("\"%s\" lacks \"%s\"", err.description, needle);
+}
+
+static void test_delegated(void **state)
+{
+	char *ut = user_token(IDP, "wimsed", "read write admin", F.now - 10, F.now + 120);
+	wi_txn_caller c = caller_for(AGENT);
+	wi_txn_issued out;
+	wi_oauth_err err = {0};
+	wi_form *f = form_of(BASE_FORM("read", ut, WI_TOKEN_TYPE_ACCESS), "resource", "https://api.test/",
+			     "request_details", "{\"action\":\"list\"}", "request_context", "{\"run\":\"r1\"}", NULL);
+	if (run(&c, f, &out, &err) != 0)
+		fail_msg("%s: %s", err.error, err.description);
+	assert_false(out.replacement);
+	assert_int_equal(out.expires_in, 120); /* capped by the user token's exp */
+	json_t *cl = claims_of(out.token);
+	assert_string_equal(json_string_value(json_object_get(cl, "iss")), ISSUER_ID);
+	assert_string_equal(json_string_value(json_object_get(cl, "aud")), TD);
+	assert_string_equal(json_string_value(json_object_get(cl, "sub")), "alice");
+	assert_string_equal(json_string_value(json_object_get(cl, "sub_profile")), "user");
+	json_t *sid = json_object_get(cl, "sub_id");
+	assert_string_equal(json_string_value(json_object_get(sid, "format")), "iss_sub");
+	assert_string_equal(json_string_value(json_object_get(sid, "iss")), IDP);
+	assert_string_equal(json_string_value(json_object_get(cl, "scope")), "read");
+	assert_string_equal(json_string_value(json_object_get(cl, "req_wl")), AGENT);
+	assert_string_equal(json_string_value(json_object_get(json_object_get(cl, "act"), "sub")), AGENT);
+	assert_string_equal(json_string_value(json_object_get(json_object_get(cl, "act"), "sub_profile")), "ai_agent");
+	assert_string_equal(json_string_value(json_object_get(cl, "txn")), out.txn);
+	json_t *tctx = json_object_get(cl, "tctx");
+	assert_string_equal(json_string_value(json_array_get(json_object_get(tctx, "resource"), 0)), "https://api.test/");
+	assert_string_equal(json_string_value(json_object_get(json_object_get(tctx, "details"), "action")), "list");
+	json_t *consent = json_object_get(tctx, "consent");
+	assert_string_equal(json_string_value(json_object_get(consent, "issuer")), IDP);
+	assert_non_null(json_string_value(json_object_get(consent, "token_hash")));
+	assert_null(strstr(json_dumps(cl, 0), ut)); /* never the user token itself */
+	json_t *rctx = json_object_get(cl, "rctx");
+	assert_string_equal(json_string_value(json_object_get(rctx, "transport")), "uds");
+	assert_string_equal(json_string_value(json_object_get(json_object_get(rctx, "request"), "run")), "r1");
+	json_t *cm = json_object_get(json_object_get(cl, "agentic_ctx"), "chain_metadata");
+	assert_int_equal(json_integer_value(json_object_get(cm, "hop_count")), 1);
+	assert_string_equal(json_string_value(json_array_get(json_object_get(cm, "txn_path"), 0)), AGENT);
+	json_decref(cl);
+	wi_txn_issued_clear(&out);
+
+	/* The policy's max_ttl (4 m) caps a long-lived user token. */
+	char *ut2 = user_token(IDP, "wimsed", "read", F.now, F.now + 3600);
+	f = form_of(BASE_FORM("read", ut2, WI_TOKEN_TYPE_ACCESS), NULL);
+	assert_int_equal(run(&c, f, &out, &err), 0);
+	assert_int_equal(out.expires_in, 240);
+	wi_txn_issued_clear(&out);
+	free(ut);
+	free(ut2);
+}
+
+static void test_downscoping_and_targets(void **state)
+{
+	wi_txn_caller c = caller_for(AGENT);
+	char *ut = user_token(IDP, "wimsed", "read", F.now, F.now + 300);
+	/* in the policy, not in the user's token */
+	expect_err(&c, form_of(BASE_FORM("write", ut, WI_TOKEN_TYPE_ACCESS), NULL), 400, "invalid_scope", "write");
+	char *ut2 = user_token(IDP, "wimsed", "read write admin", F.now, F.now + 300);
+	/* in the user's token, not in the policy */
+	expect_err(&c, form_of(BASE_FORM("read admin", ut2, WI_TOKEN_TYPE_ACCESS), NULL), 400, "invalid_scope", "admin");
+	/* no scope claim: refused (never unconstrained) */
+	char *ns = user_token(IDP, "wimsed", NULL, F.now, F.now + 300);
+	expect_err(&c, form_of(BASE_FORM("read", ns, WI_TOKEN_TYPE_ACCESS), NULL), 400, "invalid_scope", "no scope");
+	/* ... unless the issuer says scope is optional: then the policy caps */
+	char *lax = user_token("https://lax.test", "wimsed", NULL, F.now, F.now + 300);
+	wi_txn_issued out;
+	wi_oauth_err err = {0};
+	assert_int_equal(run(&c, form_of(BASE_FORM("read write", lax, WI_TOKEN_TYPE_ACCESS), NULL), &out, &err), 0);
+	wi_txn_issued_clear(&out);
+	expect_err(&c, form_of(BASE_FORM("admin", lax, WI_TOKEN_TYPE_ACCESS), NULL), 400, "invalid_scope", NULL);
+	/* targets */
+	expect_err(&c,
+		   form_of("grant_type", WI_GRANT_TOKEN_EXCHANGE, "requested_token_type", WI_TOKEN_TYPE_TXN, "audience",
+			   "other.org", "scope", "read", "subject_token", ut, "subject_token_type", WI_TOKEN_TYPE_ACCESS, NULL),
+		   400, "invalid_target", "trust domain");
+	expect_err(&c, form_of(BASE_FORM("read", ut, WI_TOKEN_TYPE_ACCESS), "resource", "https://evil.test/", NULL), 400,
+		   "invalid_target", NULL);
+	/* a workload without policy */
+	wi_txn_caller np = caller_for(NOPOL);
+	expect_err(&np, form_of(BASE_FORM("read", ut, WI_TOKEN_TYPE_ACCESS), NULL), 400, "unauthorized_client", NULL);
+	free(ut), free(ut2), free(ns), free(lax);
+}
+
+static void test_subject_token_errors(void **state)
+{
+	wi_txn_caller c = caller_for(AGENT);
+	char *expired = user_token(IDP, "wimsed", "read", F.now - 600, F.now - 300);
+	expect_err(&c, form_of(BASE_FORM("read", expired, WI_TOKEN_TYPE_ACCESS), NULL), 400, "invalid_request", "expired");
+	char *wrong_aud = user_token(IDP, "other", "read", F.now, F.now + 300);
+	expect_err(&c, form_of(BASE_FORM("read", wrong_aud, WI_TOKEN_TYPE_ACCESS), NULL), 400, "invalid_request",
+		   "audience");
+	char *wrong_iss = user_token("https://evil.test", "wimsed", "read", F.now, F.now + 300);
+	expect_err(&c, form_of(BASE_FORM("read", wrong_iss, WI_TOKEN_TYPE_ACCESS), NULL), 400, "invalid_request",
+		   "not trusted");
+	/* alg none, unsigned */
+	char *h = NULL, *b = NULL;
+	size_t l;
+	const char *hj = "{\"alg\":\"none\",\"typ\":\"at+jwt\"}";
+	char cj[256];
+	snprintf(cj, sizeof(cj), "{\"iss\":\"" IDP "\",\"sub\":\"alice\",\"aud\":\"wimsed\",\"exp\":%lld,\"scope\":\"read\"}",
+		 (long long)F.now + 300);
+	assert_int_equal(wi_b64url_encode((const uint8_t *)hj, strlen(hj), &h, &l), 0);
+	assert_int_equal(wi_b64url_encode((const uint8_t *)cj, strlen(cj), &b, &l), 0);
+	char none[1024];
+	snprintf(none, sizeof(none), "%s.%s.", h, b);
+	expect_err(&c, form_of(BASE_FORM("read", none, WI_TOKEN_TYPE_ACCESS), NULL), 400, "invalid_request", NULL);
+	expect_err(&c, form_of(BASE_FORM("read", "garbage", WI_TOKEN_TYPE_ACCESS), NULL), 400, "invalid_request", NULL);
+	expect_err(&c, form_of(BASE_FORM("read", expired, WI_TOKEN_TYPE_REFRESH), NULL), 400, "invalid_request", "refresh");
+	expect_err(&c, form_of(BASE_FORM("read", expired, "urn:x:unknown"), NULL), 400, "invalid_request", "unsupported");
+	free(h), free(b), free(expired), free(wrong_aud), free(wrong_iss);
+}
+
+static void test_request_errors(void **state)
+{
+	wi_txn_caller c = caller_for(AGENT);
+	char *ut = user_token(IDP, "wimsed", "read", F.now, F.now + 300);
+	expect_err(&c, form_of("scope", "read", NULL), 400, "invalid_request", "grant_type");
+	expect_err(&c, form_of("grant_type", "client_credentials", NULL), 400, "unsupported_grant_type", NULL);
+	expect_err(&c,
+		   form_of("grant_type", WI_GRANT_TOKEN_EXCHANGE, "requested_token_type", WI_TOKEN_TYPE_ACCESS, "audience",
+			   TD, "scope", "read", "subject_token", ut, "subject_token_type", WI_TOKEN_TYPE_ACCESS, NULL),
+		   400, "invalid_request", "requested_token_type");
+	expect_err(&c,
+		   form_of("grant_type", WI_GRANT_TOKEN_EXCHANGE, "requested_token_type", WI_TOKEN_TYPE_TXN, "audience",
+			   TD, "subject_token", ut, "subject_token_type", WI_TOKEN_TYPE_ACCESS, NULL),
+		   400, "invalid_scope", "scope is required");
+	expect_err(&c, form_of(BASE_FORM("re\"ad", ut, WI_TOKEN_TYPE_ACCESS), NULL), 400, "invalid_scope", NULL);
+	expect_err(&c, form_of(BASE_FORM("read", ut, WI_TOKEN_TYPE_ACCESS), "request_details", "[1,2]", NULL), 400,
+		   "invalid_request", "request_details");
+	char deep[200];
+	memset(deep, '[', 60);
+	memset(deep + 60, ']', 60);
+	deep[120] = 0;
+	char deepobj[256];
+	snprintf(deepobj, sizeof(deepobj), "{\"a\":%s}", deep);
+	expect_err(&c, form_of(BASE_FORM("read", ut, WI_TOKEN_TYPE_ACCESS), "request_details", deepobj, NULL), 400,
+		   "invalid_request", "request_details");
+	expect_err(&c, form_of(BASE_FORM("read", ut, WI_TOKEN_TYPE_ACCESS), "actor_token", "x", NULL), 400,
+		   "invalid_request", "actor_token_type");
+	free(ut);
+}
+
+static char *issue(const wi_txn_caller *c, const char *subject, const char *stt, const char *scope)
+{
+	wi_txn_issued out;
+	wi_oauth_err err = {0};
+	if (run(c, form_of(BASE_FORM(scope, subject, stt), NULL), &out, &err) != 0)
+		fail_msg("%s: %s", err.error, err.description);
+	char *t = strdup(out.token);
+	wi_txn_issued_clear(&out);
+	return t;
+}
+
+static void test_replacement(void **state)
+{
+	char *ut = user_token(IDP, "wimsed", "read write", F.now, F.now + 200);
+	wi_txn_caller agent = caller_for(AGENT), subagent = caller_for(SUB_AGENT);
+	char *parent = issue(&agent, ut, WI_TOKEN_TYPE_ACCESS, "read write");
+	json_t *pc = claims_of(parent);
+	char *child = issue(&subagent, parent, WI_TOKEN_TYPE_TXN, "read");
+	json_t *cc = claims_of(child);
+	static const char *const kept[] = {"txn", "sub", "aud"};
+	for (int i = 0; i < 3; i++)
+		assert_string_equal(json_string_value(json_object_get(cc, kept[i])),
+				    json_string_value(json_object_get(pc, kept[i])));
+	assert_true(json_equal(json_object_get(cc, "sub_id"), json_object_get(pc, "sub_id")));
+	assert_true(json_integer_value(json_object_get(cc, "exp")) <= json_integer_value(json_object_get(pc, "exp")));
+	json_t *act = json_object_get(cc, "act");
+	assert_string_equal(json_string_value(json_object_get(act, "sub")), SUB_AGENT); /* outermost = new actor */
+	assert_string_equal(json_string_value(json_object_get(json_object_get(act, "act"), "sub")), AGENT);
+	assert_string_equal(json_string_value(json_object_get(cc, "req_wl")), SUB_AGENT);
+	json_t *cm = json_object_get(json_object_get(cc, "agentic_ctx"), "chain_metadata");
+	assert_int_equal(json_integer_value(json_object_get(cm, "hop_count")), 2);
+	json_t *path = json_object_get(cm, "txn_path");
+	assert_int_equal(json_array_size(path), 2);
+	assert_string_equal(json_string_value(json_array_get(path, 1)), SUB_AGENT);
+	assert_string_equal(json_string_value(json_object_get(cc, "scope")), "read");
+
+	/* widening beyond the parent */
+	char *narrow = issue(&agent, ut, WI_TOKEN_TYPE_ACCESS, "read");
+	expect_err(&subagent, form_of(BASE_FORM("write", narrow, WI_TOKEN_TYPE_TXN), NULL), 400, "invalid_scope", NULL);
+	/* loop: the agent is already in the chain of `child` */
+	expect_err(&agent, form_of(BASE_FORM("read", child, WI_TOKEN_TYPE_TXN), NULL), 400, "invalid_request", "loop");
+	/* hops: max 3 — agent, sub-agent, orchestrator is the third; a fourth refused */
+	wi_txn_caller orch = caller_for(ORCH);
+	char *third = issue(&orch, child, WI_TOKEN_TYPE_TXN, "read");
+	wi_txn_caller np = caller_for(NOPOL);
+	(void)np;
+	wi_txn_caller fourth = {.spiffe_id = "spiffe://example.org/fourth", .policy = agent.policy, .transport = "uds",
+				.authn = "unix-attestation"};
+	expect_err(&fourth, form_of(BASE_FORM("read", third, WI_TOKEN_TYPE_TXN), NULL), 400, "invalid_request", "hops");
+	/* a revoked run: no replacement */
+	assert_int_equal(wi_revocations_add(F.rev, WI_REVOKE_TXN, json_string_value(json_object_get(pc, "txn")),
+					    F.now + 600),
+			 0);
+	expect_err(&subagent, form_of(BASE_FORM("read", parent, WI_TOKEN_TYPE_TXN), NULL), 400, "invalid_request",
+		   "revoked");
+	json_t *dummy = NULL;
+	assert_int_equal(wi_txn_verify(&F.cx, parent, F.now, &dummy), WI_E_REVOKED);
+	/* a token from another key is not ours */
+	char *svid_tok = svid(AGENT, ISSUER_ID);
+	assert_true(wi_txn_verify(&F.cx, svid_tok, F.now, &dummy) < 0);
+	json_decref(pc);
+	json_decref(cc);
+	free(ut), free(parent), free(child), free(narrow), free(third), free(svid_tok);
+}
+
+static void test_autonomous_and_actor_tokens(void **state)
+{
+	wi_txn_caller agent = caller_for(AGENT), orch = caller_for(ORCH);
+	/* autonomous: the agent's own JWT-SVID, aud = our issuer id */
+	char *own = svid(AGENT, ISSUER_ID);
+	char *t = issue(&agent, own, WI_TOKEN_TYPE_JWT, "read");
+	json_t *c = claims_of(t);
+	assert_string_equal(json_string_value(json_object_get(c, "sub")), AGENT);
+	assert_string_equal(json_string_value(json_object_get(c, "sub_profile")), "ai_agent");
+	assert_null(json_object_get(c, "act"));
+	assert_null(json_object_get(c, "sub_id"));
+	json_decref(c);
+	free(t);
+	/* someone else's SVID as subject, or one for another audience */
+	char *other = svid(SUB_AGENT, ISSUER_ID);
+	expect_err(&agent, form_of(BASE_FORM("read", other, WI_TOKEN_TYPE_JWT), NULL), 400, "invalid_request", "itself");
+	char *wrong_aud = svid(AGENT, "spiffe://example.org/else");
+	expect_err(&agent, form_of(BASE_FORM("read", wrong_aud, WI_TOKEN_TYPE_JWT), NULL), 400, "invalid_request", NULL);
+
+	/* orchestrator obtains a token for AGENT with AGENT's SVID as actor */
+	char *ut = user_token(IDP, "wimsed", "read write", F.now, F.now + 300);
+	wi_txn_issued out;
+	wi_oauth_err err = {0};
+	assert_int_equal(run(&orch,
+			     form_of(BASE_FORM("write", ut, WI_TOKEN_TYPE_ACCESS), "actor_token", own, "actor_token_type",
+				     WI_TOKEN_TYPE_JWT, NULL),
+			     &out, &err),
+			 0); /* AGENT's policy (read, write) applies, not the orchestrator's */
+	c = claims_of(out.token);
+	assert_string_equal(json_string_value(json_object_get(c, "req_wl")), AGENT);
+	assert_string_equal(json_string_value(json_object_get(json_object_get(c, "rctx"), "exchanged_by")), ORCH);
+	json_decref(c);
+	wi_txn_issued_clear(&out);
+	/* the agent may not act as the orchestrator's exchanger for SUB_AGENT */
+	expect_err(&agent,
+		   form_of(BASE_FORM("read", ut, WI_TOKEN_TYPE_ACCESS), "actor_token", other, "actor_token_type",
+			   WI_TOKEN_TYPE_JWT, NULL),
+		   400, "unauthorized_client", NULL);
+	/* revoked actor */
+	assert_int_equal(wi_revocations_add(F.rev, WI_REVOKE_ACTOR, AGENT, F.now + 600), 0);
+	expect_err(&agent, form_of(BASE_FORM("read", ut, WI_TOKEN_TYPE_ACCESS), NULL), 400, "unauthorized_client",
+		   "revoked");
+	free(own), free(other), free(wrong_aud), free(ut);
+}
+
+static void test_principal_revocation(void **state)
+{
+	wi_txn_caller sub = caller_for(SUB_AGENT);
+	char *ut = user_token(IDP, "wimsed", "read", F.now, F.now + 300);
+	char *t = issue(&sub, ut, WI_TOKEN_TYPE_ACCESS, "read");
+	assert_int_equal(wi_revocations_add(F.rev, WI_REVOKE_PRINCIPAL, IDP " alice", F.now + 600), 0);
+	json_t *c = NULL;
+	assert_int_equal(wi_txn_verify(&F.cx, t, F.now, &c), WI_E_REVOKED);
+	free(ut);
+	free(t);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_delegated, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_downscoping_and_targets, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_subject_token_errors, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_request_errors, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_replacement, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_autonomous_and_actor_tokens, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_principal_revocation, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

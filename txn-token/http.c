@@ -1,0 +1,928 @@
+/* txn-token/http.c — the TTS HTTP front end on libh2o 2.2.5 (Debian's libuv
+ * build) and the daemon's libuv loop.
+ *
+ * Threading.  Everything here runs on the loop thread except the application
+ * handler, which runs on the libuv thread pool (uv_queue_work).  Before a
+ * request is queued, everything the handler may read (method, path, query,
+ * media type, body, caller) is copied out of h2o's memory into one `pending`
+ * block; the handler never sees h2o memory.  The answer is sent from the
+ * after-work callback, on the loop.
+ *
+ * Lifetimes.
+ * - conn: one per accepted socket; embeds the uv handle, owns the wi_peer
+ *   (Unix) or the TLS peer ID.  Reference-counted on the loop thread: one
+ *   reference for the open handle (dropped in the uv close callback that h2o
+ *   calls after its own socket is freed, so the handle memory is released
+ *   only in its close callback) and one per request in the thread pool.  So a
+ *   handler may read `caller->peer` even if the connection closes meanwhile.
+ * - request: h2o frees a request's pool when the request is disposed.  A
+ *   small tracker allocated in that pool (h2o_mem_alloc_shared) points back
+ *   to our pending block; its dispose callback marks the request gone, and
+ *   the after-work callback then drops the handler's answer instead of
+ *   touching freed memory.  (With HTTP/1.1 h2o keeps the request until it is
+ *   answered, so this guards the HTTP/2 path and any future h2o change.)
+ * - server: counted references for itself (until stop), each listener handle
+ *   and each conn record; the last one disposes the h2o context and frees the
+ *   object from a close callback (see finish()).
+ *
+ * Connection records are reached from an h2o request through the socket's
+ * public `on_close.data` field (h2o's HTTP server path leaves it unused).
+ *
+ * Bounds, and which h2o limits apply:
+ * - body: h2o's max_request_entity_size is max_body + 1, so a Content-Length
+ *   beyond it is refused by h2o before any body byte is buffered, and a
+ *   chunked body as soon as its decoded size reaches it; both give 413 and
+ *   close the connection.  Exactly max_body + 1 bytes reach on_req, which
+ *   answers 413 itself.  h2o's own error answers (413, 400 for a broken
+ *   Content-Length or chunked encoding, 417) are rewritten to RFC 6749 JSON
+ *   with no-store by a response filter.
+ * - headers: h2o 2.2.5 parses at most H2O_MAX_HEADERS (100) header fields and
+ *   H2O_MAX_REQLEN (8192 + 4096 * 100 bytes) of request line plus headers.
+ *   Beyond either, h2o writes a fixed "400 Bad Request" (text/plain) straight
+ *   to the socket and closes; that answer bypasses filters and is the one
+ *   error that is not JSON.
+ * - time: io_timeout_ms is h2o's http1.req_timeout (a deadline for a whole
+ *   request, headers and body, and for an idle keep-alive connection; it is
+ *   not re-armed by each read, so slow clients cannot trickle), the TLS
+ *   handshake timeout and the HTTP/2 idle timeout.  h2o 2.2.5 has no write
+ *   timeout; our answers are small and fit in the socket buffer.
+ * - connections: max_connections sockets handed to h2o at once, across both
+ *   listeners; beyond it a new connection is closed at once (counted, not
+ *   logged: this layer does not log).
+ * HTTP/2 (h2c upgrade, prior knowledge) is disabled: we serve HTTP/1.1.
+ *
+ * SIGPIPE: libuv writes with write(2), so a client that goes away before its
+ * answer raises SIGPIPE; the process must ignore it (daemon/main.c does).
+ *
+ * libh2o 2.2.5 specifics (no public API exists for these):
+ * - the SSL object of a socket is read from the head of h2o's private
+ *   struct st_h2o_socket_ssl_t, { SSL_CTX *ssl_ctx; SSL *ossl; ... }, and is
+ *   trusted only when ssl_ctx is the context we gave h2o;
+ * - h2o_context_dispose ends with uv_run(NOWAIT), which must not be called
+ *   from a loop callback, so context_dispose() below does the same steps
+ *   without it and we wait for the timers' close callbacks ourselves. */
+#include "txn-token/http.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <h2o.h>
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include "core/cleanup.h"
+#include "core/limits.h"
+#include "core/spiffe_id.h"
+
+/* RFC 6749 §5.2 limits error_description to printable ASCII; we also cap its
+ * length. */
+#define OAUTH_DESCRIPTION_MAX 1024
+
+typedef union uv_any_stream {
+	uv_handle_t handle;
+	uv_stream_t stream;
+	uv_pipe_t pipe;
+	uv_tcp_t tcp;
+} uv_any_stream;
+
+typedef struct listener {
+	uv_any_stream h; /* first: the close callback casts the handle back */
+	wi_tts_http *server;
+	bool tls;
+	bool inited;
+} listener;
+
+typedef struct conn {
+	uv_any_stream h; /* first: see listener */
+	wi_tts_http *server;
+	h2o_linklist_t link; /* in server->conns while h2o holds the socket */
+	h2o_socket_t *sock;  /* NULL once h2o disposed of it */
+	wi_peer *peer;       /* Unix listener */
+	char *tls_peer_id;   /* TLS listener: verified SVID's SPIFFE ID, or NULL */
+	bool tls;
+	bool tls_peer_checked;
+	unsigned refs;
+} conn;
+
+typedef struct our_handler {
+	h2o_handler_t super;
+	wi_tts_http *server;
+} our_handler;
+
+typedef struct our_filter {
+	h2o_filter_t super;
+	wi_tts_http *server;
+} our_filter;
+
+struct wi_tts_http {
+	uv_loop_t *loop;
+	wi_http_handler handler;
+	void *handler_ud;
+	size_t max_body;
+	size_t max_connections;
+	SSL_CTX *tls_ctx;
+
+	h2o_globalconf_t config;
+	h2o_context_t ctx;
+	bool config_inited;
+	bool ctx_inited;
+	h2o_accept_ctx_t accept_unix;
+	h2o_accept_ctx_t accept_tls;
+
+	listener unix_l;
+	listener tls_l;
+	char *unix_path;
+	bool unix_bound; /* the socket file at unix_path is ours (dev/ino) */
+	dev_t unix_dev;
+	ino_t unix_ino;
+
+	h2o_linklist_t conns;
+	size_t n_open;    /* sockets h2o holds, against max_connections */
+	size_t refs;      /* see the file comment */
+	uint64_t refused; /* connections closed at accept */
+	bool stopping;
+	bool responding;  /* set while our own answer passes the filters */
+	uv_prepare_t fin[2];
+};
+
+/* A request on its way through the thread pool. */
+typedef struct tracker tracker;
+typedef struct pending {
+	uv_work_t work;
+	wi_tts_http *server;
+	conn *c;
+	h2o_req_t *req;   /* NULL once h2o disposed of the request */
+	tracker *tr;      /* in req's pool; NULL with req */
+	bool head;
+	wi_http_caller caller;
+	wi_http_request request;
+	wi_http_response response;
+	size_t strings_len;
+	char strings[]; /* method, path, query, media type, body: each NUL-terminated */
+} pending;
+
+struct tracker {
+	pending *p;
+};
+
+static void server_unref(wi_tts_http *s);
+
+/* ---- responses --------------------------------------------------------------- */
+
+static const char *reason_phrase(int status)
+{
+	switch (status) {
+	case 200: return "OK";
+	case 201: return "Created";
+	case 202: return "Accepted";
+	case 204: return "No Content";
+	case 304: return "Not Modified";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 406: return "Not Acceptable";
+	case 409: return "Conflict";
+	case 411: return "Length Required";
+	case 413: return "Content Too Large";
+	case 415: return "Unsupported Media Type";
+	case 417: return "Expectation Failed";
+	case 429: return "Too Many Requests";
+	case 500: return "Internal Server Error";
+	case 501: return "Not Implemented";
+	case 503: return "Service Unavailable";
+	}
+	return status < 400 ? "OK" : status < 500 ? "Client Error" : "Server Error";
+}
+
+/* A header value we emit must not break the response framing. */
+static bool header_value_ok(const char *v)
+{
+	for (; *v; v++)
+		if ((unsigned char)*v < 0x20 || (unsigned char)*v == 0x7f)
+			return false;
+	return true;
+}
+
+static bool oauth_char_ok(unsigned char c)
+{
+	/* RFC 6749 §5.2: %x20-21 / %x23-5B / %x5D-7E */
+	return c >= 0x20 && c <= 0x7e && c != '"' && c != '\\';
+}
+
+void wi_http_oauth_error(wi_http_response *resp, int status, const char *error, const char *description)
+{
+	free(resp->body);
+	resp->body = NULL;
+	resp->body_len = 0;
+	resp->status = status;
+	resp->content_type = "application/json";
+	resp->no_store = true; /* RFC 6749 §5.1/§5.2 */
+
+	bool error_ok = error && *error;
+	for (const char *e = error; error_ok && *e; e++)
+		error_ok = oauth_char_ok((unsigned char)*e);
+	if (!error_ok)
+		error = "server_error";
+
+	json_auto_t *o = json_object();
+	if (!o || json_object_set_new(o, "error", json_string(error)) < 0)
+		return;
+	if (description) {
+		char d[OAUTH_DESCRIPTION_MAX + 1];
+		size_t n = 0;
+		for (; description[n] && n < OAUTH_DESCRIPTION_MAX; n++) {
+			unsigned char c = (unsigned char)description[n];
+			d[n] = c == '"' ? '\'' : oauth_char_ok(c) ? (char)c : '?';
+		}
+		d[n] = '\0';
+		if (json_object_set_new(o, "error_description", json_string(d)) < 0)
+			return;
+	}
+	char *text = json_dumps(o, JSON_COMPACT);
+	if (!text)
+		return; /* the status still goes out, with an empty body */
+	resp->body = text;
+	resp->body_len = strlen(text);
+}
+
+/* The handler's body, lent to h2o until the request's pool is cleared. */
+typedef struct body_loan {
+	char *body;
+	size_t len;
+} body_loan;
+
+static void on_body_loan_dispose(void *data)
+{
+	body_loan *l = data;
+	/* An issued token must not linger in freed memory. */
+	OPENSSL_cleanse(l->body, l->len);
+	free(l->body);
+}
+
+/* Sends `resp` on `req` and takes resp->body.  Loop thread only. */
+static void respond(wi_tts_http *s, h2o_req_t *req, wi_http_response *resp, bool head)
+{
+	static h2o_generator_t generator = {NULL, NULL}; /* one final h2o_send */
+	int status = resp->status ? resp->status : 200;
+	const char *ct = resp->content_type ? resp->content_type : "application/json";
+	if (status < 200 || status > 599 || !header_value_ok(ct) ||
+	    (resp->allow && !header_value_ok(resp->allow))) {
+		wi_http_oauth_error(resp, 500, "server_error", "invalid response from handler");
+		status = 500;
+		ct = resp->content_type;
+	}
+	bool bodyless = status == 204 || status == 304;
+	char *body = resp->body;
+	size_t len = body ? resp->body_len : 0;
+	resp->body = NULL;
+
+	req->res.status = status;
+	req->res.reason = reason_phrase(status);
+	req->res.content_length = bodyless ? SIZE_MAX : len;
+	if (!bodyless)
+		h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, ct, strlen(ct));
+	if (resp->no_store) {
+		/* RFC 6749 §5.1: Cache-Control: no-store and Pragma: no-cache */
+		h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL,
+			       H2O_STRLIT("no-store"));
+		h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("pragma"), 0, NULL,
+				      H2O_STRLIT("no-cache"));
+	}
+	if (resp->allow)
+		h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, resp->allow,
+			       strlen(resp->allow));
+
+	h2o_iovec_t buf = {NULL, 0};
+	if (body) {
+		body_loan *loan = h2o_mem_alloc_shared(&req->pool, sizeof(*loan), on_body_loan_dispose);
+		loan->body = body;
+		loan->len = resp->body_len;
+		buf = h2o_iovec_init(body, len);
+	}
+	s->responding = true;
+	h2o_start_response(req, &generator);
+	s->responding = false;
+	if (head || bodyless || len == 0)
+		h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
+	else
+		h2o_send(req, &buf, 1, H2O_SEND_STATE_FINAL);
+}
+
+static void respond_error(wi_tts_http *s, h2o_req_t *req, int status, const char *error,
+			  const char *description)
+{
+	wi_http_response r = {0};
+	wi_http_oauth_error(&r, status, error, description);
+	respond(s, req, &r, h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD")));
+}
+
+/* ---- the filter that turns h2o's own error answers into RFC 6749 JSON -------- */
+
+typedef struct replace_ostream {
+	h2o_ostream_t super;
+	h2o_iovec_t body;
+	bool sent;
+} replace_ostream;
+
+static void replace_do_send(h2o_ostream_t *self_, h2o_req_t *req, h2o_iovec_t *bufs, size_t bufcnt,
+			    h2o_send_state_t state)
+{
+	replace_ostream *self = (replace_ostream *)self_;
+	h2o_iovec_t out = self->body;
+	size_t n = 0;
+	/* h2o sends its error text in one call (none for HEAD): swap it for ours. */
+	if (bufcnt != 0 && !self->sent) {
+		self->sent = true;
+		n = 1;
+	}
+	h2o_ostream_send_next(&self->super, req, n ? &out : NULL, n, state);
+}
+
+static void on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
+{
+	wi_tts_http *s = ((our_filter *)self)->server;
+	if (!s->responding && req->res.status >= 400) {
+		wi_http_response r = {0};
+		wi_http_oauth_error(&r, req->res.status, req->res.status >= 500 ? "server_error" : "invalid_request",
+				    req->res.status == 413 ? "request body too large" : "malformed HTTP request");
+		if (r.body) {
+			h2o_iovec_t body = h2o_strdup(&req->pool, r.body, r.body_len);
+			free(r.body);
+			req->res.headers = (h2o_headers_t){NULL, 0, 0};
+			req->res.content_length = body.len;
+			h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
+				       H2O_STRLIT("application/json"));
+			h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL,
+				       H2O_STRLIT("no-store"));
+			h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("pragma"), 0, NULL,
+					      H2O_STRLIT("no-cache"));
+			replace_ostream *o = (replace_ostream *)h2o_add_ostream(req, sizeof(*o), slot);
+			o->super.do_send = replace_do_send;
+			o->body = body;
+			o->sent = false;
+			slot = &o->super.next;
+		}
+	}
+	h2o_setup_next_ostream(req, slot);
+}
+
+/* ---- TLS peer identity -------------------------------------------------------- */
+
+/* The head of libh2o 2.2.5's private struct st_h2o_socket_ssl_t
+ * (lib/common/socket.c); no accessor exists for the SSL object. */
+struct h2o_ssl_head {
+	SSL_CTX *ssl_ctx;
+	SSL *ossl;
+};
+
+/* The SPIFFE ID of an X.509-SVID: X509-SVID §2, exactly one URI SAN, and it
+ * must be a SPIFFE ID with a path (a leaf, not a signing certificate). */
+static char *svid_spiffe_id(X509 *cert)
+{
+	int crit = 0;
+	_cleanup_(GENERAL_NAMES_freep) GENERAL_NAMES *sans = X509_get_ext_d2i(cert, NID_subject_alt_name, &crit, NULL);
+	if (!sans)
+		return NULL;
+	const ASN1_IA5STRING *uri = NULL;
+	for (int i = 0; i < sk_GENERAL_NAME_num(sans); i++) {
+		const GENERAL_NAME *g = sk_GENERAL_NAME_value(sans, i);
+		if (g->type != GEN_URI)
+			continue;
+		if (uri)
+			return NULL;
+		uri = g->d.uniformResourceIdentifier;
+	}
+	if (!uri)
+		return NULL;
+	const char *id = (const char *)ASN1_STRING_get0_data(uri);
+	int len = ASN1_STRING_length(uri);
+	if (len <= 0 || len > WI_SPIFFE_ID_MAX || wi_spiffe_id_validate(id, (size_t)len, true) < 0) {
+		wi_error_clear(); /* not a failure of the request: just no identity */
+		return NULL;
+	}
+	return strndup(id, (size_t)len);
+}
+
+/* NULL unless the client presented a certificate that OpenSSL verified under
+ * the daemon's SSL_CTX and that is an X.509-SVID. */
+static char *tls_peer_id(h2o_socket_t *sock, SSL_CTX *expected)
+{
+	if (!sock || !sock->ssl)
+		return NULL;
+	const struct h2o_ssl_head *head = (const struct h2o_ssl_head *)sock->ssl;
+	if (head->ssl_ctx != expected || !head->ossl)
+		return NULL;
+	SSL *ssl = head->ossl;
+	X509 *cert = SSL_get0_peer_certificate(ssl);
+	if (!cert || SSL_get_verify_result(ssl) != X509_V_OK)
+		return NULL;
+	return svid_spiffe_id(cert);
+}
+
+/* ---- requests ------------------------------------------------------------------ */
+
+static void conn_unref(conn *c)
+{
+	if (--c->refs > 0)
+		return;
+	wi_tts_http *s = c->server;
+	wi_peer_free(c->peer);
+	free(c->tls_peer_id);
+	free(c);
+	server_unref(s);
+}
+
+static void on_tracker_dispose(void *data)
+{
+	tracker *t = data;
+	if (t->p) {
+		t->p->req = NULL;
+		t->p->tr = NULL;
+	}
+}
+
+static void work_cb(uv_work_t *w)
+{
+	pending *p = H2O_STRUCT_FROM_MEMBER(pending, work, w);
+	p->server->handler(p->server->handler_ud, &p->request, &p->response);
+}
+
+static void after_work_cb(uv_work_t *w, int status)
+{
+	pending *p = H2O_STRUCT_FROM_MEMBER(pending, work, w);
+	wi_tts_http *s = p->server;
+	h2o_req_t *req = p->req;
+	if (p->tr)
+		p->tr->p = NULL;
+	if (req) {
+		if (status != 0)
+			wi_http_oauth_error(&p->response, 503, "temporarily_unavailable", "request cancelled");
+		respond(s, req, &p->response, p->head);
+	}
+	/* else: the client went away; the answer is dropped. */
+	free(p->response.body);
+	OPENSSL_cleanse(p->strings, p->strings_len); /* the body holds tokens */
+	conn *c = p->c;
+	free(p);
+	conn_unref(c);
+}
+
+/* Copies s[0..len) into *cursor as a C string and advances it. */
+static const char *put_string(char **cursor, const char *src, size_t len)
+{
+	char *dst = *cursor;
+	if (len)
+		memcpy(dst, src, len);
+	dst[len] = '\0';
+	*cursor = dst + len + 1;
+	return dst;
+}
+
+/* The media type of a Content-Type value: before any ';', without
+ * surrounding whitespace (RFC 9110 §8.3.1); lowercased by the caller. */
+static h2o_iovec_t media_type(h2o_iovec_t v)
+{
+	size_t end = 0;
+	while (end < v.len && v.base[end] != ';')
+		end++;
+	size_t start = 0;
+	while (start < end && (v.base[start] == ' ' || v.base[start] == '\t'))
+		start++;
+	while (end > start && (v.base[end - 1] == ' ' || v.base[end - 1] == '\t'))
+		end--;
+	return h2o_iovec_init(v.base + start, end - start);
+}
+
+static int on_req(h2o_handler_t *self, h2o_req_t *req)
+{
+	wi_tts_http *s = ((our_handler *)self)->server;
+	h2o_socket_t *sock = req->conn->callbacks->get_socket ? req->conn->callbacks->get_socket(req->conn) : NULL;
+	conn *c = sock ? sock->on_close.data : NULL;
+	if (!c || c->server != s) {
+		respond_error(s, req, 500, "server_error", "connection state lost");
+		return 0;
+	}
+
+	size_t body_len = req->entity.base ? req->entity.len : 0;
+	if (body_len > s->max_body) {
+		respond_error(s, req, 413, "invalid_request", "request body too large");
+		return 0;
+	}
+
+	h2o_iovec_t ct = {NULL, 0};
+	ssize_t at = h2o_find_header(&req->headers, H2O_TOKEN_CONTENT_TYPE, -1);
+	if (at != -1) {
+		if (h2o_find_header(&req->headers, H2O_TOKEN_CONTENT_TYPE, at) != -1) {
+			respond_error(s, req, 400, "invalid_request", "more than one Content-Type");
+			return 0;
+		}
+		ct = media_type(req->headers.entries[at].value);
+	}
+
+	if (c->tls && !c->tls_peer_checked) {
+		c->tls_peer_id = tls_peer_id(sock, s->tls_ctx);
+		c->tls_peer_checked = true;
+	}
+
+	size_t path_len = req->query_at != SIZE_MAX && req->query_at <= req->path.len ? req->query_at : req->path.len;
+	size_t query_len = path_len < req->path.len ? req->path.len - path_len - 1 : 0;
+	/* All parts are bounded: headers by H2O_MAX_REQLEN, the body by max_body
+	 * (checked at start to leave room for this sum). */
+	size_t strings_len = req->method.len + path_len + query_len + ct.len + body_len + 5;
+	pending *p = calloc(1, sizeof(*p) + strings_len);
+	if (!p) {
+		respond_error(s, req, 503, "temporarily_unavailable", "out of memory");
+		return 0;
+	}
+	p->server = s;
+	p->c = c;
+	p->req = req;
+	p->strings_len = strings_len;
+	p->head = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
+
+	char *cur = p->strings;
+	p->request.method = put_string(&cur, req->method.base, req->method.len);
+	p->request.path = put_string(&cur, req->path.base, path_len);
+	p->request.query = put_string(&cur, req->path.base + path_len + (query_len ? 1 : 0), query_len);
+	char *mt = (char *)put_string(&cur, ct.base, ct.len);
+	h2o_strtolower(mt, ct.len);
+	p->request.content_type = mt;
+	p->request.body = (const uint8_t *)put_string(&cur, req->entity.base, body_len);
+	p->request.body_len = body_len;
+
+	p->caller.authn = c->tls ? WI_HTTP_AUTHN_TLS : WI_HTTP_AUTHN_UNIX;
+	p->caller.peer = c->peer;
+	p->caller.tls_peer_id = c->tls_peer_id;
+	p->request.caller = &p->caller;
+	p->response.status = 200;
+	p->response.content_type = "application/json";
+
+	int r = uv_queue_work(s->loop, &p->work, work_cb, after_work_cb);
+	if (r != 0) {
+		free(p);
+		respond_error(s, req, 503, "temporarily_unavailable", "cannot schedule the request");
+		return 0;
+	}
+	/* From here after_work_cb owns p and runs exactly once. */
+	c->refs++;
+	p->tr = h2o_mem_alloc_shared(&req->pool, sizeof(*p->tr), on_tracker_dispose);
+	p->tr->p = p;
+	return 0;
+}
+
+/* ---- connections ----------------------------------------------------------------- */
+
+/* h2o disposed of the socket; the uv handle is closing (its fd is closed). */
+static void on_sock_dispose(void *data)
+{
+	conn *c = data;
+	c->sock = NULL;
+	h2o_linklist_unlink(&c->link);
+	c->server->n_open--;
+}
+
+/* The uv close callback of an accepted handle (h2o freed its socket first). */
+static void on_conn_closed(uv_handle_t *h)
+{
+	conn_unref((conn *)h);
+}
+
+static void on_connection(uv_stream_t *ls, int status)
+{
+	listener *l = (listener *)ls;
+	wi_tts_http *s = l->server;
+	if (status < 0)
+		return; /* libuv retries on its own (EMFILE etc.) */
+
+	conn *c = calloc(1, sizeof(*c));
+	if (!c) {
+		/* Without a handle the connection cannot be accepted, and libuv stops
+		 * watching the listener until it is: drop the fd libuv holds. */
+		if (ls->accepted_fd >= 0) {
+			close(ls->accepted_fd);
+			ls->accepted_fd = -1;
+		}
+		s->refused++;
+		return;
+	}
+	c->server = s;
+	c->tls = l->tls;
+	c->refs = 1;
+	s->refs++;
+	if (l->tls)
+		(void)uv_tcp_init(s->loop, &c->h.tcp);
+	else
+		(void)uv_pipe_init(s->loop, &c->h.pipe, 0);
+
+	bool ok = uv_accept(ls, &c->h.stream) == 0 && !s->stopping && s->n_open < s->max_connections;
+	if (ok && !l->tls) {
+		/* Who is calling, read before h2o sees a byte (DESIGN §4: attested
+		 * like a Workload API caller). */
+		uv_os_fd_t fd = -1;
+		ok = uv_fileno(&c->h.handle, &fd) == 0 && wi_peer_from_socket(fd, &c->peer) == 0;
+	}
+	if (!ok) {
+		s->refused++;
+		uv_close(&c->h.handle, on_conn_closed);
+		return;
+	}
+
+	h2o_socket_t *sock = h2o_uv_socket_create(&c->h.stream, on_conn_closed);
+	sock->on_close.cb = on_sock_dispose;
+	sock->on_close.data = c;
+	c->sock = sock;
+	h2o_linklist_insert(&s->conns, &c->link);
+	s->n_open++;
+	h2o_accept(l->tls ? &s->accept_tls : &s->accept_unix, sock);
+}
+
+/* ---- start and stop ------------------------------------------------------------------ */
+
+static void on_listener_closed(uv_handle_t *h)
+{
+	server_unref(((listener *)h)->server);
+}
+
+static void on_fin1_closed(uv_handle_t *h)
+{
+	wi_tts_http *s = H2O_STRUCT_FROM_MEMBER(wi_tts_http, fin[1], (uv_prepare_t *)h);
+	free(s->unix_path);
+	free(s);
+}
+
+/* Runs in a closing pass strictly after the one that finalised every handle
+ * closed together with fin[0] (the h2o timers): only then is `s` unused. */
+static void on_fin0_closed(uv_handle_t *h)
+{
+	wi_tts_http *s = H2O_STRUCT_FROM_MEMBER(wi_tts_http, fin[0], (uv_prepare_t *)h);
+	uv_close((uv_handle_t *)&s->fin[1], on_fin1_closed);
+}
+
+/* h2o_context_dispose of libh2o 2.2.5 without its trailing uv_run. */
+static void context_dispose(h2o_context_t *ctx)
+{
+	h2o_globalconf_t *config = ctx->globalconf;
+	for (size_t i = 0; config->hosts[i] != NULL; i++) {
+		h2o_hostconf_t *hostconf = config->hosts[i];
+		for (size_t j = 0; j != hostconf->paths.size; j++)
+			h2o_context_dispose_pathconf_context(ctx, hostconf->paths.entries + j);
+		h2o_context_dispose_pathconf_context(ctx, &hostconf->fallback_path);
+	}
+	free(ctx->_pathconfs_inited.entries);
+	free(ctx->_module_configs);
+	/* h2o_context_request_shutdown arms HTTP/2's GOAWAY resend timer even
+	 * without HTTP/2 connections; h2o_context_dispose leaves that to the
+	 * application, and a linked entry must not outlive its timeout. */
+	if (h2o_timeout_is_linked(&ctx->http2._graceful_shutdown_timeout))
+		h2o_timeout_unlink(&ctx->http2._graceful_shutdown_timeout);
+	h2o_timeout_dispose(ctx->loop, &ctx->zero_timeout);
+	h2o_timeout_dispose(ctx->loop, &ctx->one_sec_timeout);
+	h2o_timeout_dispose(ctx->loop, &ctx->hundred_ms_timeout);
+	h2o_timeout_dispose(ctx->loop, &ctx->handshake_timeout);
+	h2o_timeout_dispose(ctx->loop, &ctx->http1.req_timeout);
+	h2o_timeout_dispose(ctx->loop, &ctx->http2.idle_timeout);
+	h2o_timeout_dispose(ctx->loop, &ctx->http2.graceful_shutdown_timeout);
+	h2o_timeout_dispose(ctx->loop, &ctx->proxy.io_timeout);
+	h2o_filecache_destroy(ctx->filecache);
+	ctx->filecache = NULL;
+	for (size_t i = 0; i != ctx->storage.size; i++)
+		if (ctx->storage.entries[i].dispose)
+			ctx->storage.entries[i].dispose(ctx->storage.entries[i].data);
+	free(ctx->storage.entries);
+	h2o_multithread_unregister_receiver(ctx->queue, &ctx->receivers.hostinfo_getaddr);
+	h2o_multithread_destroy_queue(ctx->queue);
+	if (ctx->_timestamp_cache.value)
+		h2o_mem_release_shared(ctx->_timestamp_cache.value);
+}
+
+/* Last reference gone: no listener, connection or request is left. */
+static void finish(wi_tts_http *s)
+{
+	/* fin[0] first: the two-step close below does not depend on the order
+	 * in which libuv finalises handles closed in the same pass. */
+	uv_close((uv_handle_t *)&s->fin[0], on_fin0_closed);
+	if (s->ctx_inited)
+		context_dispose(&s->ctx);
+	if (s->config_inited)
+		h2o_config_dispose(&s->config);
+}
+
+static void server_unref(wi_tts_http *s)
+{
+	if (--s->refs == 0)
+		finish(s);
+}
+
+static int parse_port(const char *p, uint16_t *ret)
+{
+	size_t n = strlen(p);
+	WI_CHECK(n >= 1 && n <= 5, WI_E_CONFIG, "bad port \"%s\"", p);
+	unsigned long v = 0;
+	for (size_t i = 0; i < n; i++) {
+		WI_CHECK(p[i] >= '0' && p[i] <= '9', WI_E_CONFIG, "bad port \"%s\"", p);
+		v = v * 10 + (unsigned long)(p[i] - '0');
+	}
+	WI_CHECK(v <= 65535, WI_E_CONFIG, "bad port \"%s\"", p);
+	*ret = (uint16_t)v;
+	return 0;
+}
+
+/* "127.0.0.1:8443" or "[::1]:8443" (numeric hosts only: no resolver on the loop). */
+static int parse_listen(const char *spec, struct sockaddr_storage *ret)
+{
+	char host[64];
+	const char *port;
+	bool v6 = spec[0] == '[';
+	size_t hlen;
+	if (v6) {
+		const char *close_br = strchr(spec, ']');
+		WI_CHECK(close_br && close_br[1] == ':', WI_E_CONFIG, "bad listen address \"%s\"", spec);
+		hlen = (size_t)(close_br - spec - 1);
+		WI_CHECK(hlen > 0 && hlen < sizeof(host), WI_E_CONFIG, "bad listen address \"%s\"", spec);
+		memcpy(host, spec + 1, hlen);
+		port = close_br + 2;
+	} else {
+		const char *colon = strrchr(spec, ':');
+		WI_CHECK(colon, WI_E_CONFIG, "listen address \"%s\" has no port", spec);
+		hlen = (size_t)(colon - spec);
+		WI_CHECK(hlen > 0 && hlen < sizeof(host) && !memchr(spec, ':', hlen), WI_E_CONFIG,
+			 "bad listen address \"%s\"", spec);
+		memcpy(host, spec, hlen);
+		port = colon + 1;
+	}
+	host[hlen] = '\0';
+	uint16_t pnum = 0;
+	WI_TRY(parse_port(port, &pnum));
+	memset(ret, 0, sizeof(*ret));
+	int r = v6 ? uv_ip6_addr(host, pnum, (struct sockaddr_in6 *)ret)
+		   : uv_ip4_addr(host, pnum, (struct sockaddr_in *)ret);
+	WI_CHECK(r == 0, WI_E_CONFIG, "bad listen address \"%s\"", spec);
+	return 0;
+}
+
+static int listen_unix(wi_tts_http *s, const char *path, unsigned mode)
+{
+	struct stat st;
+	if (lstat(path, &st) == 0) {
+		/* A stale socket of an earlier run is replaced; any other file is
+		 * the operator's and stays. */
+		WI_CHECK(S_ISSOCK(st.st_mode), WI_E_IO, "%s exists and is not a socket", path);
+		WI_CHECK_ERRNO(unlink(path) == 0 || errno == ENOENT, "unlink %s: %s", path, strerror(errno));
+	} else {
+		WI_CHECK_ERRNO(errno == ENOENT, "lstat %s: %s", path, strerror(errno));
+	}
+
+	listener *l = &s->unix_l;
+	(void)uv_pipe_init(s->loop, &l->h.pipe, 0);
+	l->server = s;
+	l->inited = true;
+	s->refs++;
+	int r = uv_pipe_bind(&l->h.pipe, path);
+	WI_CHECK(r == 0, WI_E_IO, "bind %s: %s", path, uv_strerror(r));
+	WI_CHECK_ERRNO(lstat(path, &st) == 0 && S_ISSOCK(st.st_mode), "lstat %s: %s", path, strerror(errno));
+	s->unix_bound = true;
+	s->unix_dev = st.st_dev;
+	s->unix_ino = st.st_ino;
+	/* Mode before listen(): until then every connect is refused.  No
+	 * symlink is followed (glibc does this through O_PATH). */
+	WI_CHECK_ERRNO(fchmodat(AT_FDCWD, path, mode & 07777, AT_SYMLINK_NOFOLLOW) == 0, "chmod %s: %s", path,
+		       strerror(errno));
+	r = uv_listen(&l->h.stream, WI_LISTEN_BACKLOG, on_connection);
+	WI_CHECK(r == 0, WI_E_IO, "listen %s: %s", path, uv_strerror(r));
+	return 0;
+}
+
+static int listen_tls(wi_tts_http *s, const char *spec, const struct sockaddr_storage *addr)
+{
+	listener *l = &s->tls_l;
+	int r = uv_tcp_init(s->loop, &l->h.tcp);
+	WI_CHECK(r == 0, WI_E_IO, "tcp init: %s", uv_strerror(r));
+	l->server = s;
+	l->tls = true;
+	l->inited = true;
+	s->refs++;
+	unsigned flags = addr->ss_family == AF_INET6 ? UV_TCP_IPV6ONLY : 0;
+	r = uv_tcp_bind(&l->h.tcp, (const struct sockaddr *)addr, flags);
+	WI_CHECK(r == 0, WI_E_IO, "bind %s: %s", spec, uv_strerror(r));
+	r = uv_listen(&l->h.stream, WI_LISTEN_BACKLOG, on_connection);
+	WI_CHECK(r == 0, WI_E_IO, "listen %s: %s", spec, uv_strerror(r));
+	return 0;
+}
+
+static int check_options(const wi_tts_http_options *o, struct sockaddr_storage *tls_addr)
+{
+	WI_CHECK(o && o->loop && o->handler, WI_E_INVAL, "HTTP options incomplete");
+	WI_CHECK(o->unix_socket_path || o->tls_listen, WI_E_CONFIG, "no HTTP listener configured");
+	WI_CHECK(o->max_connections > 0, WI_E_CONFIG, "max_connections must be positive");
+	WI_CHECK(o->io_timeout_ms > 0, WI_E_CONFIG, "io_timeout_ms must be positive");
+	/* max_body + 1 goes to h2o, and request sizes are summed with it. */
+	WI_CHECK(o->max_body <= SIZE_MAX / 4, WI_E_CONFIG, "max_body too large");
+	if (o->unix_socket_path) {
+		struct sockaddr_un sun;
+		WI_CHECK(o->unix_socket_path[0] && strlen(o->unix_socket_path) < sizeof(sun.sun_path), WI_E_CONFIG,
+			 "socket path \"%s\" empty or too long", o->unix_socket_path);
+	}
+	if (o->tls_listen) {
+		WI_CHECK(o->tls_ctx, WI_E_CONFIG, "tls_listen needs an SSL_CTX");
+		WI_TRY(parse_listen(o->tls_listen, tls_addr));
+	}
+	return 0;
+}
+
+int wi_tts_http_start(const wi_tts_http_options *o, wi_tts_http **ret)
+{
+	struct sockaddr_storage tls_addr;
+	WI_TRY(check_options(o, &tls_addr));
+
+	wi_tts_http *s = calloc(1, sizeof(*s));
+	WI_CHECK_ALLOC(s);
+	s->unix_path = o->unix_socket_path ? strdup(o->unix_socket_path) : NULL;
+	if (o->unix_socket_path && !s->unix_path) {
+		free(s);
+		WI_FAIL(WI_E_NOMEM, "allocation");
+	}
+	s->loop = o->loop;
+	s->handler = o->handler;
+	s->handler_ud = o->handler_ud;
+	s->max_body = o->max_body;
+	s->max_connections = o->max_connections;
+	s->tls_ctx = o->tls_ctx;
+	s->refs = 1;
+	h2o_linklist_init_anchor(&s->conns);
+	(void)uv_prepare_init(s->loop, &s->fin[0]);
+	(void)uv_prepare_init(s->loop, &s->fin[1]);
+	/* From here every failure is undone by wi_tts_http_stop (handles must
+	 * be closed on the loop before their memory goes). */
+
+	h2o_config_init(&s->config);
+	s->config_inited = true;
+	s->config.server_name = h2o_iovec_init(H2O_STRLIT("")); /* no Server header */
+	s->config.max_request_entity_size = o->max_body + 1;
+	s->config.handshake_timeout = o->io_timeout_ms;
+	s->config.http1.req_timeout = o->io_timeout_ms;
+	s->config.http1.upgrade_to_http2 = 0;
+	s->config.http2.idle_timeout = o->io_timeout_ms;
+	h2o_hostconf_t *host = h2o_config_register_host(&s->config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+	/* No path is registered: every request, and every error h2o emits on
+	 * its own, goes through the fallback path's handler and filter. */
+	our_handler *hd = (our_handler *)h2o_create_handler(&host->fallback_path, sizeof(*hd));
+	hd->super.on_req = on_req;
+	hd->server = s;
+	our_filter *ft = (our_filter *)h2o_create_filter(&host->fallback_path, sizeof(*ft));
+	ft->super.on_setup_ostream = on_setup_ostream;
+	ft->server = s;
+
+	h2o_context_init(&s->ctx, s->loop, &s->config);
+	s->ctx_inited = true;
+	s->accept_unix = (h2o_accept_ctx_t){.ctx = &s->ctx, .hosts = s->config.hosts};
+	s->accept_tls = (h2o_accept_ctx_t){.ctx = &s->ctx, .hosts = s->config.hosts, .ssl_ctx = o->tls_ctx};
+
+	int rc = 0;
+	if (o->unix_socket_path)
+		rc = listen_unix(s, s->unix_path, o->unix_socket_mode);
+	if (rc == 0 && o->tls_listen)
+		rc = listen_tls(s, o->tls_listen, &tls_addr);
+	if (rc < 0) {
+		wi_tts_http_stop(s);
+		return rc;
+	}
+	*ret = s;
+	return 0;
+}
+
+void wi_tts_http_stop(wi_tts_http *s)
+{
+	if (!s || s->stopping)
+		return;
+	s->stopping = true;
+	if (s->unix_l.inited)
+		uv_close(&s->unix_l.h.handle, on_listener_closed);
+	if (s->tls_l.inited)
+		uv_close(&s->tls_l.h.handle, on_listener_closed);
+	struct stat st;
+	if (s->unix_bound && lstat(s->unix_path, &st) == 0 && st.st_dev == s->unix_dev &&
+	    st.st_ino == s->unix_ino)
+		(void)unlink(s->unix_path); /* only our own socket, never a successor's */
+	if (s->ctx_inited)
+		h2o_context_request_shutdown(&s->ctx);
+	/* h2o 2.2.5 cannot close an HTTP/1 connection from outside.  Shutting
+	 * the socket down makes h2o see end-of-file (or a failed write, for a
+	 * request still in the thread pool) and close it through its own path. */
+	for (h2o_linklist_t *n = s->conns.next; n != &s->conns; n = n->next) {
+		conn *c = H2O_STRUCT_FROM_MEMBER(conn, link, n);
+		int fd = c->sock ? h2o_socket_get_fd(c->sock) : -1;
+		if (fd >= 0)
+			(void)shutdown(fd, SHUT_RDWR);
+	}
+	server_unref(s);
+}
