@@ -7,6 +7,7 @@
 #ifndef WI_CORE_CLEANUP_H
 #define WI_CORE_CLEANUP_H
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -47,6 +48,27 @@
 static inline void freep(void *p)
 {
 	free(*(void **)p);
+}
+
+/* Scope-bound locking:
+ *   _cleanup_(wi_mutex_unlockp) pthread_mutex_t *locked = wi_mutex_lock(&m);
+ */
+static inline pthread_mutex_t *wi_mutex_lock(pthread_mutex_t *m)
+{
+	pthread_mutex_lock(m);
+	return m;
+}
+
+static inline void wi_mutex_unlockp(pthread_mutex_t **m)
+{
+	if (*m)
+		pthread_mutex_unlock(*m);
+}
+
+static inline void wi_rwlock_unlockp(pthread_rwlock_t **l)
+{
+	if (*l)
+		pthread_rwlock_unlock(*l);
 }
 
 static inline void closep(int *fd)

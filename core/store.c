@@ -91,17 +91,6 @@ static void stmt_resetp(sqlite3_stmt **p)
 	}
 }
 
-static pthread_mutex_t *store_lock(wi_store *s)
-{
-	pthread_mutex_lock(&s->lock);
-	return &s->lock;
-}
-
-static void unlockp(pthread_mutex_t **m)
-{
-	if (*m)
-		pthread_mutex_unlock(*m);
-}
 
 static void store_closep(wi_store **p)
 {
@@ -434,7 +423,7 @@ int wi_store_put_revocation(wi_store *s, wi_revocation_kind kind, const char *va
 	WI_CHECK(until > 0, WI_E_INVAL, "revocation until %lld is not a time", (long long)until);
 
 	/* Cleanups run in reverse: statement reset, rollback, then unlock. */
-	_cleanup_(unlockp) pthread_mutex_t *locked = store_lock(s);
+	_cleanup_(wi_mutex_unlockp) pthread_mutex_t *locked = wi_mutex_lock(&s->lock);
 	_cleanup_(tx_rollbackp) wi_store *tx = NULL;
 	WI_TRY(tx_begin(s, &tx));
 	WI_TRY(put_locked(s, kind, value, len, until));
@@ -449,7 +438,7 @@ int wi_store_each_revocation(wi_store *s, time_t now,
 	WI_CHECK(s != NULL && fn != NULL, WI_E_INVAL, "store: NULL argument");
 	/* fn runs with the store locked (one SELECT is one consistent
 	 * snapshot); it must not call back into the store. */
-	_cleanup_(unlockp) pthread_mutex_t *locked = store_lock(s);
+	_cleanup_(wi_mutex_unlockp) pthread_mutex_t *locked = wi_mutex_lock(&s->lock);
 	_cleanup_(stmt_resetp) sqlite3_stmt *st = s->each;
 	WI_TRY(bind_check(s, sqlite3_bind_int64(st, 1, (sqlite3_int64)now)));
 	for (;;) {
@@ -473,7 +462,7 @@ int wi_store_each_revocation(wi_store *s, time_t now,
 int wi_store_prune_revocations(wi_store *s, time_t now)
 {
 	WI_CHECK(s != NULL, WI_E_INVAL, "store: NULL argument");
-	_cleanup_(unlockp) pthread_mutex_t *locked = store_lock(s);
+	_cleanup_(wi_mutex_unlockp) pthread_mutex_t *locked = wi_mutex_lock(&s->lock);
 	_cleanup_(tx_rollbackp) wi_store *tx = NULL;
 	WI_TRY(tx_begin(s, &tx));
 	{

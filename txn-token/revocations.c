@@ -147,23 +147,6 @@ static pthread_rwlock_t *rdlock(wi_revocations *r)
 	return &r->lock;
 }
 
-static void rwunlockp(pthread_rwlock_t **l)
-{
-	if (*l)
-		pthread_rwlock_unlock(*l);
-}
-
-static pthread_mutex_t *writer_lock(wi_revocations *r)
-{
-	pthread_mutex_lock(&r->write_lock);
-	return &r->write_lock;
-}
-
-static void mutex_unlockp(pthread_mutex_t **m)
-{
-	if (*m)
-		pthread_mutex_unlock(*m);
-}
 
 /* Makes room for one more entry (load factor at most 1), so that linking it
  * later cannot fail.  Called with write_lock held. */
@@ -176,7 +159,7 @@ static int reserve(wi_revocations *r, set *st)
 	entry **nb = calloc(n, sizeof(*nb));
 	WI_CHECK_ALLOC(nb);
 	/* Readers walk the chains: the rehash is a published change. */
-	_cleanup_(rwunlockp) pthread_rwlock_t *locked = wrlock(r);
+	_cleanup_(wi_rwlock_unlockp) pthread_rwlock_t *locked = wrlock(r);
 	for (size_t i = 0; i < st->n_buckets; i++) {
 		entry *e = st->buckets[i];
 		while (e) {
@@ -237,7 +220,7 @@ static int prepare_entry(wi_revocations *r, set *st, const char *value, size_t l
 /* Publishes a prepared change; cannot fail. */
 static void commit_entry(wi_revocations *r, set *st, entry *found, entry *fresh, time_t until)
 {
-	_cleanup_(rwunlockp) pthread_rwlock_t *locked = wrlock(r);
+	_cleanup_(wi_rwlock_unlockp) pthread_rwlock_t *locked = wrlock(r);
 	if (found) {
 		/* store.h: re-revoking extends `until`, never shortens it. */
 		if (until > found->until)
@@ -327,7 +310,7 @@ int wi_revocations_add(wi_revocations *r, wi_revocation_kind kind, const char *v
 	WI_TRY(check_value(kind, value, &len));
 	WI_CHECK(until > 0, WI_E_INVAL, "revocation until %lld is not a time", (long long)until);
 
-	_cleanup_(mutex_unlockp) pthread_mutex_t *writing = writer_lock(r);
+	_cleanup_(wi_mutex_unlockp) pthread_mutex_t *writing = wi_mutex_lock(&r->write_lock);
 	set *st = &r->sets[kind - 1];
 	entry *found = NULL;
 	_cleanup_(freep) entry *fresh = NULL;
@@ -353,7 +336,7 @@ bool wi_revocations_is_revoked(wi_revocations *r, const char *txn, const char *p
 	/* Fail closed: a caller's bug must not switch the kill switch off. */
 	if (r == NULL || (n_actors > 0 && actors == NULL))
 		return true;
-	_cleanup_(rwunlockp) pthread_rwlock_t *locked = rdlock(r);
+	_cleanup_(wi_rwlock_unlockp) pthread_rwlock_t *locked = rdlock(r);
 	if (txn && in_force(r, WI_REVOKE_TXN, txn, now))
 		return true;
 	if (principal && in_force(r, WI_REVOKE_PRINCIPAL, principal, now))
@@ -369,12 +352,12 @@ bool wi_revocations_is_revoked(wi_revocations *r, const char *txn, const char *p
 int wi_revocations_prune(wi_revocations *r, time_t now)
 {
 	WI_CHECK(r != NULL, WI_E_INVAL, "revocations: NULL argument");
-	_cleanup_(mutex_unlockp) pthread_mutex_t *writing = writer_lock(r);
+	_cleanup_(wi_mutex_unlockp) pthread_mutex_t *writing = wi_mutex_lock(&r->write_lock);
 	/* Store first: if it fails, memory still mirrors it. */
 	WI_TRY(wi_store_prune_revocations(r->store, now));
 	entry *dead = NULL;
 	{
-		_cleanup_(rwunlockp) pthread_rwlock_t *locked = wrlock(r);
+		_cleanup_(wi_rwlock_unlockp) pthread_rwlock_t *locked = wrlock(r);
 		for (int k = 0; k < N_KINDS; k++) {
 			set *st = &r->sets[k];
 			for (size_t i = 0; i < st->n_buckets; i++) {
@@ -406,6 +389,6 @@ size_t wi_revocations_count(wi_revocations *r)
 {
 	if (!r)
 		return 0;
-	_cleanup_(rwunlockp) pthread_rwlock_t *locked = rdlock(r);
+	_cleanup_(wi_rwlock_unlockp) pthread_rwlock_t *locked = rdlock(r);
 	return r->count;
 }

@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "tests/unit/testutil.h"
+
 #include <dirent.h>
 #include <ftw.h>
 #include <limits.h>
@@ -48,21 +50,11 @@ typedef struct fx {
 	char crt_path[PATH_MAX]; /* <dir>/ca/ca.crt.pem */
 } fx;
 
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(p);
-}
-
 static int setup(void **state)
 {
 	fx *f = calloc(1, sizeof(*f));
 	assert_non_null(f);
-	const char *tmp = getenv("TMPDIR");
-	snprintf(f->dir, sizeof(f->dir), "%s/wi-ca-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-	assert_non_null(mkdtemp(f->dir));
+	assert_non_null(wi_test_mkdtemp(f->dir, sizeof(f->dir), "ca"));
 	snprintf(f->key_path, sizeof(f->key_path), "%s/ca/ca.key.pem", f->dir);
 	snprintf(f->crt_path, sizeof(f->crt_path), "%s/ca/ca.crt.pem", f->dir);
 	*state = f;
@@ -72,7 +64,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	fx *f = *state;
-	nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	wi_test_rmtree(f->dir);
 	free(f);
 	return 0;
 }

@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+
+#include "tests/unit/testutil.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,8 +84,7 @@ static int setup(void **state)
 {
 	memset(&F, 0, sizeof(F));
 	F.now = time(NULL);
-	snprintf(F.dir, sizeof(F.dir), "/tmp/wi-exch-XXXXXX");
-	assert_non_null(mkdtemp(F.dir));
+	assert_non_null(wi_test_mkdtemp(F.dir, sizeof(F.dir), "exch"));
 	char sub[128];
 	snprintf(sub, sizeof(sub), "%s/txn", F.dir);
 	assert_int_equal(wi_fs_mkdir_private(sub), 0);
@@ -147,11 +148,7 @@ static int teardown(void **state)
 	wi_jwt_keys_free(F.svid_keys);
 	wi_registry_unref(F.reg);
 	wi_config_free(F.config);
-	char cmd[128];
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", F.dir);
-	if (system(cmd) != 0)
-		return -1;
-	return 0;
+	return wi_test_rmtree(F.dir);
 }
 
 static wi_txn_caller caller_for(const char *id)

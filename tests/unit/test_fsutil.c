@@ -5,6 +5,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "tests/unit/testutil.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -22,21 +24,11 @@ typedef struct fx {
 	char dir[PATH_MAX];
 } fx;
 
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(p);
-}
-
 static int setup(void **state)
 {
 	fx *f = calloc(1, sizeof(*f));
 	assert_non_null(f);
-	const char *tmp = getenv("TMPDIR");
-	snprintf(f->dir, sizeof(f->dir), "%s/wi-fsutil-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-	assert_non_null(mkdtemp(f->dir));
+	assert_non_null(wi_test_mkdtemp(f->dir, sizeof(f->dir), "fsutil"));
 	*state = f;
 	return 0;
 }
@@ -44,7 +36,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	fx *f = *state;
-	nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	wi_test_rmtree(f->dir);
 	free(f);
 	return 0;
 }

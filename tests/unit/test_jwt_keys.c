@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "tests/unit/testutil.h"
+
 #include <ftw.h>
 #include <limits.h>
 #include <pthread.h>
@@ -38,21 +40,11 @@ typedef struct fx {
 	char key_path[PATH_MAX];
 } fx;
 
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(p);
-}
-
 static int setup(void **state)
 {
 	fx *f = calloc(1, sizeof(*f));
 	assert_non_null(f);
-	const char *tmp = getenv("TMPDIR");
-	snprintf(f->dir, sizeof(f->dir), "%s/wi-jwtkeys-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-	assert_non_null(mkdtemp(f->dir));
+	assert_non_null(wi_test_mkdtemp(f->dir, sizeof(f->dir), "jwtkeys"));
 	/* The data dir itself does not exist yet: open creates it. */
 	strncat(f->dir, "/data", sizeof(f->dir) - strlen(f->dir) - 1);
 	snprintf(f->key_path, sizeof(f->key_path), "%s/jwt/signing.key.pem", f->dir);
@@ -65,7 +57,7 @@ static int teardown(void **state)
 	fx *f = *state;
 	char *slash = strrchr(f->dir, '/');
 	*slash = '\0';
-	nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	wi_test_rmtree(f->dir);
 	free(f);
 	return 0;
 }

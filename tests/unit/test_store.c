@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "tests/unit/testutil.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -31,19 +33,11 @@ typedef struct fx {
 	char db[PATH_MAX];
 } fx;
 
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st, (void)flag, (void)ftw;
-	return remove(p);
-}
-
 static int setup(void **state)
 {
 	fx *f = calloc(1, sizeof(*f));
 	assert_non_null(f);
-	const char *tmp = getenv("TMPDIR");
-	snprintf(f->dir, sizeof(f->dir), "%s/wi-store-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-	assert_non_null(mkdtemp(f->dir));
+	assert_non_null(wi_test_mkdtemp(f->dir, sizeof(f->dir), "store"));
 	assert_int_equal(wi_fs_join(f->db, sizeof(f->db), f->dir, "state.db"), 0);
 	*state = f;
 	return 0;
@@ -52,7 +46,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	fx *f = *state;
-	nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	wi_test_rmtree(f->dir);
 	free(f);
 	return 0;
 }
