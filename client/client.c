@@ -189,6 +189,34 @@ static int call_first(wimse_client *c, const char *method, bool workload, const 
 	return rc;
 }
 
+/* Packs `req`, makes the call, and unpacks the first response as `rd`.
+ * `secret`: the response holds private keys or tokens; its bytes are wiped. */
+static int call_msg(wimse_client *c, const char *method, bool workload, const ProtobufCMessage *req,
+		    const ProtobufCMessageDescriptor *rd, bool secret, int timeout_ms, ProtobufCMessage **ret)
+{
+	size_t len = protobuf_c_message_get_packed_size(req);
+	if (len > 64 * 1024)
+		return fail(WI_E_TOO_BIG, 0, "%s: request too large", method + 1);
+	uint8_t *buf = malloc(len ? len : 1);
+	if (!buf)
+		return fail(WI_E_NOMEM, 0, "out of memory");
+	protobuf_c_message_pack(req, buf);
+	grpc_slice msg;
+	int rc = call_first(c, method, workload, buf, len, timeout_ms, &msg);
+	OPENSSL_cleanse(buf, len); /* requests may carry a token (ValidateJWTSVID) */
+	free(buf);
+	if (rc < 0)
+		return rc;
+	ProtobufCMessage *m = protobuf_c_message_unpack(rd, NULL, GRPC_SLICE_LENGTH(msg), GRPC_SLICE_START_PTR(msg));
+	if (secret && !GRPC_SLICE_IS_EMPTY(msg))
+		OPENSSL_cleanse(GRPC_SLICE_START_PTR(msg), GRPC_SLICE_LENGTH(msg));
+	grpc_slice_unref(msg);
+	if (!m)
+		return fail(WI_E_PARSE, 0, "%s: malformed response", method + 1);
+	*ret = m;
+	return 0;
+}
+
 static char *dup_str(const char *s)
 {
 	return strdup(s ? s : "");
@@ -223,19 +251,11 @@ void wimse_x509_context_free(wimse_x509_context *ctx)
 int wimse_fetch_x509_context(wimse_client *c, int timeout_ms, wimse_x509_context **ret)
 {
 	X509SVIDRequest req = X509_SVIDREQUEST__INIT;
-	uint8_t reqbuf[16];
-	size_t reqlen = x509_svidrequest__pack(&req, reqbuf);
-	grpc_slice msg;
-	int rc = call_first(c, "/SpiffeWorkloadAPI/FetchX509SVID", true, reqbuf, reqlen, timeout_ms, &msg);
+	X509SVIDResponse *resp = NULL;
+	int rc = call_msg(c, "/SpiffeWorkloadAPI/FetchX509SVID", true, &req.base, &x509_svidresponse__descriptor, true,
+			  timeout_ms, (ProtobufCMessage **)&resp);
 	if (rc < 0)
 		return rc;
-	X509SVIDResponse *resp = x509_svidresponse__unpack(NULL, GRPC_SLICE_LENGTH(msg), GRPC_SLICE_START_PTR(msg));
-	/* The slice held the private keys: wipe before release. */
-	if (!GRPC_SLICE_IS_EMPTY(msg))
-		OPENSSL_cleanse(GRPC_SLICE_START_PTR(msg), GRPC_SLICE_LENGTH(msg));
-	grpc_slice_unref(msg);
-	if (!resp)
-		return fail(WI_E_PARSE, 0, "FetchX509SVID: malformed response");
 	if (resp->n_svids == 0) {
 		x509_svidresponse__free_unpacked(resp, NULL);
 		return fail(WI_E_PARSE, 0, "FetchX509SVID: response holds no SVID");
@@ -278,17 +298,12 @@ int wimse_fetch_x509_context(wimse_client *c, int timeout_ms, wimse_x509_context
 int wimse_healthcheck(wimse_client *c, int timeout_ms, int *ret_serving)
 {
 	Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
-	uint8_t reqbuf[16];
-	size_t reqlen = grpc__health__v1__health_check_request__pack(&req, reqbuf);
-	grpc_slice msg;
-	int rc = call_first(c, "/grpc.health.v1.Health/Check", false, reqbuf, reqlen, timeout_ms, &msg);
+	Grpc__Health__V1__HealthCheckResponse *resp = NULL;
+	int rc = call_msg(c, "/grpc.health.v1.Health/Check", false, &req.base,
+			  &grpc__health__v1__health_check_response__descriptor, false, timeout_ms,
+			  (ProtobufCMessage **)&resp);
 	if (rc < 0)
 		return rc;
-	Grpc__Health__V1__HealthCheckResponse *resp =
-		grpc__health__v1__health_check_response__unpack(NULL, GRPC_SLICE_LENGTH(msg), GRPC_SLICE_START_PTR(msg));
-	grpc_slice_unref(msg);
-	if (!resp)
-		return fail(WI_E_PARSE, 0, "Health/Check: malformed response");
 	*ret_serving = resp->status == GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
 	grpc__health__v1__health_check_response__free_unpacked(resp, NULL);
 	return 0;
@@ -320,24 +335,11 @@ int wimse_fetch_jwt_svids(wimse_client *c, const char *const *audiences, size_t 
 	req.n_audience = n_audiences;
 	req.audience = (char **)audiences;
 	req.spiffe_id = (char *)(spiffe_id ? spiffe_id : "");
-	size_t len = jwtsvidrequest__get_packed_size(&req);
-	if (len > 64 * 1024)
-		return fail(WI_E_TOO_BIG, 0, "request too large");
-	uint8_t *buf = malloc(len ? len : 1);
-	if (!buf)
-		return fail(WI_E_NOMEM, 0, "out of memory");
-	jwtsvidrequest__pack(&req, buf);
-	grpc_slice msg;
-	int rc = call_first(c, "/SpiffeWorkloadAPI/FetchJWTSVID", true, buf, len, timeout_ms, &msg);
-	free(buf);
+	JWTSVIDResponse *resp = NULL;
+	int rc = call_msg(c, "/SpiffeWorkloadAPI/FetchJWTSVID", true, &req.base, &jwtsvidresponse__descriptor, true,
+			  timeout_ms, (ProtobufCMessage **)&resp);
 	if (rc < 0)
 		return rc;
-	JWTSVIDResponse *resp = jwtsvidresponse__unpack(NULL, GRPC_SLICE_LENGTH(msg), GRPC_SLICE_START_PTR(msg));
-	if (!GRPC_SLICE_IS_EMPTY(msg))
-		OPENSSL_cleanse(GRPC_SLICE_START_PTR(msg), GRPC_SLICE_LENGTH(msg));
-	grpc_slice_unref(msg);
-	if (!resp)
-		return fail(WI_E_PARSE, 0, "FetchJWTSVID: malformed response");
 	if (resp->n_svids == 0) {
 		jwtsvidresponse__free_unpacked(resp, NULL);
 		return fail(WI_E_PARSE, 0, "FetchJWTSVID: response holds no SVID");
@@ -385,16 +387,11 @@ void wimse_jwt_bundles_free(wimse_jwt_bundles *b)
 int wimse_fetch_jwt_bundles(wimse_client *c, int timeout_ms, wimse_jwt_bundles **ret)
 {
 	JWTBundlesRequest req = JWTBUNDLES_REQUEST__INIT;
-	uint8_t reqbuf[16];
-	size_t reqlen = jwtbundles_request__pack(&req, reqbuf);
-	grpc_slice msg;
-	int rc = call_first(c, "/SpiffeWorkloadAPI/FetchJWTBundles", true, reqbuf, reqlen, timeout_ms, &msg);
+	JWTBundlesResponse *resp = NULL;
+	int rc = call_msg(c, "/SpiffeWorkloadAPI/FetchJWTBundles", true, &req.base, &jwtbundles_response__descriptor,
+			  false, timeout_ms, (ProtobufCMessage **)&resp);
 	if (rc < 0)
 		return rc;
-	JWTBundlesResponse *resp = jwtbundles_response__unpack(NULL, GRPC_SLICE_LENGTH(msg), GRPC_SLICE_START_PTR(msg));
-	grpc_slice_unref(msg);
-	if (!resp)
-		return fail(WI_E_PARSE, 0, "FetchJWTBundles: malformed response");
 	wimse_jwt_bundles *out = calloc(1, sizeof(*out));
 	size_t n = resp->n_bundles;
 	if (out) {
@@ -465,26 +462,14 @@ int wimse_validate_jwt_svid(wimse_client *c, const char *audience, const char *t
 	ValidateJWTSVIDRequest req = VALIDATE_JWTSVIDREQUEST__INIT;
 	req.audience = (char *)audience;
 	req.svid = (char *)token;
-	size_t len = validate_jwtsvidrequest__get_packed_size(&req);
-	if (len > 64 * 1024)
-		return fail(WI_E_TOO_BIG, 0, "token too large");
-	uint8_t *buf = malloc(len ? len : 1);
-	if (!buf)
-		return fail(WI_E_NOMEM, 0, "out of memory");
-	validate_jwtsvidrequest__pack(&req, buf);
-	grpc_slice msg;
-	int rc = call_first(c, "/SpiffeWorkloadAPI/ValidateJWTSVID", true, buf, len, timeout_ms, &msg);
-	OPENSSL_cleanse(buf, len);
-	free(buf);
+	ValidateJWTSVIDResponse *resp = NULL;
+	int rc = call_msg(c, "/SpiffeWorkloadAPI/ValidateJWTSVID", true, &req.base,
+			  &validate_jwtsvidresponse__descriptor, false, timeout_ms, (ProtobufCMessage **)&resp);
 	if (rc < 0)
 		return rc;
-	ValidateJWTSVIDResponse *resp =
-		validate_jwtsvidresponse__unpack(NULL, GRPC_SLICE_LENGTH(msg), GRPC_SLICE_START_PTR(msg));
-	grpc_slice_unref(msg);
-	if (!resp || !resp->spiffe_id || !*resp->spiffe_id) {
-		if (resp)
-			validate_jwtsvidresponse__free_unpacked(resp, NULL);
-		return fail(WI_E_PARSE, 0, "ValidateJWTSVID: malformed response");
+	if (!resp->spiffe_id || !*resp->spiffe_id) {
+		validate_jwtsvidresponse__free_unpacked(resp, NULL);
+		return fail(WI_E_PARSE, 0, "ValidateJWTSVID: malformed response (no spiffe_id)");
 	}
 	json_t *claims = struct_to_json(resp->claims, 0);
 	char *text = claims ? json_dumps(claims, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
