@@ -287,6 +287,10 @@ int main(int argc, char **argv)
 	wi_logsink_install(wi_config_log_level(d.config), wi_config_log_json(d.config));
 	signal(SIGPIPE, SIG_IGN);
 	umask(077);
+	/* Token-service handlers run on libuv's thread pool and may wait on an
+	 * IdP's JWKS (bounded by its timeout): more than the default 4 threads,
+	 * set before the pool starts. */
+	setenv("UV_THREADPOOL_SIZE", "16", 0);
 	/* libcurl (JWKS fetching) must be initialised once, before any thread. */
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
 		fprintf(stderr, "wimsed: cannot initialise libcurl\n");

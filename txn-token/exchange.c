@@ -410,6 +410,14 @@ int wi_txn_exchange(const wi_txn_ctx *cx, const wi_form *f, const wi_txn_caller 
 			rc = oauth_fail(err, 400, "invalid_request", "subject_token: %s", reason());
 			goto out;
 		}
+		/* The kill switch for a human: no new runs on their behalf. */
+		char principal[WI_REVOCATION_VALUE_MAX];
+		snprintf(principal, sizeof(principal), "%s %s", wi_jwt_string_claim(subj, "iss"),
+			 wi_jwt_string_claim(subj, "sub"));
+		if (wi_revocations_is_revoked(cx->revocations, NULL, principal, NULL, 0, now)) {
+			rc = oauth_fail(err, 400, "invalid_request", "the principal has been revoked");
+			goto out;
+		}
 	} else if (strcmp(stt, WI_TOKEN_TYPE_REFRESH) == 0) {
 		/* Txn-Token draft §6.1.1: refresh tokens MUST NOT be used. */
 		rc = oauth_fail(err, 400, "invalid_request", "a refresh token cannot be exchanged");

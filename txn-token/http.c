@@ -13,8 +13,9 @@
  *   (Unix) or the TLS peer ID.  Reference-counted on the loop thread: one
  *   reference for the open handle (dropped in the uv close callback that h2o
  *   calls after its own socket is freed, so the handle memory is released
- *   only in its close callback) and one per request in the thread pool.  So a
- *   handler may read `caller->peer` even if the connection closes meanwhile.
+ *   only in its close callback), one per request in the thread pool and one
+ *   while the socket lingers after h2o closed it.  So a handler may read
+ *   `caller->peer` even if the connection closes meanwhile.
  * - request: h2o frees a request's pool when the request is disposed.  A
  *   small tracker allocated in that pool (h2o_mem_alloc_shared) points back
  *   to our pending block; its dispose callback marks the request gone, and
@@ -35,7 +36,9 @@
  *   close the connection.  Exactly max_body + 1 bytes reach on_req, which
  *   answers 413 itself.  h2o's own error answers (413, 400 for a broken
  *   Content-Length or chunked encoding, 417) are rewritten to RFC 6749 JSON
- *   with no-store by a response filter.
+ *   with no-store by a response filter, and the connection then closes
+ *   lingering (linger_start) so that a client still sending its body reads
+ *   the 413 instead of failing its write.
  * - headers: h2o 2.2.5 parses at most H2O_MAX_HEADERS (100) header fields and
  *   H2O_MAX_REQLEN (8192 + 4096 * 100 bytes) of request line plus headers.
  *   Beyond either, h2o writes a fixed "400 Bad Request" (text/plain) straight
@@ -48,7 +51,8 @@
  *   timeout; our answers are small and fit in the socket buffer.
  * - connections: max_connections sockets handed to h2o at once, across both
  *   listeners; beyond it a new connection is closed at once (counted, not
- *   logged: this layer does not log).
+ *   logged: this layer does not log).  A lingering socket no longer counts;
+ *   it holds a descriptor for at most io_timeout_ms.
  * HTTP/2 (h2c upgrade, prior knowledge) is disabled: we serve HTTP/1.1.
  *
  * SIGPIPE: libuv writes with write(2), so a client that goes away before its
@@ -60,7 +64,12 @@
  *   trusted only when ssl_ctx is the context we gave h2o;
  * - h2o_context_dispose ends with uv_run(NOWAIT), which must not be called
  *   from a loop callback, so context_dispose() below does the same steps
- *   without it and we wait for the timers' close callbacks ourselves. */
+ *   without it and we wait for the timers' close callbacks ourselves;
+ * - h2o cannot close an HTTP/1 connection on request: stop shuts the
+ *   sockets down and h2o closes them on the end-of-file it then reads.
+ * And one libuv field: when no memory is left for a connection record, the
+ *   already accepted descriptor libuv holds (uv_stream_t.accepted_fd) is
+ *   closed, or libuv would stop accepting altogether. */
 #include "txn-token/http.h"
 
 #include <errno.h>
@@ -85,23 +94,25 @@
 /* RFC 6749 §5.2 limits error_description to printable ASCII; we also cap its
  * length. */
 #define OAUTH_DESCRIPTION_MAX 1024
+/* Most bytes a lingering close discards before it gives up on a client. */
+#define LINGER_DISCARD_MAX (8u * 1024u * 1024u)
 
-typedef union uv_any_stream {
+typedef union any_stream {
 	uv_handle_t handle;
 	uv_stream_t stream;
 	uv_pipe_t pipe;
 	uv_tcp_t tcp;
-} uv_any_stream;
+} any_stream;
 
 typedef struct listener {
-	uv_any_stream h; /* first: the close callback casts the handle back */
+	any_stream h; /* first: the close callback casts the handle back */
 	wi_tts_http *server;
 	bool tls;
 	bool inited;
 } listener;
 
 typedef struct conn {
-	uv_any_stream h; /* first: see listener */
+	any_stream h; /* first: see listener */
 	wi_tts_http *server;
 	h2o_linklist_t link; /* in server->conns while h2o holds the socket */
 	h2o_socket_t *sock;  /* NULL once h2o disposed of it */
@@ -110,6 +121,12 @@ typedef struct conn {
 	bool tls;
 	bool tls_peer_checked;
 	unsigned refs;
+	/* Lingering close after an error h2o answers by itself (see linger_start). */
+	int linger_fd;          /* a dup of the socket, or -1 */
+	uv_poll_t linger_poll;
+	uv_timer_t linger_timer;
+	size_t linger_left;     /* bytes still to discard */
+	int linger_open;        /* linger handles not yet closed */
 } conn;
 
 typedef struct our_handler {
@@ -128,6 +145,7 @@ struct wi_tts_http {
 	void *handler_ud;
 	size_t max_body;
 	size_t max_connections;
+	uint64_t io_timeout_ms;
 	SSL_CTX *tls_ctx;
 
 	h2o_globalconf_t config;
@@ -145,6 +163,7 @@ struct wi_tts_http {
 	ino_t unix_ino;
 
 	h2o_linklist_t conns;
+	h2o_linklist_t lingering; /* conns draining a client after h2o closed them */
 	size_t n_open;    /* sockets h2o holds, against max_connections */
 	size_t refs;      /* see the file comment */
 	uint64_t refused; /* connections closed at accept */
@@ -174,6 +193,7 @@ struct tracker {
 };
 
 static void server_unref(wi_tts_http *s);
+static void conn_unref(conn *c);
 
 /* ---- responses --------------------------------------------------------------- */
 
@@ -352,6 +372,13 @@ static void on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t *
 {
 	wi_tts_http *s = ((our_filter *)self)->server;
 	if (!s->responding && req->res.status >= 400) {
+		/* h2o closes the connection after this answer, possibly with body
+		 * bytes unread: keep a way to drain them (see linger_start). */
+		h2o_socket_t *sock = req->conn->callbacks->get_socket ? req->conn->callbacks->get_socket(req->conn) : NULL;
+		conn *c = sock ? sock->on_close.data : NULL;
+		int fd = c && c->server == s && c->linger_fd < 0 ? h2o_socket_get_fd(sock) : -1;
+		if (fd >= 0)
+			c->linger_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
 		wi_http_response r = {0};
 		wi_http_oauth_error(&r, req->res.status, req->res.status >= 500 ? "server_error" : "invalid_request",
 				    req->res.status == 413 ? "request body too large" : "malformed HTTP request");
@@ -470,7 +497,10 @@ static void after_work_cb(uv_work_t *w, int status)
 		respond(s, req, &p->response, p->head);
 	}
 	/* else: the client went away; the answer is dropped. */
-	free(p->response.body);
+	if (p->response.body) {
+		OPENSSL_cleanse(p->response.body, p->response.body_len);
+		free(p->response.body);
+	}
 	OPENSSL_cleanse(p->strings, p->strings_len); /* the body holds tokens */
 	conn *c = p->c;
 	free(p);
@@ -582,6 +612,82 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 
 /* ---- connections ----------------------------------------------------------------- */
 
+static void on_linger_closed(uv_handle_t *h)
+{
+	conn *c = h->data;
+	if (--c->linger_open > 0)
+		return;
+	/* the poll handle is closed: now the descriptor may go */
+	close(c->linger_fd);
+	c->linger_fd = -1;
+	conn_unref(c);
+}
+
+static void linger_end(conn *c)
+{
+	if (!h2o_linklist_is_linked(&c->link))
+		return; /* already ending */
+	h2o_linklist_unlink(&c->link);
+	uv_close((uv_handle_t *)&c->linger_poll, on_linger_closed);
+	uv_close((uv_handle_t *)&c->linger_timer, on_linger_closed);
+}
+
+static void on_linger_timeout(uv_timer_t *t)
+{
+	linger_end(t->data);
+}
+
+static void on_linger_readable(uv_poll_t *p, int status, int events)
+{
+	conn *c = p->data;
+	if (status < 0) {
+		linger_end(c);
+		return;
+	}
+	char buf[16384];
+	for (;;) {
+		ssize_t n = read(c->linger_fd, buf, sizeof(buf));
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0 || (size_t)n >= c->linger_left) {
+			linger_end(c); /* end of file, error, or enough discarded */
+			return;
+		}
+		c->linger_left -= (size_t)n;
+	}
+}
+
+/* Lingering close.  When h2o answers an error by itself (a body too large
+ * by its Content-Length, a broken one) it closes the socket with the
+ * client's body unread: the client then fails its write (EPIPE on a Unix
+ * socket, a reset on TCP) and may never read the 413.  So before h2o's answer
+ * the filter dups the descriptor; once h2o has written the answer and closed
+ * its own descriptor, we half-close ours (the client sees end-of-file after
+ * the answer) and read and discard what the client still sends, until it
+ * closes, io_timeout_ms passes or LINGER_DISCARD_MAX bytes were dropped. */
+static void linger_start(conn *c)
+{
+	wi_tts_http *s = c->server;
+	(void)shutdown(c->linger_fd, SHUT_WR);
+	c->linger_poll.data = c;
+	c->linger_timer.data = c;
+	if (s->stopping || uv_poll_init(s->loop, &c->linger_poll, c->linger_fd) != 0) {
+		close(c->linger_fd);
+		c->linger_fd = -1;
+		return;
+	}
+	(void)uv_timer_init(s->loop, &c->linger_timer);
+	c->linger_open = 2;
+	c->linger_left = LINGER_DISCARD_MAX;
+	c->refs++;
+	h2o_linklist_insert(&s->lingering, &c->link);
+	if (uv_poll_start(&c->linger_poll, UV_READABLE | UV_DISCONNECT, on_linger_readable) != 0 ||
+	    uv_timer_start(&c->linger_timer, on_linger_timeout, s->io_timeout_ms, 0) != 0)
+		linger_end(c);
+}
+
 /* h2o disposed of the socket; the uv handle is closing (its fd is closed). */
 static void on_sock_dispose(void *data)
 {
@@ -589,6 +695,8 @@ static void on_sock_dispose(void *data)
 	c->sock = NULL;
 	h2o_linklist_unlink(&c->link);
 	c->server->n_open--;
+	if (c->linger_fd >= 0)
+		linger_start(c);
 }
 
 /* The uv close callback of an accepted handle (h2o freed its socket first). */
@@ -617,6 +725,7 @@ static void on_connection(uv_stream_t *ls, int status)
 	}
 	c->server = s;
 	c->tls = l->tls;
+	c->linger_fd = -1;
 	c->refs = 1;
 	s->refs++;
 	if (l->tls)
@@ -856,9 +965,11 @@ int wi_tts_http_start(const wi_tts_http_options *o, wi_tts_http **ret)
 	s->handler_ud = o->handler_ud;
 	s->max_body = o->max_body;
 	s->max_connections = o->max_connections;
+	s->io_timeout_ms = o->io_timeout_ms;
 	s->tls_ctx = o->tls_ctx;
 	s->refs = 1;
 	h2o_linklist_init_anchor(&s->conns);
+	h2o_linklist_init_anchor(&s->lingering);
 	(void)uv_prepare_init(s->loop, &s->fin[0]);
 	(void)uv_prepare_init(s->loop, &s->fin[1]);
 	/* From here every failure is undone by wi_tts_http_stop (handles must
@@ -924,5 +1035,7 @@ void wi_tts_http_stop(wi_tts_http *s)
 		if (fd >= 0)
 			(void)shutdown(fd, SHUT_RDWR);
 	}
+	while (!h2o_linklist_is_empty(&s->lingering))
+		linger_end(H2O_STRUCT_FROM_MEMBER(conn, link, s->lingering.next));
 	server_unref(s);
 }

@@ -470,6 +470,9 @@ static void test_principal_revocation(void **state)
 	assert_int_equal(wi_revocations_add(F.rev, WI_REVOKE_PRINCIPAL, IDP " alice", F.now + 600), 0);
 	json_t *c = NULL;
 	assert_int_equal(wi_txn_verify(&F.cx, t, F.now, &c), WI_E_REVOKED);
+	/* and no new run for that person */
+	expect_err(&sub, form_of(BASE_FORM("read", ut, WI_TOKEN_TYPE_ACCESS), NULL), 400, "invalid_request",
+		   "principal has been revoked");
 	free(ut);
 	free(t);
 }
