@@ -241,7 +241,10 @@ static void test_delegated(void **state)
 	json_t *consent = json_object_get(tctx, "consent");
 	assert_string_equal(json_string_value(json_object_get(consent, "issuer")), IDP);
 	assert_non_null(json_string_value(json_object_get(consent, "token_hash")));
-	assert_null(strstr(json_dumps(cl, 0), ut)); /* never the user token itself */
+	char *all = json_dumps(cl, 0);
+	assert_non_null(all);
+	assert_null(strstr(all, ut)); /* never the user token itself */
+	free(all);
 	json_t *rctx = json_object_get(cl, "rctx");
 	assert_string_equal(json_string_value(json_object_get(rctx, "transport")), "uds");
 	assert_string_equal(json_string_value(json_object_get(json_object_get(rctx, "request"), "run")), "r1");
