@@ -253,5 +253,30 @@ class JwtWorkloadApi(unittest.TestCase):
         self.assertTrue(got.startswith("INVALID_ARGUMENT"), f"HS256 token accepted? {got}")
 
 
+class JwtCacheHalfLife(unittest.TestCase):
+    """A cached JWT-SVID is handed out byte-identical until half its lifetime,
+    then re-signed (30 s tokens, so half-life is 15 s)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.d = h.start_daemon(cls, jwt_svid_ttl="30s")
+
+    def test_identical_until_half_life_then_resigned(self):
+        first = h.fetch_jwt_svid(self.d.target, ["half-life-aud"]).svids[0].svid
+        iat = json.loads(b64url_decode(split_jws(first)[1]))["iat"]
+        exp = json.loads(b64url_decode(split_jws(first)[1]))["exp"]
+        self.assertEqual(exp - iat, 30)
+        # Repeated fetches before half-life: the very same bytes (no signature).
+        while time.time() < iat + 12:
+            again = h.fetch_jwt_svid(self.d.target, ["half-life-aud"]).svids[0].svid
+            self.assertEqual(again, first, "a cached token must be returned byte-identical")
+            time.sleep(2)
+        time.sleep(max(0.0, iat + 16 - time.time()))
+        fresh = h.fetch_jwt_svid(self.d.target, ["half-life-aud"]).svids[0].svid
+        self.assertNotEqual(fresh, first, "past half-life the token must be re-signed")
+        fresh_iat = json.loads(b64url_decode(split_jws(fresh)[1]))["iat"]
+        self.assertGreaterEqual(fresh_iat, iat + 15)
+
+
 if __name__ == "__main__":
     h.main()
