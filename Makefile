@@ -4,8 +4,10 @@ BUILD     ?= build
 ASAN      ?= build-asan
 JOBS      ?= $(shell nproc)
 CONFIG    ?= conf/dev.json
+PREFIX    ?= /usr
+DESTDIR   ?=
 
-.PHONY: all deps build run test test-fast test-asan clean
+.PHONY: all deps build run test test-fast test-asan install clean
 
 all: build
 
@@ -34,6 +36,18 @@ test-asan: deps
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=1 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --test-dir $(ASAN) --output-on-failure -j2 --timeout 900
+
+# Binaries into $(PREFIX)/bin, the unit, sysusers.d and tmpfiles.d files under
+# $(PREFIX)/lib, the default config to /etc/wimsed (kept if present); all below
+# $(DESTDIR) when set.  Then: systemd-sysusers; systemd-tmpfiles --create;
+# systemctl daemon-reload; systemctl enable --now wimsed.
+install: build
+	DESTDIR=$(DESTDIR) cmake --install $(BUILD) --prefix $(PREFIX)
+
+# The full benchmark: a Release build in build-bench/, every scenario beside
+# this machine's ceilings; prints a Markdown table, writes bench/results/latest.json.
+bench: deps
+	./bench/run
 
 clean:
 	rm -rf $(BUILD) $(ASAN)

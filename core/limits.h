@@ -53,6 +53,10 @@
 /* Workload API connections open at once, and per uid. */
 #define WI_CONNECTIONS_MAX 16384
 #define WI_CONNECTIONS_PER_UID_MAX 1024
+/* SIGTERM: in-flight unary calls get this long to finish before every call
+ * left is cancelled, then this long more (the stop budget is 5 s). */
+#define WI_SHUTDOWN_GRACE_MS 3000
+#define WI_SHUTDOWN_CANCEL_WAIT_MS 1500
 /* Listen backlog of the Unix sockets. */
 #define WI_LISTEN_BACKLOG 512
 

@@ -2,6 +2,7 @@
  * Workload API server and runs the libuv loop (accept, signals, sweeps). */
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,6 +44,8 @@ typedef struct daemon_state {
 	uv_poll_t accept_poll;
 	uv_signal_t sig_term, sig_int, sig_hup;
 	uv_timer_t sweep_timer;
+	uv_timer_t watchdog_timer; /* initialised only when systemd asks for keep-alives */
+	bool watchdog_on;
 	unsigned long ticks;
 	int exit_code;
 } daemon_state;
@@ -74,20 +77,45 @@ static void on_tick(uv_timer_t *t)
 		wi_wl_server_sweep(d->wl);
 }
 
+/* One short STATUS= line for systemctl status: what is served and how busy. */
+static void notify_status(daemon_state *d, const char *prefix)
+{
+	wi_wl_stats st;
+	wi_wl_server_get_stats(d->wl, &st);
+	wi_registry *reg = wi_config_registry(d->config);
+	sd_notifyf(0, "%sSTATUS=serving %s: %zu entries, %" PRIu64 " connections, %" PRIu64 " streams", prefix,
+		   wi_config_workload_socket(d->config), wi_registry_count(reg), st.connections_open,
+		   st.streams_open);
+	wi_registry_unref(reg);
+}
+
+/* Keep-alive from the loop thread: a wedged loop stops it and systemd
+ * restarts us (WatchdogSec=). */
+static void on_watchdog(uv_timer_t *t)
+{
+	notify_status(t->data, "WATCHDOG=1\n");
+}
+
 static void close_cb_noop(uv_handle_t *h)
 {
 }
 
 static void shutdown_loop(daemon_state *d)
 {
-	sd_notify(0, "STOPPING=1");
+	sd_notify(0, "STOPPING=1\nSTATUS=stopping: draining connections");
 	uv_poll_stop(&d->accept_poll);
 	uv_close((uv_handle_t *)&d->accept_poll, close_cb_noop);
 	uv_close((uv_handle_t *)&d->sig_term, close_cb_noop);
 	uv_close((uv_handle_t *)&d->sig_int, close_cb_noop);
 	uv_close((uv_handle_t *)&d->sig_hup, close_cb_noop);
 	uv_close((uv_handle_t *)&d->sweep_timer, close_cb_noop);
+	if (d->watchdog_on)
+		uv_close((uv_handle_t *)&d->watchdog_timer, close_cb_noop);
 	wi_daemon_tts_stop(d->tts);
+	/* Now, not after the loop: new Workload API calls are refused at once
+	 * and its drain overlaps the token service's (whose requests finish on
+	 * the thread pool meanwhile), so both fit in one stop budget. */
+	wi_wl_server_stop(d->wl);
 }
 
 static void on_stop_signal(uv_signal_t *h, int signum)
@@ -100,11 +128,15 @@ static void on_stop_signal(uv_signal_t *h, int signum)
 static void on_reload(uv_signal_t *h, int signum)
 {
 	daemon_state *d = h->data;
-	sd_notify(0, "RELOADING=1");
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	/* MONOTONIC_USEC: sd_notify(3) asks for it with RELOADING=1. */
+	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%" PRIu64 "\nSTATUS=reloading %s",
+		   (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u, d->config_path);
 	wi_config *nc = NULL;
 	if (wi_config_load_file(d->config_path, &nc) < 0) {
 		wi_log(WI_LOG_ERROR, "reload_failed", "keeping the running config: %s", wi_error_detail());
-		sd_notify(0, "READY=1");
+		notify_status(d, "READY=1\n");
 		return;
 	}
 	if (strcmp(wi_config_trust_domain(nc), wi_config_trust_domain(d->config)) != 0 ||
@@ -129,7 +161,7 @@ static void on_reload(uv_signal_t *h, int signum)
 	if (d->config != d->tts_config)
 		wi_config_free(d->config);
 	d->config = nc;
-	sd_notify(0, "READY=1");
+	notify_status(d, "READY=1\n");
 }
 
 /* mkdir 0755 whatever the umask; an existing directory is left as it is. */
@@ -242,7 +274,16 @@ static int run(daemon_state *d)
 
 	wi_log(WI_LOG_INFO, "ready", "trust_domain=%s socket=%s entries=%zu jwt_kid=%s", wi_config_trust_domain(c),
 	       wi_config_workload_socket(c), wi_registry_count(wopts.registry), wi_jwt_keys_kid(d->jwt_keys));
-	sd_notifyf(0, "READY=1\nSTATUS=serving %s", wi_config_workload_socket(c));
+	notify_status(d, "READY=1\n");
+	uint64_t wd_usec = 0;
+	if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec > 0) {
+		uint64_t every_ms = wd_usec / 2000u > 0 ? wd_usec / 2000u : 1;
+		uv_timer_init(d->loop, &d->watchdog_timer);
+		d->watchdog_timer.data = d;
+		uv_timer_start(&d->watchdog_timer, on_watchdog, every_ms, every_ms);
+		d->watchdog_on = true;
+		wi_log(WI_LOG_INFO, "watchdog", "keep-alive every %" PRIu64 " ms", every_ms);
+	}
 	uv_run(d->loop, UV_RUN_DEFAULT);
 
 	wi_wl_server_stop(d->wl);

@@ -121,6 +121,7 @@ typedef struct conn {
 	bool tls;
 	bool tls_peer_checked;
 	unsigned refs;
+	unsigned busy; /* requests in the thread pool */
 	/* Lingering close after an error h2o answers by itself (see linger_start). */
 	int linger_fd;          /* a dup of the socket, or -1 */
 	uv_poll_t linger_poll;
@@ -491,9 +492,15 @@ static void after_work_cb(uv_work_t *w, int status)
 	h2o_req_t *req = p->req;
 	if (p->tr)
 		p->tr->p = NULL;
+	if (p->c->busy)
+		p->c->busy--;
 	if (req) {
 		if (status != 0)
 			wi_http_oauth_error(&p->response, 503, "temporarily_unavailable", "request cancelled");
+		/* Stopping: this answer still goes out (a token was issued), then
+		 * h2o closes the connection instead of waiting for another request. */
+		if (s->stopping)
+			req->http1_is_persistent = 0;
 		respond(s, req, &p->response, p->head);
 	}
 	/* else: the client went away; the answer is dropped. */
@@ -605,6 +612,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 	}
 	/* From here after_work_cb owns p and runs exactly once. */
 	c->refs++;
+	c->busy++;
 	p->tr = h2o_mem_alloc_shared(&req->pool, sizeof(*p->tr), on_tracker_dispose);
 	p->tr->p = p;
 	return 0;
@@ -1027,12 +1035,14 @@ void wi_tts_http_stop(wi_tts_http *s)
 	if (s->ctx_inited)
 		h2o_context_request_shutdown(&s->ctx);
 	/* h2o 2.2.5 cannot close an HTTP/1 connection from outside.  Shutting
-	 * the socket down makes h2o see end-of-file (or a failed write, for a
-	 * request still in the thread pool) and close it through its own path. */
+	 * an idle socket down makes h2o see end-of-file and close it through its
+	 * own path.  A connection with a request in the thread pool is left to
+	 * finish: its answer is sent with the connection marked non-persistent
+	 * (after_work_cb), and h2o closes it then. */
 	for (h2o_linklist_t *n = s->conns.next; n != &s->conns; n = n->next) {
 		conn *c = H2O_STRUCT_FROM_MEMBER(conn, link, n);
 		int fd = c->sock ? h2o_socket_get_fd(c->sock) : -1;
-		if (fd >= 0)
+		if (fd >= 0 && c->busy == 0)
 			(void)shutdown(fd, SHUT_RDWR);
 	}
 	while (!h2o_linklist_is_empty(&s->lingering))

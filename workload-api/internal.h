@@ -102,6 +102,7 @@ struct wi_wl_server {
 	pthread_mutex_t shutdown_lock;
 	pthread_cond_t shutdown_cond;
 	bool shutdown_done; /* the shutdown tag came back */
+	size_t live_calls;  /* wi__call objects not yet freed (under shutdown_lock) */
 
 	pthread_mutex_t streams_lock;
 	wi__call *streams; /* open server streams */

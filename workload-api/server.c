@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <grpc/byte_buffer_reader.h>
@@ -22,6 +23,7 @@
 #include "core/cleanup.h"
 #include "core/limits.h"
 #include "core/log.h"
+
 
 static const struct {
 	const char *path;
@@ -58,7 +60,12 @@ static void call_unref(wi__call *c)
 	wi_registry_unref(c->reg);
 	wi_selector_set_unref(c->sel);
 	pthread_mutex_destroy(&c->send_lock);
+	wi_wl_server *s = c->srv;
 	free(c);
+	pthread_mutex_lock(&s->shutdown_lock);
+	if (--s->live_calls == 0)
+		pthread_cond_broadcast(&s->shutdown_cond);
+	pthread_mutex_unlock(&s->shutdown_lock);
 }
 
 static void call_ref(wi__call *c)
@@ -89,6 +96,9 @@ static void request_call(wi_wl_server *s)
 		return;
 	}
 	c->srv = s;
+	pthread_mutex_lock(&s->shutdown_lock);
+	s->live_calls++;
+	pthread_mutex_unlock(&s->shutdown_lock);
 	atomic_init(&c->refs, 1);
 	pthread_mutex_init(&c->send_lock, NULL);
 	grpc_call_details_init(&c->details);
@@ -720,7 +730,11 @@ int wi_wl_server_start(const wi_wl_options *o, wi_wl_server **ret)
 	pthread_mutex_init(&s->reg_lock, NULL);
 	pthread_mutex_init(&s->streams_lock, NULL);
 	pthread_mutex_init(&s->shutdown_lock, NULL);
-	pthread_cond_init(&s->shutdown_cond, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* the grace period ignores clock steps */
+	pthread_cond_init(&s->shutdown_cond, &ca);
+	pthread_condattr_destroy(&ca);
 	s->registry = wi_registry_ref(o->registry);
 	s->socket_path = strdup(o->socket_path);
 	int rc = s->socket_path ? 0 : WI_E_NOMEM;
@@ -775,6 +789,27 @@ int wi_wl_server_start(const wi_wl_options *o, wi_wl_server **ret)
 	return 0;
 }
 
+/* Waits at most ms milliseconds for the shutdown tag (workers running) or,
+ * with calls_too, also for every call to be freed; true if that happened. */
+static bool wait_shutdown(wi_wl_server *s, bool calls_too, long ms)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += ms / 1000;
+	until.tv_nsec += (ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&s->shutdown_lock);
+	while (!s->shutdown_done || (calls_too && s->live_calls > 0))
+		if (pthread_cond_timedwait(&s->shutdown_cond, &s->shutdown_lock, &until) == ETIMEDOUT)
+			break;
+	bool done = s->shutdown_done && (!calls_too || s->live_calls == 0);
+	pthread_mutex_unlock(&s->shutdown_lock);
+	return done;
+}
+
 void wi_wl_server_stop(wi_wl_server *s)
 {
 	if (!s || s->stopped)
@@ -794,11 +829,21 @@ void wi_wl_server_stop(wi_wl_server *s)
 		for (wi__call *c = s->streams; c; c = c->next)
 			grpc_call_cancel_with_status(c->gc, GRPC_STATUS_UNAVAILABLE, "server shutting down", NULL);
 		pthread_mutex_unlock(&s->streams_lock);
-		grpc_server_cancel_all_calls(s->server);
-		/* grpc_server_destroy requires the shutdown tag to have come back. */
+		/* grpc_server_destroy requires the shutdown tag to have come back.
+		 * Unary calls already running finish (the tag waits for them);
+		 * whatever is still open after the grace period is cancelled. */
 		if (s->n_threads == 0) {
+			grpc_server_cancel_all_calls(s->server);
 			grpc_completion_queue_pluck(s->cq, &s->shutdown_tag, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
 		} else {
+			/* Also every call freed: a handler still running would start a
+			 * batch on the completion queue after its shutdown (an abort). */
+			if (!wait_shutdown(s, true, WI_SHUTDOWN_GRACE_MS)) {
+				wi_log(WI_LOG_WARN, "shutdown_grace_over", "cancelling the calls still open");
+				grpc_server_cancel_all_calls(s->server);
+				if (!wait_shutdown(s, true, WI_SHUTDOWN_CANCEL_WAIT_MS))
+					wi_log(WI_LOG_WARN, "shutdown_calls_left", "handlers still running");
+			}
 			pthread_mutex_lock(&s->shutdown_lock);
 			while (!s->shutdown_done)
 				pthread_cond_wait(&s->shutdown_cond, &s->shutdown_lock);

@@ -84,3 +84,5 @@ endif()
 
 # Further interop suites, each in its own file (mTLS between agents, ...).
 include(${CMAKE_CURRENT_LIST_DIR}/mtls.cmake OPTIONAL)
+include(${CMAKE_CURRENT_LIST_DIR}/txn.cmake OPTIONAL)
+include(${CMAKE_CURRENT_LIST_DIR}/systemd.cmake OPTIONAL)
