@@ -259,6 +259,7 @@ void wi_daemon_tts_stop(wi_daemon_tts *t)
 {
 	if (!t)
 		return;
+	wi_issuers_abort(t->issuers); /* a slow IdP must not hold up the stop */
 	if (t->http)
 		wi_tts_http_stop(t->http);
 	t->http = NULL;

@@ -2,6 +2,7 @@
 #include "txn-token/issuers.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -30,6 +31,7 @@ typedef struct issuer {
 struct wi_issuers {
 	issuer **v; /* pointers: an issuer's mutex never moves */
 	size_t n;
+	atomic_bool aborting;
 };
 
 static int load_file(issuer *is)
@@ -91,6 +93,12 @@ int wi_issuers_add_static(wi_issuers *s, const wi_issuer_config *cfg, wi_jwks *k
 	return 0;
 }
 
+void wi_issuers_abort(wi_issuers *s)
+{
+	if (s)
+		atomic_store(&s->aborting, true);
+}
+
 wi_issuers *wi_issuers_free(wi_issuers *s)
 {
 	if (!s)
@@ -113,7 +121,14 @@ typedef struct fetch_buf {
 	wi_buf b;
 	bool too_big;
 	long max_age; /* from Cache-Control, -1 when absent */
+	const atomic_bool *aborting;
 } fetch_buf;
+
+static int on_progress(void *ud, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
+{
+	const fetch_buf *f = ud;
+	return atomic_load(f->aborting) ? 1 : 0; /* non-zero aborts the transfer */
+}
 
 static size_t on_body(char *p, size_t size, size_t n, void *ud)
 {
@@ -149,12 +164,13 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
 }
 
 /* Fetches and parses the issuer's JWKS; called with is->lock held. */
-static int fetch(issuer *is, time_t now)
+static int fetch(issuer *is, const atomic_bool *aborting, time_t now)
 {
+	WI_CHECK(!atomic_load(aborting), WI_E_UNAVAILABLE, "shutting down");
 	is->last_attempt = now;
 	CURL *h = curl_easy_init();
 	WI_CHECK(h, WI_E_UNAVAILABLE, "cannot start a fetch");
-	fetch_buf f = {.max_age = -1};
+	fetch_buf f = {.max_age = -1, .aborting = aborting};
 	wi_buf_init(&f.b, WI_JWKS_DOC_MAX, false);
 	curl_easy_setopt(h, CURLOPT_URL, is->cfg->jwks_url);
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -168,6 +184,9 @@ static int fetch(issuer *is, time_t now)
 	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(h, CURLOPT_HEADERDATA, &f);
 	curl_easy_setopt(h, CURLOPT_USERAGENT, "wimsed");
+	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+	curl_easy_setopt(h, CURLOPT_XFERINFODATA, &f);
 	CURLcode cc = curl_easy_perform(h);
 	long status = 0;
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
@@ -203,7 +222,7 @@ static int fetch(issuer *is, time_t now)
 
 /* The issuer's current keys (referenced).  `need_kid`: the kid the token
  * names, to re-fetch once when it is unknown (key rotation at the IdP). */
-static int current_keys(issuer *is, const char *need_kid, time_t now, wi_jwks **ret)
+static int current_keys(issuer *is, const atomic_bool *aborting, const char *need_kid, time_t now, wi_jwks **ret)
 {
 	pthread_mutex_lock(&is->lock);
 	int rc = 0;
@@ -212,7 +231,7 @@ static int current_keys(issuer *is, const char *need_kid, time_t now, wi_jwks **
 		bool unknown = is->keys && need_kid && !wi_jwks_find(is->keys, need_kid);
 		bool may_retry = now - is->last_attempt >= WI_JWKS_REFETCH_MIN_SECONDS;
 		if ((stale || unknown) && (may_retry || is->last_attempt == 0)) {
-			rc = fetch(is, now);
+			rc = fetch(is, aborting, now);
 			if (rc < 0 && is->keys && now < is->fresh_until + WI_JWKS_CACHE_MAX_SECONDS)
 				rc = 0; /* keep serving the last good set while the IdP is down */
 		} else if (!is->keys && is->last_error < 0) {
@@ -274,7 +293,7 @@ int wi_issuers_verify(wi_issuers *s, const char *token, time_t now, const wi_iss
 			is = s->v[i];
 	WI_CHECK(is, WI_E_INVAL, "issuer is not trusted");
 	wi_jwks *keys = NULL;
-	WI_TRY(current_keys(is, kid, now, &keys));
+	WI_TRY(current_keys(is, &s->aborting, kid, now, &keys));
 	wi_jws_verify_opts opts = {.allowed_algs = is->cfg->algorithms, .max_token_len = WI_JWT_MAX_LEN};
 	json_auto_t *hdr = NULL;
 	json_auto_t *claims = NULL;

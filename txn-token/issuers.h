@@ -35,6 +35,10 @@ wi_issuers *wi_issuers_free(wi_issuers *s);
  * before the set is shared between threads. */
 int wi_issuers_add_static(wi_issuers *s, const wi_issuer_config *cfg, wi_jwks *keys) WI_WUR;
 
+/* Aborts JWKS fetches in progress and refuses new ones (daemon stop), so a
+ * slow IdP cannot hold up shutdown.  Thread-safe. */
+void wi_issuers_abort(wi_issuers *s);
+
 /* Verifies `token`.  On success: the issuer entry and the verified claims
  * (new reference).  Failures: WI_E_INVAL/WI_E_PARSE/WI_E_CRYPTO/WI_E_EXPIRED
  * (the token is bad: OAuth invalid_request) or WI_E_UNAVAILABLE (the
