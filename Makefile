@@ -7,7 +7,7 @@ CONFIG    ?= conf/dev.json
 PREFIX    ?= /usr
 DESTDIR   ?=
 
-.PHONY: all deps build run test test-fast test-asan install clean
+.PHONY: all deps build run test test-fast test-asan install clean bench
 
 all: build
 

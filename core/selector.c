@@ -107,7 +107,7 @@ int wi_selector_parse(const char *s, wi_selector_kind *ret_kind, const char **re
 	WI_CHECK(c1, WI_E_SELECTOR, "selector must be \"type:name:value\"");
 	const char *c2 = strchr(c1 + 1, ':');
 	WI_CHECK(c2, WI_E_SELECTOR, "selector must be \"type:name:value\"");
-	wi_selector_kind kind;
+	wi_selector_kind kind = WI_SEL__COUNT;
 	WI_TRY(wi_selector_kind_from_name(s, (size_t)(c2 - s), &kind));
 	WI_TRY(wi_selector_validate(kind, c2 + 1, strlen(c2 + 1)));
 	*ret_kind = kind;

@@ -673,6 +673,10 @@ void wi_wl_server_accept(wi_wl_server *s)
 			close(fd);
 			continue;
 		}
+		/* Closed connections linger in the table until a sweep: sweep before
+		 * refusing, so a burst of short connections does not lock a uid out. */
+		if (wi__conns_count_uid(s->conns, wi_peer_uid(peer)) >= WI_CONNECTIONS_PER_UID_MAX)
+			wi__conns_sweep(s->conns);
 		if (wi__conns_count_uid(s->conns, wi_peer_uid(peer)) >= WI_CONNECTIONS_PER_UID_MAX) {
 			wi_log(WI_LOG_WARN, "connection_refused", "uid=%u reason=\"per-uid connection cap\"",
 			       (unsigned)wi_peer_uid(peer));

@@ -1,0 +1,121 @@
+/* bench/common.c — see common.h. */
+#include "bench/common.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+uint64_t wi_bench_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+int wi_bench_lat_init(wi_bench_lat *l, size_t initial)
+{
+	memset(l, 0, sizeof(*l));
+	if (initial < 1024)
+		initial = 1024;
+	if (initial > WI_BENCH_SAMPLES_MAX)
+		initial = WI_BENCH_SAMPLES_MAX;
+	l->us = malloc(initial * sizeof(*l->us));
+	if (!l->us)
+		return -ENOMEM;
+	l->cap = initial;
+	return 0;
+}
+
+void wi_bench_lat_add(wi_bench_lat *l, uint64_t ns)
+{
+	l->ok++;
+	if (l->n == l->cap) {
+		if (l->cap >= WI_BENCH_SAMPLES_MAX)
+			return;
+		size_t cap = l->cap * 2 > WI_BENCH_SAMPLES_MAX ? WI_BENCH_SAMPLES_MAX : l->cap * 2;
+		uint32_t *p = realloc(l->us, cap * sizeof(*p));
+		if (!p)
+			return;
+		l->us = p;
+		l->cap = cap;
+	}
+	uint64_t us = ns / 1000u;
+	l->us[l->n++] = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
+}
+
+void wi_bench_lat_free(wi_bench_lat *l)
+{
+	free(l->us);
+	memset(l, 0, sizeof(*l));
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+double wi_bench_lat_pct_ms(wi_bench_lat *l, double p)
+{
+	static const wi_bench_lat *sorted;
+	static size_t sorted_n;
+	if (l->n == 0)
+		return 0;
+	if (sorted != l || sorted_n != l->n) {
+		qsort(l->us, l->n, sizeof(*l->us), cmp_u32);
+		sorted = l;
+		sorted_n = l->n;
+	}
+	size_t i = (size_t)(p * (double)(l->n - 1) + 0.5);
+	if (i >= l->n)
+		i = l->n - 1;
+	return (double)l->us[i] / 1000.0;
+}
+
+void wi_bench_print_result(wi_bench_lat *l, double seconds, const char *extra)
+{
+	double p50 = wi_bench_lat_pct_ms(l, 0.50), p99 = wi_bench_lat_pct_ms(l, 0.99),
+	       p999 = wi_bench_lat_pct_ms(l, 0.999), max = wi_bench_lat_pct_ms(l, 1.0);
+	printf("{\"ops\":%llu,\"errors\":%llu,\"seconds\":%.4f,\"ops_per_s\":%.1f,\"p50_ms\":%.4f,"
+	       "\"p99_ms\":%.4f,\"p999_ms\":%.4f,\"max_ms\":%.4f%s}\n",
+	       (unsigned long long)l->ok, (unsigned long long)l->errors, seconds,
+	       seconds > 0 ? (double)l->ok / seconds : 0.0, p50, p99, p999, max, extra ? extra : "");
+	fflush(stdout);
+}
+
+long wi_bench_proc_kb(int pid, const char *field)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/status", pid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return -1;
+	char line[256];
+	long kb = -1;
+	size_t fl = strlen(field);
+	while (fgets(line, sizeof(line), f)) {
+		if (strncmp(line, field, fl) == 0 && line[fl] == ':') {
+			char *end;
+			errno = 0;
+			long v = strtol(line + fl + 1, &end, 10);
+			if (errno == 0 && end != line + fl + 1)
+				kb = v;
+			break;
+		}
+	}
+	fclose(f);
+	return kb;
+}
+
+double wi_bench_num(const char *opt, const char *v)
+{
+	char *end;
+	errno = 0;
+	double d = v ? strtod(v, &end) : 0;
+	if (!v || errno || end == v || *end || d < 0) {
+		fprintf(stderr, "wi-bench: %s needs a non-negative number\n", opt);
+		exit(2);
+	}
+	return d;
+}

@@ -1,0 +1,239 @@
+/* bench/http_load.c — Transaction Token Service load over its Unix socket,
+ * with libcurl's multi interface (HTTP/1.1 keep-alive, one connection per
+ * request in flight).
+ *
+ *   wi-bench http --socket PATH --mode token|echo [--concurrency N]
+ *                 [--duration S] [--warmup S] [--resp-size BYTES]
+ *
+ * token: obtains a user token from the development issuer
+ * (POST /dev/user-token) once, then POSTs the same RFC 8693 form to /token
+ * for every request.  echo: POSTs the same form to the bare libh2o server
+ * (bench/echo_http.c), asking for a --resp-size body. */
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+
+#include "bench/bench.h"
+#include "bench/common.h"
+
+#define MAX_CONC 4096
+#define BODY_MAX (256u * 1024u)
+
+typedef struct hslot {
+	CURL *h;
+	uint64_t t0;
+	size_t got;
+	char first[16384]; /* start of the body, for diagnostics and setup */
+} hslot;
+
+static size_t on_body(char *p, size_t size, size_t n, void *ud)
+{
+	hslot *s = ud;
+	size_t len = size * n;
+	if (s->got < sizeof(s->first) - 1) {
+		size_t k = len < sizeof(s->first) - 1 - s->got ? len : sizeof(s->first) - 1 - s->got;
+		memcpy(s->first + s->got, p, k);
+		s->first[s->got + k] = '\0';
+	}
+	s->got += len;
+	return len;
+}
+
+static void setup(CURL *h, const char *socket, const char *url, const char *body, struct curl_slist *hdrs,
+		  hslot *s)
+{
+	curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, socket);
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 60000L);
+	curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+	curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, s);
+	curl_easy_setopt(h, CURLOPT_PRIVATE, s);
+}
+
+/* Appends name=escaped(value) to a bounded form body. */
+static int form_add(CURL *h, char *body, size_t cap, const char *name, const char *value)
+{
+	char *e = curl_easy_escape(h, value, (int)strlen(value));
+	if (!e)
+		return -1;
+	size_t len = strlen(body);
+	int n = snprintf(body + len, cap - len, "%s%s=%s", len ? "&" : "", name, e);
+	curl_free(e);
+	return n < 0 || (size_t)n >= cap - len ? -1 : 0;
+}
+
+static char *user_token(const char *socket, struct curl_slist *hdrs)
+{
+	CURL *h = curl_easy_init();
+	if (!h)
+		return NULL;
+	hslot s = {0};
+	char body[256] = "";
+	char *tok = NULL;
+	if (form_add(h, body, sizeof(body), "sub", "bench-user") == 0 &&
+	    form_add(h, body, sizeof(body), "scope", "calendar.read") == 0) {
+		setup(h, socket, "http://localhost/dev/user-token", body, hdrs, &s);
+		long status = 0;
+		if (curl_easy_perform(h) == CURLE_OK && curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK &&
+		    status == 200) {
+			json_t *j = json_loads(s.first, 0, NULL);
+			const char *t = json_string_value(json_object_get(j, "access_token"));
+			tok = t ? strdup(t) : NULL;
+			if (!tok)
+				fprintf(stderr, "wi-bench: /dev/user-token: no access_token in the answer\n");
+			json_decref(j);
+		} else {
+			fprintf(stderr, "wi-bench: /dev/user-token: HTTP %ld: %s\n", status, s.first);
+		}
+	}
+	curl_easy_cleanup(h);
+	return tok;
+}
+
+int wi_bench_http(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"socket", required_argument, NULL, 's'},      {"mode", required_argument, NULL, 'm'},
+		{"concurrency", required_argument, NULL, 'c'}, {"duration", required_argument, NULL, 'd'},
+		{"warmup", required_argument, NULL, 'w'},      {"resp-size", required_argument, NULL, 'r'},
+		{"token-socket", required_argument, NULL, 't'}, {0},
+	};
+	const char *socket = NULL, *mode = NULL, *token_socket = NULL;
+	int conc = 1, resp_size = 0;
+	double duration = 2.0, warmup = 0.3;
+	int ch;
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (ch) {
+		case 's': socket = optarg; break;
+		case 'm': mode = optarg; break;
+		case 'c': conc = (int)wi_bench_num("--concurrency", optarg); break;
+		case 'd': duration = wi_bench_num("--duration", optarg); break;
+		case 'w': warmup = wi_bench_num("--warmup", optarg); break;
+		case 'r': resp_size = (int)wi_bench_num("--resp-size", optarg); break;
+		case 't': token_socket = optarg; break;
+		default: return 2;
+		}
+	}
+	bool echo = mode && strcmp(mode, "echo") == 0;
+	if (!socket || !mode || (!echo && strcmp(mode, "token") != 0) || conc < 1 || conc > MAX_CONC) {
+		fprintf(stderr, "wi-bench http: --socket and --mode token|echo required; 1 <= concurrency <= %d\n",
+			MAX_CONC);
+		return 2;
+	}
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0)
+		return 1;
+	/* No "Expect: 100-continue" round trip for larger bodies. */
+	struct curl_slist *hdrs = curl_slist_append(NULL, "Expect:");
+	/* The echo run sends the same form: it needs a token of the same size,
+	 * taken from the daemon when --token-socket is given. */
+	char *ut = user_token(echo ? (token_socket ? token_socket : socket) : socket, hdrs);
+	if (!ut && !echo) {
+		curl_slist_free_all(hdrs);
+		return 1;
+	}
+	static char body[BODY_MAX];
+	CURL *tmp = curl_easy_init();
+	if (!tmp)
+		return 1;
+	body[0] = '\0';
+	const char *subject = ut ? ut : "x";
+	if (form_add(tmp, body, sizeof(body), "grant_type", "urn:ietf:params:oauth:grant-type:token-exchange") < 0 ||
+	    form_add(tmp, body, sizeof(body), "requested_token_type", "urn:ietf:params:oauth:token-type:txn_token") <
+		    0 ||
+	    form_add(tmp, body, sizeof(body), "audience", "example.org") < 0 ||
+	    form_add(tmp, body, sizeof(body), "scope", "calendar.read") < 0 ||
+	    form_add(tmp, body, sizeof(body), "subject_token", subject) < 0 ||
+	    form_add(tmp, body, sizeof(body), "subject_token_type", "urn:ietf:params:oauth:token-type:access_token") <
+		    0) {
+		fprintf(stderr, "wi-bench: form too large\n");
+		return 1;
+	}
+	curl_easy_cleanup(tmp);
+	char url[128];
+	if (echo)
+		snprintf(url, sizeof(url), "http://localhost/echo?size=%d", resp_size);
+	else
+		snprintf(url, sizeof(url), "http://localhost/token");
+
+	wi_bench_lat lat;
+	if (wi_bench_lat_init(&lat, 1u << 16) < 0)
+		return 1;
+	CURLM *m = curl_multi_init();
+	hslot *slots = calloc((size_t)conc, sizeof(*slots));
+	if (!m || !slots)
+		return 1;
+	uint64_t t_begin = wi_bench_now_ns();
+	uint64_t win_start = t_begin + (uint64_t)(warmup * 1e9), win_end = win_start + (uint64_t)(duration * 1e9);
+	for (int i = 0; i < conc; i++) {
+		slots[i].h = curl_easy_init();
+		if (!slots[i].h)
+			return 1;
+		setup(slots[i].h, socket, url, body, hdrs, &slots[i]);
+		slots[i].t0 = wi_bench_now_ns();
+		curl_multi_add_handle(m, slots[i].h);
+	}
+	int active = conc;
+	size_t resp_bytes = 0;
+	while (active > 0) {
+		int running = 0;
+		if (curl_multi_perform(m, &running) != CURLM_OK)
+			break;
+		CURLMsg *msg;
+		int left;
+		while ((msg = curl_multi_info_read(m, &left))) {
+			if (msg->msg != CURLMSG_DONE)
+				continue;
+			CURL *h = msg->easy_handle;
+			hslot *s = NULL;
+			curl_easy_getinfo(h, CURLINFO_PRIVATE, (char **)&s);
+			uint64_t t1 = wi_bench_now_ns();
+			long status = 0;
+			curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+			if (msg->data.result == CURLE_OK && status == 200) {
+				resp_bytes = s->got;
+				if (s->t0 >= win_start && t1 <= win_end)
+					wi_bench_lat_add(&lat, t1 - s->t0);
+			} else {
+				if (lat.errors < 5)
+					fprintf(stderr, "wi-bench: %s: %s, HTTP %ld: %s\n", url,
+						curl_easy_strerror(msg->data.result), status, s->first);
+				lat.errors++;
+			}
+			curl_multi_remove_handle(m, h);
+			if (t1 < win_end && lat.errors < 1000) {
+				s->got = 0;
+				s->first[0] = '\0';
+				s->t0 = wi_bench_now_ns();
+				curl_multi_add_handle(m, h);
+			} else {
+				active--;
+			}
+		}
+		if (active > 0 && curl_multi_poll(m, NULL, 0, 100, NULL) != CURLM_OK)
+			break;
+	}
+	char extra[128];
+	snprintf(extra, sizeof(extra), ",\"concurrency\":%d,\"resp_bytes\":%zu,\"req_bytes\":%zu", conc, resp_bytes,
+		 strlen(body));
+	wi_bench_print_result(&lat, duration, extra);
+	int rc = lat.ok > 0 && lat.errors == 0 ? 0 : 1;
+	for (int i = 0; i < conc; i++)
+		curl_easy_cleanup(slots[i].h);
+	curl_multi_cleanup(m);
+	curl_slist_free_all(hdrs);
+	free(slots);
+	free(ut);
+	wi_bench_lat_free(&lat);
+	curl_global_cleanup();
+	return rc;
+}

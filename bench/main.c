@@ -1,0 +1,22 @@
+/* bench/main.c — wi-bench: the load generator and ceiling probes behind
+ * bench/run.  Subcommands: grpc, http, crypto, ready (see each file). */
+#include <stdio.h>
+#include <string.h>
+
+#include "bench/bench.h"
+
+int main(int argc, char **argv)
+{
+	if (argc >= 2) {
+		if (strcmp(argv[1], "grpc") == 0)
+			return wi_bench_grpc(argc - 1, argv + 1);
+		if (strcmp(argv[1], "http") == 0)
+			return wi_bench_http(argc - 1, argv + 1);
+		if (strcmp(argv[1], "crypto") == 0)
+			return wi_bench_crypto(argc - 1, argv + 1);
+		if (strcmp(argv[1], "ready") == 0)
+			return wi_bench_ready(argc - 1, argv + 1);
+	}
+	fprintf(stderr, "usage: wi-bench grpc|http|crypto|ready [options]\n");
+	return 2;
+}
