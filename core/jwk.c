@@ -227,13 +227,18 @@ static int ec_from_jwk(const json_t *jwk, EVP_PKEY **ret)
 	size_t xlen = 0, ylen = 0;
 	WI_TRY(get_b64(jwk, "x", c->size, &x, &xlen));
 	WI_TRY(get_b64(jwk, "y", c->size, &y, &ylen));
-	/* RFC 7518 §6.2.1.2-3: each coordinate is exactly the curve's size. */
-	WI_CHECK(xlen == c->size && ylen == c->size, WI_E_PARSE,
-		 "jwk: %s coordinates must be %zu bytes (x %zu, y %zu)", c->jwk, c->size, xlen, ylen);
+	/* RFC 7518 §6.2.1.2-3 wants each coordinate at the curve's full size;
+	 * some producers (e.g. PyJWT 2.6) drop leading zero bytes, about one key
+	 * in 128.  Shorter values are left-padded (the point is validated on the
+	 * curve below); longer ones are refused. */
+	WI_CHECK(xlen >= 1 && ylen >= 1 && xlen <= c->size && ylen <= c->size, WI_E_PARSE,
+		 "jwk: %s coordinates must be at most %zu bytes (x %zu, y %zu)", c->jwk, c->size, xlen, ylen);
 	uint8_t point[1 + 2 * 66];
+	memset(point, 0, sizeof(point));
 	point[0] = 0x04; /* SEC 1 §2.3.3: uncompressed point */
-	memcpy(point + 1, x, xlen);
-	memcpy(point + 1 + xlen, y, ylen);
+	memcpy(point + 1 + (c->size - xlen), x, xlen);
+	memcpy(point + 1 + c->size + (c->size - ylen), y, ylen);
+	xlen = ylen = c->size;
 
 	_cleanup_(OSSL_PARAM_BLD_freep) OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
 	WI_CHECK_ALLOC(bld);
@@ -453,6 +458,12 @@ static int parse_one(wi_jwks *s, const json_t *jwk, size_t i)
 	/* SPIFFE bundle spec (reference §2.6): an element of unknown kty is
 	 * ignored; so is a curve or size we do not support. */
 	if (r == WI_E_UNIMPLEMENTED)
+		return 0;
+	/* RFC 7517 §5: keys that are missing required members or out of range
+	 * SHOULD be ignored; one bad key must not take an issuer's good keys
+	 * down with it.  A key with private or symmetric members still refuses
+	 * the whole set: publishing secrets is a misconfiguration to stop at. */
+	if (r == WI_E_PARSE)
 		return 0;
 	if (r < 0) {
 		if (r == WI_E_NOMEM)

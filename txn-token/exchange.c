@@ -259,7 +259,7 @@ int wi_txn_verify(const wi_txn_ctx *cx, const char *token, time_t now, json_t **
 	if (json_is_object(sid) && wi_jwt_string_claim(sid, "iss") && wi_jwt_string_claim(sid, "sub"))
 		snprintf(principal, sizeof(principal), "%s %s", wi_jwt_string_claim(sid, "iss"),
 			 wi_jwt_string_claim(sid, "sub"));
-	const char *actors[WI_TXN_MAX_HOPS_MAX + 2];
+	const char *actors[WI_TXN_MAX_HOPS_MAX + 3];
 	size_t n_actors = 0;
 	const json_t *path =
 		json_object_get(json_object_get(json_object_get(claims, "agentic_ctx"), "chain_metadata"), "txn_path");
@@ -270,6 +270,10 @@ int wi_txn_verify(const wi_txn_ctx *cx, const char *token, time_t now, json_t **
 	const char *req_wl = wi_jwt_string_claim(claims, "req_wl");
 	if (req_wl && n_actors < WI_TXN_MAX_HOPS_MAX + 2)
 		actors[n_actors++] = req_wl;
+	/* The orchestrator that obtained it is revocable too. */
+	const char *exchanger = wi_jwt_string_claim(json_object_get(claims, "rctx"), "exchanged_by");
+	if (exchanger && n_actors < WI_TXN_MAX_HOPS_MAX + 3)
+		actors[n_actors++] = exchanger;
 	if (wi_revocations_is_revoked(cx->revocations, txn, principal[0] ? principal : NULL, actors, n_actors, now))
 		WI_FAIL(WI_E_REVOKED, "the transaction has been revoked");
 	*ret_claims = TAKE_PTR(claims);
@@ -374,8 +378,14 @@ int wi_txn_exchange(const wi_txn_ctx *cx, const wi_form *f, const wi_txn_caller 
 		rc = oauth_fail(err, 400, "unauthorized_client", "%s may not obtain Transaction Tokens", actor);
 		goto out;
 	}
-	if (wi_revocations_is_revoked(cx->revocations, NULL, NULL, (const char *const[]){actor}, 1, now)) {
-		rc = oauth_fail(err, 400, "unauthorized_client", "%s has been revoked", actor);
+	/* A revoked agent gets nothing, neither as actor nor as the exchanger
+	 * obtaining tokens for another. */
+	if (wi_revocations_is_revoked(cx->revocations, NULL, NULL, (const char *const[]){actor, caller->spiffe_id}, 2,
+				      now)) {
+		rc = oauth_fail(err, 400, "unauthorized_client", "%s has been revoked",
+				wi_revocations_is_revoked(cx->revocations, NULL, NULL, (const char *const[]){actor}, 1, now)
+					? actor
+					: caller->spiffe_id);
 		goto out;
 	}
 

@@ -458,6 +458,23 @@ static void test_autonomous_and_actor_tokens(void **state)
 		   form_of(BASE_FORM("read", ut, WI_TOKEN_TYPE_ACCESS), "actor_token", other, "actor_token_type",
 			   WI_TOKEN_TYPE_JWT, NULL),
 		   400, "unauthorized_client", NULL);
+	/* a revoked orchestrator: its tokens die, and it obtains no new ones */
+	{
+		wi_txn_issued o2;
+		assert_int_equal(run(&orch,
+				     form_of(BASE_FORM("read", ut, WI_TOKEN_TYPE_ACCESS), "actor_token", own,
+					     "actor_token_type", WI_TOKEN_TYPE_JWT, NULL),
+				     &o2, &err),
+				 0);
+		assert_int_equal(wi_revocations_add(F.rev, WI_REVOKE_ACTOR, ORCH, F.now + 600), 0);
+		json_t *dead = NULL;
+		assert_int_equal(wi_txn_verify(&F.cx, o2.token, F.now, &dead), WI_E_REVOKED);
+		wi_txn_issued_clear(&o2);
+		expect_err(&orch,
+			   form_of(BASE_FORM("read", ut, WI_TOKEN_TYPE_ACCESS), "actor_token", own, "actor_token_type",
+				   WI_TOKEN_TYPE_JWT, NULL),
+			   400, "unauthorized_client", "revoked");
+	}
 	/* revoked actor */
 	assert_int_equal(wi_revocations_add(F.rev, WI_REVOKE_ACTOR, AGENT, F.now + 600), 0);
 	expect_err(&agent, form_of(BASE_FORM("read", ut, WI_TOKEN_TYPE_ACCESS), NULL), 400, "unauthorized_client",

@@ -32,6 +32,7 @@
 #include "core/jwk.h"
 #include "core/jws.h"
 #include "core/jwt_svid.h"
+#include "core/keys.h"
 #include "core/limits.h"
 #include "core/signer.h"
 
@@ -731,10 +732,13 @@ static void test_jwks_parse_mixed(void **state)
 	assert_int_equal(wi_jwks_parse(doc, strlen(doc), 0, &s), WI_E_PARSE);
 	expect_detail("duplicate kid");
 	assert_ptr_equal(s, (wi_jwks *)0x1);
-	/* A malformed key of a supported type poisons the document. */
+	/* A malformed key of a supported type is ignored (RFC 7517 §5): the
+	 * good key stays usable, the bad kid is not. */
 	snprintf(doc, sizeof(doc), "{\"keys\":[%s,{\"kty\":\"EC\",\"kid\":\"z\",\"crv\":\"P-256\",\"x\":\"AA\",\"y\":\"AA\"}]}", ec);
-	assert_int_equal(wi_jwks_parse(doc, strlen(doc), 0, &s), WI_E_PARSE);
-	expect_detail("keys[1]");
+	assert_int_equal(wi_jwks_parse(doc, strlen(doc), 0, &s), 0);
+	assert_int_equal(wi_jwks_count(s), 1);
+	assert_null(wi_jwks_find(s, "z"));
+	wi_jwks_unref(s);
 	/* A private key in a public set. */
 	snprintf(doc, sizeof(doc), "{\"keys\":[{\"kty\":\"oct\",\"kid\":\"h\",\"k\":\"c2VjcmV0\"}]}");
 	assert_int_equal(wi_jwks_parse(doc, strlen(doc), 0, &s), WI_E_PARSE);
@@ -744,6 +748,52 @@ static void test_jwks_parse_mixed(void **state)
 	free(nokid);
 	free(enc);
 	free(x509);
+}
+
+/* An EC JWK whose x coordinate lost its leading zero byte (as PyJWT 2.6
+ * writes about one key in 128) still parses, to the same key. */
+static void test_jwk_short_ec_coordinate(void **state)
+{
+	(void)state;
+	for (int tries = 0; tries < 20000; tries++) {
+		EVP_PKEY *k = NULL;
+		assert_int_equal(wi_key_generate_p256(&k), 0);
+		json_t *jwk = NULL;
+		assert_int_equal(wi_jwk_from_pkey(k, "kid", &jwk), 0);
+		const char *x = json_string_value(json_object_get(jwk, "x"));
+		uint8_t *raw = NULL;
+		size_t len = 0;
+		assert_int_equal(wi_b64url_decode(x, strlen(x), 64, &raw, &len), 0);
+		assert_int_equal(len, 32);
+		if (raw[0] != 0) {
+			free(raw);
+			json_decref(jwk);
+			EVP_PKEY_free(k);
+			continue;
+		}
+		char *shortx = NULL;
+		size_t sl;
+		assert_int_equal(wi_b64url_encode(raw + 1, 31, &shortx, &sl), 0);
+		json_object_set_new(jwk, "x", json_string(shortx));
+		EVP_PKEY *back = NULL;
+		assert_int_equal(wi_jwk_to_pkey(jwk, &back), 0);
+		assert_int_equal(EVP_PKEY_eq(k, back), 1);
+		EVP_PKEY_free(back);
+		/* one byte too long is still refused */
+		uint8_t longer[33] = {0};
+		memcpy(longer + 1, raw, 32);
+		char *longx = NULL;
+		assert_int_equal(wi_b64url_encode(longer, 33, &longx, &sl), 0);
+		json_object_set_new(jwk, "x", json_string(longx));
+		assert_int_not_equal(wi_jwk_to_pkey(jwk, &back), 0);
+		free(longx);
+		free(shortx);
+		free(raw);
+		json_decref(jwk);
+		EVP_PKEY_free(k);
+		return;
+	}
+	fail_msg("no key with a leading zero in x after 20000 tries");
 }
 
 static void test_jwks_parse_rejects(void **state)
@@ -1581,6 +1631,7 @@ int main(void)
 		cmocka_unit_test(test_jwks_add_find_serialise),
 		cmocka_unit_test(test_jwks_parse_mixed),
 		cmocka_unit_test(test_jwks_parse_rejects),
+		cmocka_unit_test(test_jwk_short_ec_coordinate),
 		cmocka_unit_test(test_jws_sign_verify_es256),
 		cmocka_unit_test(test_jws_sign_verify_rs256),
 		cmocka_unit_test(test_jws_verify_hand_built),
