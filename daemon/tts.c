@@ -259,13 +259,19 @@ void wi_daemon_tts_stop(wi_daemon_tts *t)
 {
 	if (!t)
 		return;
-	wi_issuers_abort(t->issuers); /* a slow IdP must not hold up the stop */
+	/* A slow IdP must not hold up the stop beyond the in-flight grace. */
+	wi_issuers_abort(t->issuers, WI_SHUTDOWN_GRACE_MS);
 	if (t->http)
 		wi_tts_http_stop(t->http);
 	t->http = NULL;
 	if (t->runs)
 		wi_runs_free(t->runs);
 	t->runs = NULL;
+}
+
+wi_revocations *wi_daemon_tts_revocations(const wi_daemon_tts *t)
+{
+	return t ? t->revocations : NULL;
 }
 
 void wi_daemon_tts_free(wi_daemon_tts *t)

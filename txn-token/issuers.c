@@ -5,6 +5,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <strings.h>
 
 #include <curl/curl.h>
@@ -31,8 +32,21 @@ typedef struct issuer {
 struct wi_issuers {
 	issuer **v; /* pointers: an issuer's mutex never moves */
 	size_t n;
-	atomic_bool aborting;
+	atomic_llong abort_at_ms; /* CLOCK_MONOTONIC ms from which fetches abort; 0 = never */
 };
+
+static long long mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static bool aborted(const atomic_llong *at)
+{
+	long long t = atomic_load(at);
+	return t != 0 && mono_ms() >= t;
+}
 
 static int load_file(issuer *is)
 {
@@ -93,10 +107,10 @@ int wi_issuers_add_static(wi_issuers *s, const wi_issuer_config *cfg, wi_jwks *k
 	return 0;
 }
 
-void wi_issuers_abort(wi_issuers *s)
+void wi_issuers_abort(wi_issuers *s, unsigned grace_ms)
 {
 	if (s)
-		atomic_store(&s->aborting, true);
+		atomic_store(&s->abort_at_ms, mono_ms() + (long long)grace_ms + 1);
 }
 
 wi_issuers *wi_issuers_free(wi_issuers *s)
@@ -121,13 +135,13 @@ typedef struct fetch_buf {
 	wi_buf b;
 	bool too_big;
 	long max_age; /* from Cache-Control, -1 when absent */
-	const atomic_bool *aborting;
+	const atomic_llong *abort_at;
 } fetch_buf;
 
 static int on_progress(void *ud, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
 {
 	const fetch_buf *f = ud;
-	return atomic_load(f->aborting) ? 1 : 0; /* non-zero aborts the transfer */
+	return aborted(f->abort_at) ? 1 : 0; /* non-zero aborts the transfer */
 }
 
 static size_t on_body(char *p, size_t size, size_t n, void *ud)
@@ -164,13 +178,13 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
 }
 
 /* Fetches and parses the issuer's JWKS; called with is->lock held. */
-static int fetch(issuer *is, const atomic_bool *aborting, time_t now)
+static int fetch(issuer *is, const atomic_llong *abort_at, time_t now)
 {
-	WI_CHECK(!atomic_load(aborting), WI_E_UNAVAILABLE, "shutting down");
+	WI_CHECK(!aborted(abort_at), WI_E_UNAVAILABLE, "shutting down");
 	is->last_attempt = now;
 	CURL *h = curl_easy_init();
 	WI_CHECK(h, WI_E_UNAVAILABLE, "cannot start a fetch");
-	fetch_buf f = {.max_age = -1, .aborting = aborting};
+	fetch_buf f = {.max_age = -1, .abort_at = abort_at};
 	wi_buf_init(&f.b, WI_JWKS_DOC_MAX, false);
 	curl_easy_setopt(h, CURLOPT_URL, is->cfg->jwks_url);
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -222,7 +236,7 @@ static int fetch(issuer *is, const atomic_bool *aborting, time_t now)
 
 /* The issuer's current keys (referenced).  `need_kid`: the kid the token
  * names, to re-fetch once when it is unknown (key rotation at the IdP). */
-static int current_keys(issuer *is, const atomic_bool *aborting, const char *need_kid, time_t now, wi_jwks **ret)
+static int current_keys(issuer *is, const atomic_llong *abort_at, const char *need_kid, time_t now, wi_jwks **ret)
 {
 	pthread_mutex_lock(&is->lock);
 	int rc = 0;
@@ -231,7 +245,7 @@ static int current_keys(issuer *is, const atomic_bool *aborting, const char *nee
 		bool unknown = is->keys && need_kid && !wi_jwks_find(is->keys, need_kid);
 		bool may_retry = now - is->last_attempt >= WI_JWKS_REFETCH_MIN_SECONDS;
 		if ((stale || unknown) && (may_retry || is->last_attempt == 0)) {
-			rc = fetch(is, aborting, now);
+			rc = fetch(is, abort_at, now);
 			if (rc < 0 && is->keys && now < is->fresh_until + WI_JWKS_CACHE_MAX_SECONDS)
 				rc = 0; /* keep serving the last good set while the IdP is down */
 		} else if (!is->keys && is->last_error < 0) {
@@ -293,7 +307,7 @@ int wi_issuers_verify(wi_issuers *s, const char *token, time_t now, const wi_iss
 			is = s->v[i];
 	WI_CHECK(is, WI_E_INVAL, "issuer is not trusted");
 	wi_jwks *keys = NULL;
-	WI_TRY(current_keys(is, &s->aborting, kid, now, &keys));
+	WI_TRY(current_keys(is, &s->abort_at_ms, kid, now, &keys));
 	wi_jws_verify_opts opts = {.allowed_algs = is->cfg->algorithms, .max_token_len = WI_JWT_MAX_LEN};
 	json_auto_t *hdr = NULL;
 	json_auto_t *claims = NULL;

@@ -35,9 +35,10 @@ wi_issuers *wi_issuers_free(wi_issuers *s);
  * before the set is shared between threads. */
 int wi_issuers_add_static(wi_issuers *s, const wi_issuer_config *cfg, wi_jwks *keys) WI_WUR;
 
-/* Aborts JWKS fetches in progress and refuses new ones (daemon stop), so a
- * slow IdP cannot hold up shutdown.  Thread-safe. */
-void wi_issuers_abort(wi_issuers *s);
+/* Daemon stop: JWKS fetches still running `grace_ms` from now are aborted,
+ * and none start after that, so a slow IdP cannot hold up shutdown while a
+ * request that can still finish in time does.  Thread-safe. */
+void wi_issuers_abort(wi_issuers *s, unsigned grace_ms);
 
 /* Verifies `token`.  On success: the issuer entry and the verified claims
  * (new reference).  Failures: WI_E_INVAL/WI_E_PARSE/WI_E_CRYPTO/WI_E_EXPIRED
