@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cli/status.h"
 #include "cli/txn.h"
 #include "cli/x509_out.h"
 #include "core/error.h"
@@ -27,6 +28,9 @@ static void usage(FILE *f)
 		   "  validate jwt --audience A TOKEN\n"
 		   "                             validate a JWT-SVID (exit 0 valid, 1 invalid)\n"
 		   "  healthcheck                check that wimsed is serving\n"
+		   "  status [--admin-socket PATH]   trust domain, CA expiry, JWT kid, entries, streams,\n"
+		   "                             connections, revocations, health (admin socket; default\n"
+		   "                             $WIMSED_ADMIN_SOCKET, else ./run/admin.sock)\n"
 		   "transaction tokens (on the exchange socket):\n"
 		   "  exchange --subject-token T|@file --scope S [--subject-token-type access_token|id_token|jwt|txn_token]\n"
 		   "           [--actor-token T|@file] [--resource URI] [--details JSON] [--context JSON] [--audience TD]\n"
@@ -315,6 +319,8 @@ int main(int argc, char **argv)
 		return cmd_validate_jwt(socket, timeout_ms, rest - 1, av + 1);
 	if (rest >= 1 && strcmp(av[0], "healthcheck") == 0)
 		return cmd_healthcheck(socket, timeout_ms, rest, av);
+	if (rest >= 1 && strcmp(av[0], "status") == 0) /* admin socket, not --socket */
+		return wi_cli_status(timeout_ms, rest, av);
 	/* Transaction tokens: --socket is the exchange socket for these
 	 * (default $WIMSED_EXCHANGE_SOCKET or ./run/exchange.sock). */
 	const char *xs = socket && strncmp(socket, "unix://", 7) == 0 ? socket + 7 : socket;

@@ -135,4 +135,31 @@
  * instead of being silently dropped. */
 #define WI_REVOCATIONS_MAX 1000000
 
+/* --- Limits against a hostile local user (core/ratelimit.c, issue 5 item 7).
+ * Per-identity token buckets on the Workload API (FetchJWTSVID,
+ * ValidateJWTSVID, and opening an X.509-SVID / X.509-bundle / JWT-bundle
+ * stream), keyed by the caller's default SPIFFE ID ("uid:<n>" when it holds
+ * none).  500/s is SPIRE's per-agent signing limit (SignLimitPerIP) given to
+ * each identity; a well-behaved workload asks a few times per SVID lifetime,
+ * so it never comes close.  The burst covers a service starting hundreds of
+ * workers at once.  The buckets are work-conserving (WI_RATELIMIT_CONTENDED):
+ * they bite only while another identity is asking, so a lone caller (a
+ * benchmark on an idle node) runs at full speed and a flooding one is held to
+ * its share as soon as somebody else needs the daemon. */
+#define WI_WL_RATE_PER_IDENTITY 500.0
+#define WI_WL_RATE_BURST 1000.0
+/* /token of the Transaction Token Service, per authenticated actor:
+ * exchanges cost a verify and a sign (about 0.2 ms of CPU each). */
+#define WI_TTS_RATE_PER_ACTOR 500.0
+#define WI_TTS_RATE_BURST 1000.0
+/* Buckets kept per limiter (bounded memory: about 100 bytes each plus the
+ * key); above the number of identities a node serves at once. */
+#define WI_RATELIMIT_SLOTS 4096
+/* A key over budget is refused while another key asked this recently. */
+#define WI_RATELIMIT_CONTENTION_MS 1000
+/* Server streams (FetchX509SVID, FetchX509Bundles, FetchJWTBundles, Health
+ * Watch) open at once on one connection; a client needs one per method.
+ * More are refused with RESOURCE_EXHAUSTED. */
+#define WI_STREAMS_PER_CONNECTION_MAX 64
+
 #endif

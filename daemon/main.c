@@ -23,6 +23,7 @@
 #include "core/fsutil.h"
 #include "core/log.h"
 #include "daemon/logsink.h"
+#include "daemon/metrics.h"
 #include "daemon/tts.h"
 #include "workload-api/server.h"
 
@@ -40,6 +41,7 @@ typedef struct daemon_state {
 	wi_jwt_keys *jwt_keys;
 	wi_attestor *attestor;
 	wi_wl_server *wl;
+	wi_daemon_metrics *metrics; /* admin socket: /metrics, /status */
 	uv_loop_t *loop;
 	uv_poll_t accept_poll;
 	uv_signal_t sig_term, sig_int, sig_hup;
@@ -112,6 +114,7 @@ static void shutdown_loop(daemon_state *d)
 	if (d->watchdog_on)
 		uv_close((uv_handle_t *)&d->watchdog_timer, close_cb_noop);
 	wi_daemon_tts_stop(d->tts);
+	wi_daemon_metrics_stop(d->metrics); /* metrics: closes the admin socket */
 	/* Now, not after the loop: new Workload API calls are refused at once
 	 * and its drain overlaps the token service's (whose requests finish on
 	 * the thread pool meanwhile), so both fit in one stop budget. */
@@ -258,6 +261,23 @@ static int run(daemon_state *d)
 	}
 	if (d->tts)
 		d->tts_config = c;
+	/* ---- metrics: admin socket next to the workload socket ---- */
+	wi_daemon_metrics_options mopts = {
+		.loop = d->loop,
+		.workload_socket = wi_config_workload_socket(c),
+		.trust_domain = wi_config_trust_domain(c),
+		.wl = d->wl,
+		.attestor = d->attestor,
+		.ca = d->ca,
+		.jwt_keys = d->jwt_keys,
+		.revocations = wi_daemon_tts_revocations(d->tts),
+	};
+	if (wi_daemon_metrics_start(&mopts, &d->metrics) < 0) {
+		wi_log(WI_LOG_ERROR, "admin_socket_failed", "%s", wi_error_detail());
+		wi_daemon_tts_stop(d->tts);
+		return 1;
+	}
+	/* ---- end metrics ---- */
 	uv_poll_init(d->loop, &d->accept_poll, wi_wl_server_listen_fd(d->wl));
 	d->accept_poll.data = d;
 	uv_poll_start(&d->accept_poll, UV_READABLE, on_accept);
@@ -353,6 +373,7 @@ int main(int argc, char **argv)
 		if (uv_loop_close(d.loop) != 0)
 			wi_log(WI_LOG_WARN, "loop_close", "handles still open at exit");
 	}
+	wi_daemon_metrics_free(d.metrics); /* metrics: after the loop drained */
 	wi_daemon_tts_free(d.tts);
 	wi_wl_server_free(d.wl);
 	wi_attestor_free(d.attestor);

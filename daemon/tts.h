@@ -12,6 +12,7 @@
 #include "core/config.h"
 #include "core/jwt_keys.h"
 #include "core/registry.h"
+#include "txn-token/revocations.h"
 
 typedef struct wi_daemon_tts wi_daemon_tts;
 
@@ -26,6 +27,9 @@ void wi_daemon_tts_set_registry(wi_daemon_tts *t, wi_registry *r);
 void wi_daemon_tts_tick(wi_daemon_tts *t);
 /* Closes the listeners and watchers (their handles close on the loop). */
 void wi_daemon_tts_stop(wi_daemon_tts *t);
+/* The revocation index (thread-safe), for metrics; NULL when `t` is NULL.
+ * Valid until wi_daemon_tts_free. */
+wi_revocations *wi_daemon_tts_revocations(const wi_daemon_tts *t);
 /* After the loop has drained: frees the rest. */
 void wi_daemon_tts_free(wi_daemon_tts *t);
 

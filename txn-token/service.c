@@ -17,6 +17,7 @@
 #include "core/jwt_svid.h"
 #include "core/limits.h"
 #include "core/log.h"
+#include "core/ratelimit.h"
 #include "core/spiffe_id.h"
 #include "txn-token/exchange.h"
 #include "txn-token/form.h"
@@ -29,6 +30,7 @@ struct wi_tts {
 	wi_tts_options o;
 	pthread_mutex_t reg_lock;
 	wi_registry *registry;
+	wi_ratelimit *ratelimit; /* limits: /token per authenticated actor */
 };
 
 int wi_tts_new(const wi_tts_options *o, wi_tts **ret)
@@ -36,6 +38,13 @@ int wi_tts_new(const wi_tts_options *o, wi_tts **ret)
 	wi_tts *t = calloc(1, sizeof(*t));
 	WI_CHECK_ALLOC(t);
 	t->o = *o;
+	/* limits (issue 5 item 7) */
+	int rc = wi_ratelimit_new(WI_TTS_RATE_PER_ACTOR, WI_TTS_RATE_BURST, WI_RATELIMIT_SLOTS,
+				  WI_RATELIMIT_CONTENDED, &t->ratelimit);
+	if (rc < 0) {
+		free(t);
+		return rc;
+	}
 	t->registry = wi_registry_ref(o->registry);
 	pthread_mutex_init(&t->reg_lock, NULL);
 	*ret = t;
@@ -47,6 +56,7 @@ wi_tts *wi_tts_free(wi_tts *t)
 	if (!t)
 		return NULL;
 	wi_registry_unref(t->registry);
+	wi_ratelimit_free(t->ratelimit); /* limits */
 	pthread_mutex_destroy(&t->reg_lock);
 	free(t);
 	return NULL;
@@ -200,6 +210,13 @@ static void fill_ctx(wi_tts *t, const caller *c, wi_txn_ctx *cx)
 static void do_token(wi_tts *t, const wi_http_request *req, const wi_form *f, const caller *c,
 		     wi_http_response *resp)
 {
+	/* --- limits: per-actor rate (issue 5 item 7).  RFC 6749 §5.2 has no
+	 * code for this; 429 (RFC 6585) with temporarily_unavailable. */
+	if (!wi_ratelimit_take(t->ratelimit, c->id)) {
+		refuse(resp, "/token", c->id, 429, "temporarily_unavailable", "rate limit exceeded for this caller; retry later");
+		return;
+	}
+	/* --- end limits */
 	wi_txn_ctx cx;
 	fill_ctx(t, c, &cx);
 	wi_txn_issued out;

@@ -20,6 +20,7 @@ typedef struct wi__conn {
 	ino_t ino;
 	wi_peer *peer;
 	int refs; /* guarded by the table lock */
+	int streams; /* open server streams; guarded by the server's streams_lock (limits) */
 } wi__conn;
 
 typedef struct wi__conns wi__conns;

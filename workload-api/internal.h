@@ -13,6 +13,7 @@
 #include "attestors/attest.h"
 #include "core/ca.h"
 #include "core/jwt_cache.h"
+#include "core/ratelimit.h"
 #include "core/registry.h"
 #include "core/x509_cache.h"
 #include "workload-api/conns.h"
@@ -60,6 +61,7 @@ struct wi__call {
 	grpc_slice status_details;
 	/* streams: the list links are guarded by the server's streams_lock */
 	bool is_stream_open; /* registered in the server's stream list */
+	bool counts_stream;  /* limits: counted in conn->streams (under streams_lock) */
 	wi__call *prev, *next;
 	/* stream state, guarded by send_lock */
 	pthread_mutex_t send_lock;
@@ -86,6 +88,9 @@ struct wi_wl_server {
 	wi_jwt_cache *jwt_cache;
 	int64_t jwt_ttl;
 	wi__conns *conns;
+	/* limits: per-identity request budget (FetchJWTSVID, ValidateJWTSVID,
+	 * stream opens), checked in wi__call_identities */
+	wi_ratelimit *ratelimit;
 
 	pthread_mutex_t reg_lock; /* guards `registry` pointer swaps */
 	wi_registry *registry;
@@ -129,13 +134,18 @@ void wi__call_finish(wi__call *c, grpc_status_code code, const char *msg);
 void wi__call_reply(wi__call *c, uint8_t *payload, size_t len);
 /* Opens a server stream: the call takes `sel`, `reg` and `ids`, registers
  * in the stream list, and sends the first message built by `build` at once
- * (Workload API §5); later messages follow rotation and registry changes. */
+ * (Workload API §5); later messages follow rotation and registry changes.
+ * A connection already holding WI_STREAMS_PER_CONNECTION_MAX streams gets
+ * RESOURCE_EXHAUSTED instead (the call still takes sel, reg and ids). */
 void wi__stream_start(wi__call *c, wi__builder build, wi_selector_set *sel, wi_registry *reg,
 		      wi_identities *ids);
 
-/* Attests the caller of `c` and matches its identities (never empty).
- * On failure the call is finished with the right status and a negative code
- * is returned.  ret_sel and ret_reg are optional. */
+/* Attests the caller of `c` and matches its identities (never empty), then
+ * takes one token from the per-identity rate limit (key: the default, i.e.
+ * first, identity's SPIFFE ID; "uid:<n>" for a caller holding none).
+ * On failure the call is finished with the right status (RESOURCE_EXHAUSTED
+ * over the limit) and a negative code is returned.  ret_sel and ret_reg are
+ * optional. */
 int wi__call_identities(wi__call *c, wi_identities **ret_ids, wi_selector_set **ret_sel, wi_registry **ret_reg);
 
 /* Builders (handlers.c). */

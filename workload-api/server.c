@@ -132,6 +132,10 @@ static void stream_close(wi__call *c)
 		if (c->next)
 			c->next->prev = c->prev;
 		c->is_stream_open = false;
+		if (c->counts_stream) { /* limits */
+			c->conn->streams--;
+			c->counts_stream = false;
+		}
 		atomic_fetch_sub(&s->n_streams, 1);
 		pthread_mutex_unlock(&s->streams_lock);
 		call_unref(c); /* the stream list's reference */
@@ -304,8 +308,20 @@ void wi__stream_start(wi__call *c, wi__builder build, wi_selector_set *sel, wi_r
 	c->sel = sel;
 	c->reg = reg;
 	c->ids = ids;
-	call_ref(c); /* the stream list's reference */
+	/* --- limits: streams per connection (issue 5 item 7) */
 	pthread_mutex_lock(&s->streams_lock);
+	if (c->conn->streams >= WI_STREAMS_PER_CONNECTION_MAX) {
+		pthread_mutex_unlock(&s->streams_lock);
+		wi_log(WI_LOG_WARN, "request_refused", "method=%s pid=%d uid=%u reason=\"streams per connection limit (%d)\"",
+		       c->method_name, (int)wi_peer_pid(c->conn->peer), (unsigned)wi_peer_uid(c->conn->peer),
+		       WI_STREAMS_PER_CONNECTION_MAX);
+		wi__call_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "too many streams open on this connection");
+		return;
+	}
+	c->conn->streams++;
+	c->counts_stream = true;
+	/* --- end limits */
+	call_ref(c); /* the stream list's reference */
 	c->is_stream_open = true;
 	c->prev = NULL;
 	c->next = s->streams;
@@ -551,6 +567,14 @@ static void on_new_call(wi__call *c, bool ok)
 	call_unref(c); /* the handler's reference; batches hold their own */
 }
 
+/* limits: one log line per refusal; the key is a SPIFFE ID or uid, not a secret. */
+static void rate_limited(wi__call *c, const wi_peer *p, const char *key)
+{
+	wi_log(WI_LOG_WARN, "request_refused", "method=%s pid=%d uid=%u caller=%s reason=\"rate limit\"",
+	       c->method_name, (int)wi_peer_pid(p), (unsigned)wi_peer_uid(p), key);
+	wi__call_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "rate limit exceeded for this identity; retry later");
+}
+
 int wi__call_identities(wi__call *c, wi_identities **ret, wi_selector_set **ret_sel, wi_registry **ret_reg)
 {
 	wi_wl_server *s = c->srv;
@@ -588,9 +612,26 @@ int wi__call_identities(wi__call *c, wi_identities **ret, wi_selector_set **ret_
 		wi_log(WI_LOG_INFO, "no_identity", "method=%s pid=%d uid=%u selectors=%zu", c->method_name,
 		       (int)wi_peer_pid(p), (unsigned)wi_peer_uid(p), wi_selector_set_count(sel));
 		wi_identities_free(ids);
+		/* limits: a caller without identity is charged as "uid:<n>" so
+		 * probing is throttled like fetching. */
+		char key[32];
+		snprintf(key, sizeof(key), "uid:%u", (unsigned)wi_peer_uid(p));
+		if (!wi_ratelimit_take(s->ratelimit, key)) {
+			rate_limited(c, p, key);
+			return WI_E_UNAVAILABLE;
+		}
 		wi__call_finish(c, GRPC_STATUS_PERMISSION_DENIED, "no identity issued");
 		return WI_E_PERMISSION;
 	}
+	/* --- limits: per-identity rate (issue 5 item 7), keyed by the default
+	 * identity so all of one workload's processes share one budget. */
+	const char *key = wi_identities_at(ids, 0)->spiffe_id;
+	if (!wi_ratelimit_take(s->ratelimit, key)) {
+		rate_limited(c, p, key);
+		wi_identities_free(ids);
+		return WI_E_UNAVAILABLE;
+	}
+	/* --- end limits */
 	*ret = ids;
 	if (ret_sel)
 		*ret_sel = TAKE_PTR(sel);
@@ -748,6 +789,9 @@ int wi_wl_server_start(const wi_wl_options *o, wi_wl_server **ret)
 		rc = wi_x509_cache_new(o->ca, &s->x509_cache);
 	if (rc == 0)
 		rc = wi_jwt_cache_new(WI_JWT_CACHE_MAX, &s->jwt_cache);
+	if (rc == 0) /* limits */
+		rc = wi_ratelimit_new(WI_WL_RATE_PER_IDENTITY, WI_WL_RATE_BURST, WI_RATELIMIT_SLOTS,
+				      WI_RATELIMIT_CONTENDED, &s->ratelimit);
 	if (rc == 0)
 		rc = bind_socket(s->socket_path, &s->listen_fd);
 	if (rc < 0) {
@@ -883,6 +927,7 @@ wi_wl_server *wi_wl_server_free(wi_wl_server *s)
 		close(s->listen_fd);
 	wi_x509_cache_free(s->x509_cache);
 	wi_jwt_cache_free(s->jwt_cache);
+	wi_ratelimit_free(s->ratelimit); /* limits */
 	wi__conns_free(s->conns);
 	wi_registry_unref(s->registry);
 	pthread_mutex_destroy(&s->reg_lock);
