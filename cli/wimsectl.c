@@ -233,11 +233,9 @@ static int cmd_fetch_x509(const char *socket, int timeout_ms, int argc, char **a
 	int st = parse_sub_opts(argc, argv, true, &socket, &timeout_ms, &dir);
 	if (st)
 		return st;
-	wimse_client *c = NULL;
-	if (wimse_client_open(socket, &c) < 0) {
-		fprintf(stderr, "wimsectl: %s\n", wimse_last_error());
+	wimse_client *c = open_client(socket);
+	if (!c)
 		return 1;
-	}
 	double t0 = now_ms();
 	wimse_x509_context *ctx = NULL;
 	int rc = wimse_fetch_x509_context(c, timeout_ms, &ctx);
@@ -264,11 +262,9 @@ static int cmd_healthcheck(const char *socket, int timeout_ms, int argc, char **
 	int st = parse_sub_opts(argc, argv, false, &socket, &timeout_ms, &unused);
 	if (st)
 		return st;
-	wimse_client *c = NULL;
-	if (wimse_client_open(socket, &c) < 0) {
-		fprintf(stderr, "wimsectl: %s\n", wimse_last_error());
+	wimse_client *c = open_client(socket);
+	if (!c)
 		return 1;
-	}
 	int serving = 0;
 	int rc = wimse_healthcheck(c, timeout_ms, &serving);
 	wimse_client_close(c);

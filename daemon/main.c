@@ -205,10 +205,13 @@ static int ensure_socket_dir(const char *sock)
 static int run(daemon_state *d)
 {
 	wi_config *c = d->config;
-	if (ensure_socket_dir(wi_config_workload_socket(c)) < 0) {
-		wi_log(WI_LOG_ERROR, "socket_dir", "cannot create the directory of %s: %s",
-		       wi_config_workload_socket(c), strerror(errno));
-		return 1;
+	const char *sockets[2] = {wi_config_workload_socket(c), wi_config_exchange_socket(c)};
+	for (int i = 0; i < 2; i++) {
+		if (sockets[i] && ensure_socket_dir(sockets[i]) < 0) {
+			wi_log(WI_LOG_ERROR, "socket_dir", "cannot create the directory of %s: %s", sockets[i],
+			       strerror(errno));
+			return 1;
+		}
 	}
 	if (wi_fs_mkdir_private(wi_config_data_dir(c)) < 0) {
 		wi_log(WI_LOG_ERROR, "data_dir", "%s", wi_error_detail());

@@ -103,7 +103,7 @@ int wi__build_x509_bundles(wi__call *c, time_t now, uint8_t **ret, size_t *ret_l
 
 /* Opens a stream for `build` after the request parsed and the caller holds at
  * least one identity. */
-static void open_stream(wi__call *c, wi__builder build)
+void wi__stream_open(wi__call *c, wi__builder build)
 {
 	wi_identities *ids = NULL;
 	wi_selector_set *sel = NULL;
@@ -122,7 +122,7 @@ void wi__handle_fetch_x509_svid(wi__call *c, const uint8_t *req, size_t len)
 		return;
 	}
 	x509_svidrequest__free_unpacked(in, NULL);
-	open_stream(c, wi__build_x509_svid);
+	wi__stream_open(c, wi__build_x509_svid);
 }
 
 void wi__handle_fetch_x509_bundles(wi__call *c, const uint8_t *req, size_t len)
@@ -134,7 +134,7 @@ void wi__handle_fetch_x509_bundles(wi__call *c, const uint8_t *req, size_t len)
 		return;
 	}
 	x509_bundles_request__free_unpacked(in, NULL);
-	open_stream(c, wi__build_x509_bundles);
+	wi__stream_open(c, wi__build_x509_bundles);
 }
 
 void wi__handle_health_check(wi__call *c, const uint8_t *req, size_t len)

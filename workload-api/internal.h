@@ -140,6 +140,10 @@ void wi__call_reply(wi__call *c, uint8_t *payload, size_t len);
 void wi__stream_start(wi__call *c, wi__builder build, wi_selector_set *sel, wi_registry *reg,
 		      wi_identities *ids);
 
+/* Attests the caller and, when it holds an identity, starts the stream
+ * (handlers.c).  On refusal the call is finished with the right status. */
+void wi__stream_open(wi__call *c, wi__builder build);
+
 /* Attests the caller of `c` and matches its identities (never empty), then
  * takes one token from the per-identity rate limit (key: the default, i.e.
  * first, identity's SPIFFE ID; "uid:<n>" for a caller holding none).

@@ -187,12 +187,7 @@ void wi__handle_fetch_jwt_bundles(wi__call *c, const uint8_t *req, size_t len)
 		return;
 	}
 	jwtbundles_request__free_unpacked(in, NULL);
-	wi_identities *ids = NULL;
-	wi_selector_set *sel = NULL;
-	wi_registry *reg = NULL;
-	if (wi__call_identities(c, &ids, &sel, &reg) < 0)
-		return;
-	wi__stream_start(c, wi__build_jwt_bundles, sel, reg, ids);
+	wi__stream_open(c, wi__build_jwt_bundles);
 }
 
 /* ---- claims as google.protobuf.Struct ------------------------------------ */
