@@ -89,6 +89,7 @@
 
 #include "core/cleanup.h"
 #include "core/limits.h"
+#include "core/log.h"
 #include "core/spiffe_id.h"
 
 /* RFC 6749 §5.2 limits error_description to printable ASCII; we also cap its
@@ -342,6 +343,8 @@ static void respond(wi_tts_http *s, h2o_req_t *req, wi_http_response *resp, bool
 static void respond_error(wi_tts_http *s, h2o_req_t *req, int status, const char *error,
 			  const char *description)
 {
+	/* One line per refusal, with the reason (never request bytes). */
+	wi_log(WI_LOG_INFO, "http_refused", "status=%d error=%s reason=\"%s\"", status, error, description);
 	wi_http_response r = {0};
 	wi_http_oauth_error(&r, status, error, description);
 	respond(s, req, &r, h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD")));
@@ -381,6 +384,8 @@ static void on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t *
 		if (fd >= 0)
 			c->linger_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
 		wi_http_response r = {0};
+		wi_log(WI_LOG_INFO, "http_refused", "status=%d reason=\"%s\"", req->res.status,
+		       req->res.status == 413 ? "request body too large" : "malformed HTTP request");
 		wi_http_oauth_error(&r, req->res.status, req->res.status >= 500 ? "server_error" : "invalid_request",
 				    req->res.status == 413 ? "request body too large" : "malformed HTTP request");
 		if (r.body) {

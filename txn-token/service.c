@@ -406,7 +406,7 @@ void wi_tts_handle(void *ud, const wi_http_request *req, wi_http_response *resp)
 	if (strcmp(p, "/.well-known/jwks.json") == 0 || strcmp(p, "/.well-known/oauth-authorization-server") == 0) {
 		if (!get) {
 			resp->allow = "GET";
-			wi_http_oauth_error(resp, 405, "invalid_request", "use GET");
+			refuse(resp, p, NULL, 405, "invalid_request", "use GET");
 			return;
 		}
 		if (p[13] == 'j')
@@ -418,12 +418,12 @@ void wi_tts_handle(void *ud, const wi_http_request *req, wi_http_response *resp)
 	bool known = strcmp(p, "/token") == 0 || strcmp(p, "/introspect") == 0 || strcmp(p, "/revoke") == 0 ||
 		     (strcmp(p, "/dev/user-token") == 0 && t->o.dev_keys);
 	if (!known) {
-		wi_http_oauth_error(resp, 404, "invalid_request", "no such endpoint");
+		refuse(resp, p, NULL, 404, "invalid_request", "no such endpoint");
 		return;
 	}
 	if (!post) {
 		resp->allow = "POST";
-		wi_http_oauth_error(resp, 405, "invalid_request", "use POST");
+		refuse(resp, p, NULL, 405, "invalid_request", "use POST");
 		return;
 	}
 	/* RFC 6749 §3.2: the token endpoint takes form-encoded parameters. */
