@@ -373,6 +373,9 @@ int main(int argc, char **argv)
 	if (d.loop) {
 		/* Let close callbacks run (listeners, watchers), then free. */
 		uv_run(d.loop, UV_RUN_DEFAULT);
+		/* Every request has finished: now the last handles can go. */
+		wi_daemon_tts_close(d.tts);
+		uv_run(d.loop, UV_RUN_DEFAULT);
 		if (uv_loop_close(d.loop) != 0)
 			wi_log(WI_LOG_WARN, "loop_close", "handles still open at exit");
 	}

@@ -227,6 +227,7 @@ int wi_daemon_tts_start(uv_loop_t *loop, const wi_config *c, wi_attestor *attest
 		char why[512];
 		snprintf(why, sizeof(why), "%s", wi_error_detail());
 		wi_daemon_tts_stop(t);
+		wi_daemon_tts_close(t);
 		uv_run(loop, UV_RUN_NOWAIT);
 		wi_daemon_tts_free(t);
 		WI_FAIL(rc, "transaction token service: %s", why);
@@ -264,8 +265,16 @@ void wi_daemon_tts_stop(wi_daemon_tts *t)
 	if (t->http)
 		wi_tts_http_stop(t->http);
 	t->http = NULL;
-	if (t->runs)
-		wi_runs_free(t->runs);
+	/* Requests still in the thread pool may track a run: keep the tracker
+	 * alive (but idle) until they are done (wi_daemon_tts_close). */
+	wi_runs_stop(t->runs);
+}
+
+void wi_daemon_tts_close(wi_daemon_tts *t)
+{
+	if (!t)
+		return;
+	wi_runs_free(t->runs);
 	t->runs = NULL;
 }
 

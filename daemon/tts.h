@@ -30,7 +30,10 @@ void wi_daemon_tts_stop(wi_daemon_tts *t);
 /* The revocation index (thread-safe), for metrics; NULL when `t` is NULL.
  * Valid until wi_daemon_tts_free. */
 wi_revocations *wi_daemon_tts_revocations(const wi_daemon_tts *t);
-/* After the loop has drained: frees the rest. */
+/* After the loop has drained (every request finished): closes the last
+ * loop handles; run the loop once more, then call wi_daemon_tts_free. */
+void wi_daemon_tts_close(wi_daemon_tts *t);
+/* Frees the rest. */
 void wi_daemon_tts_free(wi_daemon_tts *t);
 
 #endif

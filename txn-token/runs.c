@@ -47,7 +47,7 @@ struct wi_runs {
 	pending *queue;
 	watch *watches; /* loop thread only */
 	atomic_uint_fast64_t revoked;
-	bool freeing;
+	atomic_bool stopping;
 };
 
 static void revoke_all(wi_runs *r, watch *w)
@@ -147,7 +147,7 @@ static void on_async(uv_async_t *a)
 	pthread_mutex_unlock(&r->lock);
 	while (q) {
 		pending *n = q->next;
-		if (!r->freeing)
+		if (!atomic_load(&r->stopping))
 			start_watch(r, q);
 		else
 			close(q->pidfd);
@@ -202,14 +202,25 @@ static void on_async_closed(uv_handle_t *h)
 	free(r);
 }
 
+void wi_runs_stop(wi_runs *r)
+{
+	if (!r || atomic_load(&r->stopping))
+		return;
+	atomic_store(&r->stopping, true);
+	on_async(&r->async); /* drain: close queued pidfds */
+	while (r->watches)
+		drop_watch(r, r->watches);
+	/* The async handle stays open for late wi_runs_track calls, but must
+	 * not keep the loop running. */
+	uv_unref((uv_handle_t *)&r->async);
+}
+
 void wi_runs_free(wi_runs *r)
 {
 	if (!r)
 		return;
-	r->freeing = true;
-	on_async(&r->async); /* drain: close queued pidfds */
-	while (r->watches)
-		drop_watch(r, r->watches);
+	wi_runs_stop(r);
+	on_async(&r->async);
 	uv_close((uv_handle_t *)&r->async, on_async_closed);
 }
 

@@ -24,8 +24,12 @@ int wi_runs_new(uv_loop_t *loop, wi_revocations *rev, wi_runs **ret) WI_WUR;
  * identified by (pid, start_time), and revokes `txn` until `exp` when it
  * exits.  An already-exited process has the txn revoked at once. */
 int wi_runs_track(wi_runs *r, int pidfd, int pid, uint64_t start_time, const char *txn, time_t exp) WI_WUR;
-/* Stops watching and frees from the loop's close callbacks: run the loop
- * afterwards. */
+/* Daemon stop: closes the watchers and stops holding the loop open; later
+ * track calls (from requests still finishing) just drop their pidfd.  The
+ * object stays valid until wi_runs_free.  Loop thread. */
+void wi_runs_stop(wi_runs *r);
+/* Frees from the loop's close callbacks, after every request that could
+ * call wi_runs_track has finished: run the loop afterwards.  Loop thread. */
 void wi_runs_free(wi_runs *r);
 
 /* Runs revoked so far because their process exited (tests, metrics). */
