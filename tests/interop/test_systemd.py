@@ -398,15 +398,15 @@ class Notify(unittest.TestCase):
         self.assertEqual(names, ["READY", "RELOADING", "READY", "RELOADING", "READY", "STOPPING"])
 
     def test_watchdog_keepalives(self):
-        usec = 400_000
+        usec = 1_000_000
         d, n = self.start(watchdog_usec=usec)
         i, _ = n.wait_for("READY")
-        time.sleep(2.0)
+        time.sleep(3.0)
         with n.cv:
             times = [t for t, m in n.msgs if m.get("WATCHDOG") == "1"]
             stat_ok = all("STATUS" in m for _, m in n.msgs if m.get("WATCHDOG") == "1")
-        # Every usec/2 = 200 ms: about 10 in 2 s; systemd would kill us after 400 ms without.
-        self.assertGreaterEqual(len(times), 7, f"keep-alives: {len(times)}")
+        # Every usec/2 = 500 ms: about 6 in 3 s; systemd would kill us after 1 s without.
+        self.assertGreaterEqual(len(times), 4, f"keep-alives: {len(times)}")
         gaps = [b - a for a, b in zip(times, times[1:])]
         self.assertLess(max(gaps), usec / 1e6, f"a gap of {max(gaps):.3f} s")
         self.assertTrue(stat_ok, "each keep-alive carries a STATUS= line")
