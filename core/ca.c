@@ -24,10 +24,17 @@
  * duplicates the SKI, and signs with a per-call EVP_PKEY_CTX. */
 #include "core/ca.h"
 
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
@@ -41,6 +48,7 @@
 #include "core/fsutil.h"
 #include "core/keys.h"
 #include "core/limits.h"
+#include "core/rotation.h"
 #include "core/signer.h"
 #include "core/spiffe_id.h"
 
@@ -59,16 +67,49 @@
 #define KU_BIT_KEY_CERT_SIGN 5
 #define KU_BIT_CRL_SIGN 6
 
-struct wi_ca {
-	char *td;                /* "example.org" */
-	wi_signer *signer;       /* our CA key (root or intermediate) */
+/* An immutable view for minting and for the bundle: swapped whole when the
+ * CA rotates, referenced by whoever reads it. */
+struct wi_ca_snapshot {
+	atomic_int refs;
+	uint64_t generation;     /* of the bundle's content */
+	wi_signer *signer;       /* the active CA key (root or intermediate) */
 	X509_NAME *subject;      /* issuer name of every leaf */
-	ASN1_OCTET_STRING *ski;  /* our SKI: every leaf's AKI */
-	uint8_t *intermediate;   /* upstream mode: our cert, appended to chains */
+	ASN1_OCTET_STRING *ski;  /* its SKI: every leaf's AKI */
+	uint8_t *intermediate;   /* upstream mode: its cert, appended to chains */
 	size_t intermediate_len;
 	uint8_t *bundle;         /* concatenated DER of the trust anchors */
 	size_t bundle_len;
+	time_t not_after;        /* of the active CA */
+	uint64_t active_seq;
+	time_t next_activation;  /* of a published successor; 0 when none */
+};
+
+/* One CA of the rotating set (core/rotation.h). */
+typedef struct ca_slot {
+	uint64_t seq;
+	X509 *cert;
+	EVP_PKEY *key;
+} ca_slot;
+
+/* The upstream CA of upstream-disk mode: its certificate(s) and a signer. */
+typedef struct upstream {
+	STACK_OF(X509) *certs; /* [0] signs our intermediate; all go to the bundle */
+	wi_signer *signer;
 	time_t not_after;
+} upstream;
+
+struct wi_ca {
+	char *td;                /* "example.org" */
+	char dir[PATH_MAX];      /* <data_dir>/ca */
+	int64_t ttl, max_svid_ttl;
+	upstream up;             /* upstream mode; certs NULL otherwise */
+	wi_rotation *rot;
+	ca_slot slots[WI_ROTATION_SLOTS_MAX];
+	size_t n;
+	uint64_t generation;
+	atomic_uint_fast64_t events;
+	pthread_mutex_t lock;    /* guards `cur` swaps */
+	wi_ca_snapshot *cur;
 };
 
 static void ca_freep(wi_ca **p)
@@ -423,9 +464,9 @@ static bool has_only_uri(X509 *x, const char *uri)
 	return uris == 1 && match;
 }
 
-/* Why a parsed CA cert + key on disk cannot be reused, or NULL. */
-static const char *unsuitable(X509 *cert, EVP_PKEY *key, const char *td, X509 *issuer,
-			      time_t now, time_t best_not_after, int64_t max_svid_ttl)
+/* Why a parsed CA cert + key on disk cannot be reused, or NULL.  (Expiry is
+ * judged apart: an expiring CA is succeeded, not overwritten.) */
+static const char *unsuitable(X509 *cert, EVP_PKEY *key, const char *td, X509 *issuer)
 {
 	if (!is_p256(key))
 		return "the CA key is not EC P-256";
@@ -449,10 +490,6 @@ static const char *unsuitable(X509 *cert, EVP_PKEY *key, const char *td, X509 *i
 	time_t not_after = 0;
 	if (time_from_asn1(X509_get0_notAfter(cert), &not_after) < 0)
 		return "the certificate's notAfter is unreadable";
-	/* Regenerate when it expires within 2 * max SVID TTL — unless a new one
-	 * could not live longer (upstream expiring first). */
-	if (not_after - now < 2 * max_svid_ttl && not_after < best_not_after)
-		return "the certificate expires soon";
 	return NULL;
 }
 
@@ -484,13 +521,6 @@ static int load_ca(const char *key_path, const char *cert_path, X509 **ret_cert,
 	*ret_key = TAKE_PTR(key);
 	return 0;
 }
-
-/* The upstream CA of upstream-disk mode: its certificate(s) and a signer. */
-typedef struct upstream {
-	STACK_OF(X509) *certs; /* [0] signs our intermediate; all go to the bundle */
-	wi_signer *signer;
-	time_t not_after;
-} upstream;
 
 static void upstream_done(upstream *u)
 {
@@ -537,89 +567,422 @@ static int check_options(const wi_ca_options *o)
 	WI_CHECK(o->ttl >= 2 * o->max_svid_ttl, WI_E_CONFIG,
 		 "CA ttl %lld must be at least twice the max SVID ttl %lld", (long long)o->ttl,
 		 (long long)o->max_svid_ttl);
+	/* A CA is published `lead` = max SVID ttl before it signs, signs for
+	 * rotate_every, and must outlive its last SVIDs by max SVID ttl. */
+	WI_CHECK(o->rotate_every == 0 ||
+			 (o->rotate_every >= WI_ROTATION_PERIOD_MIN &&
+			  o->ttl >= o->rotate_every + 2 * o->max_svid_ttl),
+		 WI_E_CONFIG,
+		 "CA rotate_every %lld must be at least %d and at most the CA ttl %lld minus twice the max SVID ttl %lld",
+		 (long long)o->rotate_every, WI_ROTATION_PERIOD_MIN, (long long)o->ttl, (long long)o->max_svid_ttl);
 	WI_CHECK((o->upstream_cert_path == NULL) == (o->upstream_key_path == NULL), WI_E_CONFIG,
 		 "upstream certificate and key must be given together");
 	return 0;
 }
 
+/* ---- the rotating set: files and slots ------------------------------------ */
+
+/* Slot 0 keeps the historic names ca.key.pem/ca.crt.pem; slot n is
+ * ca.<n>.key.pem/ca.<n>.crt.pem. */
+static int slot_paths(const wi_ca *ca, uint64_t seq, char *key_path, char *cert_path)
+{
+	char kn[64], cn[64];
+	if (seq == 0) {
+		snprintf(kn, sizeof(kn), "%s", CA_KEY_FILE);
+		snprintf(cn, sizeof(cn), "%s", CA_CERT_FILE);
+	} else {
+		snprintf(kn, sizeof(kn), "ca.%" PRIu64 ".key.pem", seq);
+		snprintf(cn, sizeof(cn), "ca.%" PRIu64 ".crt.pem", seq);
+	}
+	WI_TRY(wi_fs_join(key_path, PATH_MAX, ca->dir, kn));
+	return wi_fs_join(cert_path, PATH_MAX, ca->dir, cn);
+}
+
+static X509 *issuer_of(const wi_ca *ca)
+{
+	return ca->up.certs ? sk_X509_value(ca->up.certs, 0) : NULL;
+}
+
+static ca_slot *slot_of(wi_ca *ca, uint64_t seq)
+{
+	for (size_t i = 0; i < ca->n; i++)
+		if (ca->slots[i].seq == seq)
+			return &ca->slots[i];
+	return NULL;
+}
+
+static void slot_clear(ca_slot *s)
+{
+	X509_free(s->cert);
+	EVP_PKEY_free(s->key);
+	s->cert = NULL;
+	s->key = NULL;
+}
+
+static void drop_slot(wi_ca *ca, uint64_t seq)
+{
+	size_t j = 0;
+	for (size_t i = 0; i < ca->n; i++) {
+		if (ca->slots[i].seq == seq)
+			slot_clear(&ca->slots[i]);
+		else
+			ca->slots[j++] = ca->slots[i];
+	}
+	ca->n = j;
+}
+
+/* A fresh key and certificate for slot `seq`, written key first (DESIGN §6:
+ * 0600, atomic): a crash before the certificate leaves a mismatch, which the
+ * next open regenerates (slot 0) or removes as an orphan. */
+static int generate_slot(wi_ca *ca, uint64_t seq, time_t now, ca_slot *ret)
+{
+	char key_path[PATH_MAX], cert_path[PATH_MAX];
+	WI_TRY(slot_paths(ca, seq, key_path, cert_path));
+	_cleanup_(EVP_PKEY_freep) EVP_PKEY *key = NULL;
+	WI_TRY(wi_key_generate_p256(&key));
+	WI_TRY(wi_key_save_pem(key, key_path));
+	time_t not_after = now + (time_t)ca->ttl;
+	if (ca->up.certs && ca->up.not_after < not_after)
+		not_after = ca->up.not_after;
+	_cleanup_(signer_freep) wi_signer *self = NULL;
+	if (!ca->up.certs) {
+		WI_CHECK_SSL(EVP_PKEY_up_ref(key) == 1, "key reference");
+		int rc = wi_signer_from_pkey(key, &self);
+		if (rc < 0) {
+			EVP_PKEY_free(key);
+			return rc;
+		}
+	}
+	_cleanup_(X509_freep) X509 *cert = NULL;
+	WI_TRY(build_ca_cert(ca->td, key, issuer_of(ca), ca->up.certs ? ca->up.signer : self, now, not_after,
+			     &cert));
+	WI_TRY(save_cert(cert, cert_path));
+	*ret = (ca_slot){seq, TAKE_PTR(cert), TAKE_PTR(key)};
+	return 0;
+}
+
+/* Loads slot `seq`; *ret stays empty when a file is absent or the pair is
+ * unsuitable (the reason in *ret_why).  Parse errors are errors. */
+static int load_slot(wi_ca *ca, uint64_t seq, ca_slot *ret, const char **ret_why)
+{
+	char key_path[PATH_MAX], cert_path[PATH_MAX];
+	WI_TRY(slot_paths(ca, seq, key_path, cert_path));
+	_cleanup_(X509_freep) X509 *cert = NULL;
+	_cleanup_(EVP_PKEY_freep) EVP_PKEY *key = NULL;
+	WI_TRY(load_ca(key_path, cert_path, &cert, &key));
+	*ret_why = cert ? unsuitable(cert, key, ca->td, issuer_of(ca)) : "a file is missing";
+	if (!*ret_why)
+		*ret = (ca_slot){seq, TAKE_PTR(cert), TAKE_PTR(key)};
+	return 0;
+}
+
+static int add_slot(wi_ca *ca, time_t now, time_t activate)
+{
+	WI_CHECK(ca->n < WI_ROTATION_SLOTS_MAX, WI_E_TOO_BIG, "CA: too many CAs in the set");
+	uint64_t seq = wi_rotation_next_seq(ca->rot);
+	ca_slot s = {0};
+	WI_TRY(generate_slot(ca, seq, now, &s));
+	int rc = wi_rotation_add(ca->rot, seq, now, activate);
+	if (rc < 0) {
+		slot_clear(&s);
+		return rc; /* the files are orphans, removed at the next open */
+	}
+	ca->slots[ca->n++] = s;
+	atomic_fetch_add(&ca->events, 1);
+	return 0;
+}
+
+static int retire_slot(wi_ca *ca, uint64_t seq)
+{
+	char key_path[PATH_MAX], cert_path[PATH_MAX];
+	WI_TRY(slot_paths(ca, seq, key_path, cert_path));
+	WI_TRY(wi_rotation_remove(ca->rot, seq));
+	drop_slot(ca, seq);
+	/* After the manifest: a crash here leaves orphans, removed at open. */
+	WI_CHECK_ERRNO(unlink(key_path) == 0 || errno == ENOENT, "remove %s", key_path);
+	WI_CHECK_ERRNO(unlink(cert_path) == 0 || errno == ENOENT, "remove %s", cert_path);
+	atomic_fetch_add(&ca->events, 1);
+	return 0;
+}
+
+/* Files of slots the manifest does not name. */
+static int remove_orphans(wi_ca *ca)
+{
+	DIR *d = opendir(ca->dir);
+	WI_CHECK(d != NULL, WI_E_IO, "CA: open %s: %s", ca->dir, strerror(errno));
+	struct dirent *e;
+	int rc = 0;
+	while (rc == 0 && (e = readdir(d)) != NULL) {
+		uint64_t seq = 0;
+		int end = 0;
+		if (strcmp(e->d_name, CA_KEY_FILE) == 0 || strcmp(e->d_name, CA_CERT_FILE) == 0)
+			seq = 0;
+		else if ((sscanf(e->d_name, "ca.%" SCNu64 ".key.pem%n", &seq, &end) != 1 &&
+			  sscanf(e->d_name, "ca.%" SCNu64 ".crt.pem%n", &seq, &end) != 1) ||
+			 end == 0 || e->d_name[end] != '\0' || seq == 0)
+			continue;
+		if (wi_rotation_has_seq(ca->rot, seq))
+			continue;
+		if (unlinkat(dirfd(d), e->d_name, 0) < 0 && errno != ENOENT)
+			rc = wi__error_set(WI_E_IO, __FILE__, __LINE__, "CA: remove orphan %s: %s", e->d_name,
+					   strerror(errno));
+	}
+	closedir(d);
+	return rc;
+}
+
+/* Every slot of the manifest, loaded.  The active slot is regenerated in
+ * place when absent or unsuitable; another unusable slot is dropped. */
+static int load_slots(wi_ca *ca, time_t now)
+{
+	if (wi_rotation_count(ca->rot) == 0) {
+		/* No manifest: adopt a CA of an earlier version (slot 0). */
+		char key_path[PATH_MAX], cert_path[PATH_MAX];
+		WI_TRY(slot_paths(ca, 0, key_path, cert_path));
+		if (access(key_path, F_OK) == 0 || access(cert_path, F_OK) == 0)
+			WI_TRY(wi_rotation_add(ca->rot, 0, now, now));
+	}
+	ssize_t active = wi_rotation_active(ca->rot, now);
+	for (size_t i = 0; i < wi_rotation_count(ca->rot); i++) {
+		uint64_t seq = wi_rotation_slot_at(ca->rot, i)->seq;
+		ca_slot s = {0};
+		const char *why = NULL;
+		WI_TRY(load_slot(ca, seq, &s, &why));
+		if (why && (ssize_t)i == active)
+			WI_TRY(generate_slot(ca, seq, now, &s));
+		if (why && (ssize_t)i != active) {
+			WI_TRY(wi_rotation_remove(ca->rot, seq));
+			if ((ssize_t)i < active)
+				active--;
+			i--;
+			continue;
+		}
+		ca->slots[ca->n++] = s;
+	}
+	return 0;
+}
+
+/* ---- snapshots ------------------------------------------------------------- */
+
+static void ca_snapshot_free(wi_ca_snapshot *v)
+{
+	wi_signer_free(v->signer);
+	X509_NAME_free(v->subject);
+	ASN1_OCTET_STRING_free(v->ski);
+	free(v->intermediate);
+	free(v->bundle);
+	free(v);
+}
+
+wi_ca_snapshot *wi_ca_snapshot_unref(wi_ca_snapshot *v)
+{
+	if (v && atomic_fetch_sub(&v->refs, 1) == 1)
+		ca_snapshot_free(v);
+	return NULL;
+}
+
+static void ca_snapshot_unrefp(wi_ca_snapshot **p)
+{
+	wi_ca_snapshot_unref(*p);
+}
+
+/* The trust anchors: the upstream certificates, or every CA of the set,
+ * newest first. */
+static int build_bundle(wi_ca *ca, uint8_t **ret, size_t *ret_len)
+{
+	_cleanup_(wi_buf_freep) wi_buf b;
+	wi_buf_init(&b, WI_PEM_FILE_MAX, false);
+	if (ca->up.certs) {
+		for (int i = 0; i < sk_X509_num(ca->up.certs); i++) {
+			_cleanup_(freep) uint8_t *der = NULL;
+			size_t der_len = 0;
+			WI_TRY(cert_der(sk_X509_value(ca->up.certs, i), &der, &der_len));
+			WI_TRY(wi_buf_append(&b, der, der_len));
+		}
+	} else {
+		for (size_t i = wi_rotation_count(ca->rot); i-- > 0;) {
+			ca_slot *s = slot_of(ca, wi_rotation_slot_at(ca->rot, i)->seq);
+			if (!s)
+				continue;
+			_cleanup_(freep) uint8_t *der = NULL;
+			size_t der_len = 0;
+			WI_TRY(cert_der(s->cert, &der, &der_len));
+			WI_TRY(wi_buf_append(&b, der, der_len));
+		}
+	}
+	wi_buf_steal(&b, ret, ret_len);
+	return 0;
+}
+
+static int build_snapshot(wi_ca *ca, time_t now, wi_ca_snapshot **ret)
+{
+	ssize_t a = wi_rotation_active(ca->rot, now);
+	WI_CHECK(a >= 0, WI_E_INTERNAL, "CA: no CA in the set");
+	const wi_rotation_slot *as = wi_rotation_slot_at(ca->rot, (size_t)a);
+	ca_slot *s = slot_of(ca, as->seq);
+	WI_CHECK(s != NULL, WI_E_INTERNAL, "CA: slot %" PRIu64 " not loaded", as->seq);
+	_cleanup_(ca_snapshot_unrefp) wi_ca_snapshot *v = calloc(1, sizeof(*v));
+	WI_CHECK_ALLOC(v);
+	atomic_init(&v->refs, 1);
+	v->active_seq = as->seq;
+	const wi_rotation_slot *next = wi_rotation_slot_at(ca->rot, (size_t)a + 1);
+	v->next_activation = next ? next->activate : 0;
+	/* A decoded copy: its cached encoding is never modified, so copying it
+	 * into leaves from several threads only reads it. */
+	v->subject = X509_NAME_dup(X509_get_subject_name(s->cert));
+	WI_CHECK_ALLOC(v->subject);
+	v->ski = ASN1_OCTET_STRING_dup(X509_get0_subject_key_id(s->cert));
+	WI_CHECK_ALLOC(v->ski);
+	WI_TRY(time_from_asn1(X509_get0_notAfter(s->cert), &v->not_after));
+	if (ca->up.certs)
+		WI_TRY(cert_der(s->cert, &v->intermediate, &v->intermediate_len));
+	WI_TRY(build_bundle(ca, &v->bundle, &v->bundle_len));
+	WI_CHECK_SSL(EVP_PKEY_up_ref(s->key) == 1, "key reference");
+	int rc = wi_signer_from_pkey(s->key, &v->signer);
+	if (rc < 0) {
+		EVP_PKEY_free(s->key);
+		return rc;
+	}
+	wi_ca_snapshot *old = ca->cur;
+	bool same_bundle = old && old->bundle_len == v->bundle_len &&
+			   memcmp(old->bundle, v->bundle, v->bundle_len) == 0;
+	v->generation = same_bundle ? old->generation : ++ca->generation;
+	*ret = TAKE_PTR(v);
+	return 0;
+}
+
+static int publish(wi_ca *ca, time_t now)
+{
+	wi_ca_snapshot *v = NULL;
+	WI_TRY(build_snapshot(ca, now, &v));
+	pthread_mutex_lock(&ca->lock);
+	wi_ca_snapshot *old = ca->cur;
+	ca->cur = v;
+	pthread_mutex_unlock(&ca->lock);
+	wi_ca_snapshot_unref(old);
+	return 0;
+}
+
+wi_ca_snapshot *wi_ca_snapshot_get(wi_ca *ca)
+{
+	pthread_mutex_lock(&ca->lock);
+	wi_ca_snapshot *v = ca->cur;
+	atomic_fetch_add(&v->refs, 1);
+	pthread_mutex_unlock(&ca->lock);
+	return v;
+}
+
+const uint8_t *wi_ca_snapshot_bundle_der(const wi_ca_snapshot *v, size_t *ret_len)
+{
+	*ret_len = v->bundle_len;
+	return v->bundle;
+}
+
+uint64_t wi_ca_snapshot_generation(const wi_ca_snapshot *v)
+{
+	return v->generation;
+}
+
+time_t wi_ca_snapshot_not_after(const wi_ca_snapshot *v)
+{
+	return v->not_after;
+}
+
+time_t wi_ca_snapshot_next_activation(const wi_ca_snapshot *v)
+{
+	return v->next_activation;
+}
+
+/* ---- open, tick, free ------------------------------------------------------- */
+
 int wi_ca_open(const wi_ca_options *opts, time_t now, wi_ca **ret)
 {
 	WI_CHECK(ret != NULL, WI_E_INVAL, "CA: NULL argument");
 	WI_TRY(check_options(opts));
-
-	char dir[PATH_MAX], key_path[PATH_MAX], cert_path[PATH_MAX];
-	WI_TRY(wi_fs_join(dir, sizeof(dir), opts->data_dir, CA_DIR));
-	WI_TRY(wi_fs_join(key_path, sizeof(key_path), dir, CA_KEY_FILE));
-	WI_TRY(wi_fs_join(cert_path, sizeof(cert_path), dir, CA_CERT_FILE));
-	WI_TRY(wi_fs_mkdir_private(dir));
-
-	_cleanup_(upstream_done) upstream up = {0};
-	X509 *issuer = NULL;
-	time_t best_not_after = now + (time_t)opts->ttl;
-	if (opts->upstream_cert_path) {
-		WI_TRY(upstream_load(opts, now, &up));
-		issuer = sk_X509_value(up.certs, 0);
-		if (up.not_after < best_not_after)
-			best_not_after = up.not_after;
-	}
-
-	_cleanup_(X509_freep) X509 *cert = NULL;
-	_cleanup_(EVP_PKEY_freep) EVP_PKEY *key = NULL;
-	WI_TRY(load_ca(key_path, cert_path, &cert, &key));
-	if (cert && unsuitable(cert, key, opts->trust_domain, issuer, now, best_not_after,
-			       opts->max_svid_ttl)) {
-		X509_free(TAKE_PTR(cert));
-		EVP_PKEY_free(TAKE_PTR(key));
-	}
-
-	_cleanup_(signer_freep) wi_signer *signer = NULL;
-	if (cert) {
-		WI_TRY(wi_signer_from_pkey(key, &signer));
-		key = NULL; /* owned by the signer */
-	} else {
-		WI_TRY(wi_key_generate_p256(&key));
-		/* DESIGN §6: key 0600, atomic.  Key first: a crash before the
-		 * certificate is written leaves a mismatch, regenerated on the
-		 * next open. */
-		WI_TRY(wi_key_save_pem(key, key_path));
-		WI_TRY(wi_signer_from_pkey(key, &signer));
-		key = NULL; /* owned by the signer */
-		WI_TRY(build_ca_cert(opts->trust_domain, wi_signer_public_key(signer), issuer,
-				     issuer ? up.signer : signer, now, best_not_after, &cert));
-		WI_TRY(save_cert(cert, cert_path));
-	}
-
 	_cleanup_(ca_freep) wi_ca *ca = calloc(1, sizeof(*ca));
 	WI_CHECK_ALLOC(ca);
+	pthread_mutex_init(&ca->lock, NULL);
 	ca->td = strdup(opts->trust_domain);
 	WI_CHECK_ALLOC(ca->td);
-	/* A decoded copy: its cached encoding is never modified, so copying it
-	 * into leaves from several threads only reads it. */
-	ca->subject = X509_NAME_dup(X509_get_subject_name(cert));
-	WI_CHECK_ALLOC(ca->subject);
-	ca->ski = ASN1_OCTET_STRING_dup(X509_get0_subject_key_id(cert));
-	WI_CHECK_ALLOC(ca->ski);
-	WI_TRY(time_from_asn1(X509_get0_notAfter(cert), &ca->not_after));
+	ca->ttl = opts->ttl;
+	ca->max_svid_ttl = opts->max_svid_ttl;
+	WI_TRY(wi_fs_join(ca->dir, sizeof(ca->dir), opts->data_dir, CA_DIR));
+	WI_TRY(wi_fs_mkdir_private(ca->dir));
+	if (opts->upstream_cert_path)
+		WI_TRY(upstream_load(opts, now, &ca->up));
 
-	if (issuer) {
-		/* Upstream mode: chains are leaf + our intermediate; the bundle
-		 * is the upstream certificate(s). */
-		WI_TRY(cert_der(cert, &ca->intermediate, &ca->intermediate_len));
-		_cleanup_(wi_buf_freep) wi_buf b;
-		wi_buf_init(&b, WI_PEM_FILE_MAX, false);
-		for (int i = 0; i < sk_X509_num(up.certs); i++) {
-			_cleanup_(freep) uint8_t *der = NULL;
-			size_t der_len = 0;
-			WI_TRY(cert_der(sk_X509_value(up.certs, i), &der, &der_len));
-			WI_TRY(wi_buf_append(&b, der, der_len));
+	wi_rotation_policy p = {.rotate_every = opts->rotate_every,
+				.lead = opts->max_svid_ttl,
+				.linger = opts->max_svid_ttl};
+	WI_TRY(wi_rotation_open(ca->dir, "ca", &p, &ca->rot));
+	WI_TRY(load_slots(ca, now));
+	WI_TRY(remove_orphans(ca));
+	if (ca->n == 0)
+		WI_TRY(add_slot(ca, now, now)); /* first start */
+	/* An active CA expiring within 2 * max SVID TTL (the daemon was down
+	 * through its rotation) is succeeded at once — unless a new one could
+	 * not live longer (upstream expiring first).  The old one stays
+	 * published until what it signed has expired. */
+	ca_slot *active = slot_of(ca, wi_rotation_slot_at(ca->rot, (size_t)wi_rotation_active(ca->rot, now))->seq);
+	time_t na = 0, best = now + (time_t)opts->ttl;
+	if (ca->up.certs && ca->up.not_after < best)
+		best = ca->up.not_after;
+	WI_TRY(time_from_asn1(X509_get0_notAfter(active->cert), &na));
+	if (na - now < 2 * opts->max_svid_ttl && na < best) {
+		for (size_t i = wi_rotation_count(ca->rot); i-- > 0;) {
+			const wi_rotation_slot *s = wi_rotation_slot_at(ca->rot, i);
+			if (s->activate > now) /* a waiting successor: too late */
+				WI_TRY(retire_slot(ca, s->seq));
 		}
-		wi_buf_steal(&b, &ca->bundle, &ca->bundle_len);
-	} else {
-		WI_TRY(cert_der(cert, &ca->bundle, &ca->bundle_len));
+		WI_TRY(add_slot(ca, now, now));
 	}
-	ca->signer = TAKE_PTR(signer);
+	atomic_store(&ca->events, 0); /* start-up repairs are not rotations */
+	WI_TRY(wi_ca_tick(ca, now, NULL));
 	*ret = TAKE_PTR(ca);
 	return 0;
+}
+
+int wi_ca_tick(wi_ca *ca, time_t now, bool *ret_changed)
+{
+	uint64_t seq;
+	int rc = 0;
+	bool edited = false;
+	while (rc == 0 && wi_rotation_retire_due(ca->rot, now, &seq)) {
+		rc = retire_slot(ca, seq);
+		edited = edited || rc == 0;
+	}
+	time_t activate;
+	if (rc == 0 && wi_rotation_prepare_due(ca->rot, now, &activate)) {
+		rc = add_slot(ca, now, activate);
+		edited = edited || rc == 0;
+	}
+	ssize_t a = wi_rotation_active(ca->rot, now);
+	bool activated = ca->cur && a >= 0 && ca->cur->active_seq != wi_rotation_slot_at(ca->rot, (size_t)a)->seq;
+	if (activated)
+		atomic_fetch_add(&ca->events, 1);
+	bool changed = edited || activated || !ca->cur;
+	if (changed) {
+		int prc = publish(ca, now);
+		if (rc == 0)
+			rc = prc;
+	}
+	if (ret_changed)
+		*ret_changed = changed;
+	return rc;
+}
+
+int wi_ca_rotate_now(wi_ca *ca, time_t now)
+{
+	ssize_t a = wi_rotation_active(ca->rot, now);
+	if (a >= 0 && (size_t)a + 1 < wi_rotation_count(ca->rot))
+		return 0; /* a successor is already published */
+	WI_TRY(add_slot(ca, now, now + (time_t)ca->max_svid_ttl));
+	return publish(ca, now);
+}
+
+uint64_t wi_ca_rotation_events(wi_ca *ca)
+{
+	return atomic_load(&ca->events);
 }
 
 wi_ca *wi_ca_free(wi_ca *ca)
@@ -627,25 +990,26 @@ wi_ca *wi_ca_free(wi_ca *ca)
 	if (!ca)
 		return NULL;
 	free(ca->td);
-	wi_signer_free(ca->signer);
-	X509_NAME_free(ca->subject);
-	ASN1_OCTET_STRING_free(ca->ski);
-	free(ca->intermediate);
-	free(ca->bundle);
+	upstream_done(&ca->up);
+	for (size_t i = 0; i < ca->n; i++)
+		slot_clear(&ca->slots[i]);
+	wi_rotation_free(ca->rot);
+	wi_ca_snapshot_unref(ca->cur);
+	pthread_mutex_destroy(&ca->lock);
 	free(ca);
 	return NULL;
 }
 
 /* --- X.509-SVIDs ------------------------------------------------------------ */
 
-static int build_leaf(const wi_ca *ca, const char *id, EVP_PKEY *leaf_key, time_t not_before,
+static int build_leaf(const wi_ca_snapshot *v, const char *id, EVP_PKEY *leaf_key, time_t not_before,
 		      time_t not_after, X509 **ret)
 {
 	_cleanup_(X509_freep) X509 *x = X509_new();
 	WI_CHECK_ALLOC(x);
 	WI_CHECK_SSL(X509_set_version(x, X509_VERSION_3) == 1, "version");
 	WI_TRY(set_random_serial(x));
-	WI_CHECK_SSL(X509_set_issuer_name(x, ca->subject) == 1, "issuer");
+	WI_CHECK_SSL(X509_set_issuer_name(x, v->subject) == 1, "issuer");
 	_cleanup_(X509_NAME_freep) X509_NAME *subject = NULL;
 	WI_TRY(make_name(NULL, &subject));
 	WI_CHECK_SSL(X509_set_subject_name(x, subject) == 1, "subject");
@@ -656,9 +1020,9 @@ static int build_leaf(const wi_ca *ca, const char *id, EVP_PKEY *leaf_key, time_
 	WI_TRY(add_key_usage(x, false));
 	WI_TRY(add_ext_key_usage(x));
 	WI_TRY(add_ski(x));
-	WI_TRY(add_aki(x, ca->ski));
+	WI_TRY(add_aki(x, v->ski));
 	WI_TRY(add_uri_san(x, id));
-	WI_TRY(sign_cert(x, ca->signer));
+	WI_TRY(sign_cert(x, v->signer));
 	*ret = TAKE_PTR(x);
 	return 0;
 }
@@ -678,35 +1042,36 @@ int wi_ca_mint_x509_svid(wi_ca *ca, const char *spiffe_id, int64_t ttl, time_t n
 	/* X509-SVID §4 / Bundle: our CA only vouches for its own trust domain. */
 	WI_CHECK(wi_spiffe_id_is_member_of(id, ca->td), WI_E_SPIFFE_ID,
 		 "%s is not in trust domain %s", wi_spiffe_id_string(id), ca->td);
-	WI_CHECK(now < ca->not_after, WI_E_EXPIRED, "the CA certificate has expired");
+	_cleanup_(ca_snapshot_unrefp) wi_ca_snapshot *v = wi_ca_snapshot_get(ca);
+	WI_CHECK(now < v->not_after, WI_E_EXPIRED, "the CA certificate has expired");
 
 	/* SPIRE credtemplate: notBefore backdated against clock skew, notAfter
 	 * capped at the CA's (a leaf must not outlive its issuer). */
 	time_t not_before = now - WI_CERT_BACKDATE_SECONDS;
 	time_t not_after = now + (time_t)ttl;
-	if (not_after > ca->not_after)
-		not_after = ca->not_after;
+	if (not_after > v->not_after)
+		not_after = v->not_after;
 
 	_cleanup_(EVP_PKEY_freep) EVP_PKEY *leaf_key = NULL;
 	WI_TRY(wi_key_generate_p256(&leaf_key));
 	_cleanup_(X509_freep) X509 *leaf = NULL;
-	WI_TRY(build_leaf(ca, wi_spiffe_id_string(id), leaf_key, not_before, not_after, &leaf));
+	WI_TRY(build_leaf(v, wi_spiffe_id_string(id), leaf_key, not_before, not_after, &leaf));
 
 	/* Workload API: the chain is DER leaf first, then intermediates. */
 	_cleanup_(freep) uint8_t *leaf_der = NULL;
 	size_t leaf_len = 0;
 	WI_TRY(cert_der(leaf, &leaf_der, &leaf_len));
-	_cleanup_(freep) uint8_t *chain = malloc(leaf_len + ca->intermediate_len);
+	_cleanup_(freep) uint8_t *chain = malloc(leaf_len + v->intermediate_len);
 	WI_CHECK_ALLOC(chain);
 	memcpy(chain, leaf_der, leaf_len);
-	if (ca->intermediate_len)
-		memcpy(chain + leaf_len, ca->intermediate, ca->intermediate_len);
+	if (v->intermediate_len)
+		memcpy(chain + leaf_len, v->intermediate, v->intermediate_len);
 
 	uint8_t *key_der = NULL;
 	size_t key_len = 0;
 	WI_TRY(wi_key_to_pkcs8_der(leaf_key, &key_der, &key_len));
 	wi_x509_svid *svid = NULL;
-	int r = wi_x509_svid_new(wi_spiffe_id_string(id), chain, leaf_len + ca->intermediate_len,
+	int r = wi_x509_svid_new(wi_spiffe_id_string(id), chain, leaf_len + v->intermediate_len,
 				 key_der, key_len, not_before, not_after, &svid);
 	wi_secret_free(key_der, key_len); /* STYLE §10: the copy inside svid remains */
 	WI_TRY(r);
@@ -716,11 +1081,12 @@ int wi_ca_mint_x509_svid(wi_ca *ca, const char *spiffe_id, int64_t ttl, time_t n
 
 const uint8_t *wi_ca_bundle_der(const wi_ca *ca, size_t *ret_len)
 {
-	*ret_len = ca->bundle_len;
-	return ca->bundle;
+	*ret_len = ca->cur->bundle_len;
+	return ca->cur->bundle;
 }
 
-time_t wi_ca_not_after(const wi_ca *ca)
+time_t wi_ca_not_after(wi_ca *ca)
 {
-	return ca->not_after;
+	_cleanup_(ca_snapshot_unrefp) wi_ca_snapshot *v = wi_ca_snapshot_get(ca);
+	return v->not_after;
 }

@@ -29,9 +29,15 @@
 #define WI_X509_TTL_MAX (30LL * 24 * 3600)
 #define WI_X509_TTL_DEFAULT 3600
 /* CA certificate TTL bounds, seconds. */
-#define WI_CA_TTL_MIN 3600
+/* (Short CA lifetimes are for rotation tests and demos.) */
+#define WI_CA_TTL_MIN 30
 #define WI_CA_TTL_MAX (20LL * 365 * 24 * 3600)
 #define WI_CA_TTL_DEFAULT (365LL * 24 * 3600)
+/* Key rotation (core/rotation.h): slots of one key set (active, successor,
+ * lingering predecessors), the manifest's size, and the shortest period. */
+#define WI_ROTATION_SLOTS_MAX 8
+#define WI_ROTATION_MANIFEST_MAX 4096
+#define WI_ROTATION_PERIOD_MIN 10
 /* Backdating of notBefore against clock skew (as SPIRE does). */
 #define WI_CERT_BACKDATE_SECONDS 10
 
@@ -65,7 +71,7 @@
 /* Clock-skew leeway for exp/nbf/iat checks, seconds. */
 #define WI_JWT_LEEWAY_SECONDS 30
 /* JWT-SVID TTL bounds and default, seconds. */
-#define WI_JWT_TTL_MIN 30
+#define WI_JWT_TTL_MIN 10
 #define WI_JWT_TTL_MAX (24LL * 3600)
 #define WI_JWT_TTL_DEFAULT 300
 /* Audiences in one JWT-SVID request, and the length of one. */

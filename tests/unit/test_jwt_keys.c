@@ -99,7 +99,7 @@ static void mint_and_validate(const wi_jwt_keys *k, const char *want_alg)
 	const char *doc = wi_jwt_keys_jwks_json(k);
 	wi_jwks *parsed = NULL;
 	assert_int_equal(wi_jwks_parse(doc, strlen(doc), 0, &parsed), 0);
-	assert_int_equal(wi_jwks_count(parsed), 1);
+	assert_non_null(wi_jwks_find(parsed, wi_jwt_keys_kid(k)));
 	assert_int_equal(wi_jwt_svid_validate(t, strlen(t), parsed, TD, "svc", NOW, &id, &c), 0);
 	free(id);
 	json_decref(c);
@@ -177,6 +177,9 @@ static void test_rsa_and_type_switch(void **state)
 	assert_int_equal(EVP_PKEY_get_bits(pub), 2048);
 	assert_int_equal(wi_signer_alg(wi_jwt_keys_signer(k)), WI_SIG_RSA_PKCS1_SHA256);
 	assert_int_equal(mode_of(f->key_path), 0600);
+	/* The replaced EC key stays published until its tokens have expired. */
+	assert_int_equal(wi_jwks_count(wi_jwt_keys_jwks(k)), 2);
+	assert_non_null(wi_jwks_find(wi_jwt_keys_jwks(k), ec_kid));
 	json_t *doc = json_loads(wi_jwt_keys_jwks_json(k), 0, NULL);
 	json_t *key0 = json_array_get(json_object_get(doc, "keys"), 0);
 	assert_string_equal(json_string_value(json_object_get(key0, "kty")), "RSA");
