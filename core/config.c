@@ -26,7 +26,9 @@ struct wi_config {
 	int64_t max_x509_svid_ttl;
 	int64_t jwt_svid_ttl;
 	int jwt_key_type;
+	int64_t jwt_key_rotate_every;
 	int64_t ca_ttl;
+	int64_t ca_rotate_every; /* -1 until set: then derived from the TTLs */
 	char *ca_upstream_cert;
 	char *ca_upstream_key;
 	wi_registry *registry;
@@ -34,6 +36,7 @@ struct wi_config {
 	char *exchange_socket;
 	char *https_listen;
 	int64_t txn_default_ttl;
+	int64_t txn_key_rotate_every;
 	int txn_max_hops;
 	wi_selector_set *admin_selectors;
 	bool dev_issuer;
@@ -178,6 +181,16 @@ static int get_duration(const ctx *cx, json_t *obj, const char *key, const char 
 		CFG_FAIL(cx, key, path, "\"%s\" must be between %lld and %lld seconds", key, (long long)min,
 			 (long long)max);
 	*ret = secs;
+	return 0;
+}
+
+/* A rotation period: 0 (never) or at least WI_ROTATION_PERIOD_MIN. */
+static int get_rotation(const ctx *cx, json_t *obj, const char *key, const char *path, int64_t *ret)
+{
+	WI_TRY(get_duration(cx, obj, key, path, 0, WI_ROTATION_PERIOD_MAX, ret));
+	if (*ret != 0 && *ret < WI_ROTATION_PERIOD_MIN)
+		CFG_FAIL(cx, key, path, "\"%s\" must be 0 (never) or at least %d seconds", key,
+			 WI_ROTATION_PERIOD_MIN);
 	return 0;
 }
 
@@ -403,7 +416,7 @@ static int load_txn(const ctx *cx, wi_config *c, json_t *t)
 	if (!json_is_object(t))
 		CFG_FAIL(cx, "txn", "$", "\"txn\" must be an object");
 	static const char *const keys[] = {"exchange_socket", "https_listen", "default_ttl", "max_hops",
-					   "admin_selectors", "dev_issuer", "issuers", NULL};
+					   "admin_selectors", "dev_issuer", "issuers", "key_rotate_every", NULL};
 	WI_TRY(check_keys(cx, t, "txn", keys));
 	const char *sock, *listen;
 	WI_TRY(get_string(cx, t, "exchange_socket", "txn", true, &sock));
@@ -424,6 +437,8 @@ static int load_txn(const ctx *cx, wi_config *c, json_t *t)
 	}
 	c->txn_default_ttl = WI_TXN_TTL_DEFAULT;
 	WI_TRY(get_duration(cx, t, "default_ttl", "txn", WI_TXN_TTL_MIN, WI_TXN_TTL_MAX, &c->txn_default_ttl));
+	c->txn_key_rotate_every = WI_KEY_ROTATE_DEFAULT;
+	WI_TRY(get_rotation(cx, t, "key_rotate_every", "txn", &c->txn_key_rotate_every));
 	json_t *hops = json_object_get(t, "max_hops");
 	c->txn_max_hops = WI_TXN_MAX_HOPS_DEFAULT;
 	if (hops) {
@@ -498,7 +513,7 @@ static int load(const ctx *cx, json_t *root, wi_config *c)
 		WI_FAIL(WI_E_CONFIG, "%s: nested deeper than %d levels", cx->name, WI_JSON_DEPTH_MAX);
 	static const char *const keys[] = {"trust_domain", "data_dir", "workload_socket", "log_level",
 					   "log_format", "x509_svid_ttl", "jwt_svid_ttl", "jwt_key_type",
-					   "ca", "entries", "txn", NULL};
+					   "jwt_key_rotate_every", "ca", "entries", "txn", NULL};
 	WI_TRY(check_keys(cx, root, "$", keys));
 
 	const char *td, *dd, *sock, *lvl, *fmt;
@@ -553,15 +568,20 @@ static int load(const ctx *cx, json_t *root, wi_config *c)
 		if (c->jwt_key_type < 0)
 			CFG_FAIL(cx, "jwt_key_type", "$", "\"jwt_key_type\" must be ec-p256, rsa-2048 or rsa-3072");
 	}
+	c->jwt_key_rotate_every = WI_KEY_ROTATE_DEFAULT;
+	WI_TRY(get_rotation(cx, root, "jwt_key_rotate_every", "$", &c->jwt_key_rotate_every));
 
 	c->ca_ttl = WI_CA_TTL_DEFAULT;
+	c->ca_rotate_every = -1;
 	json_t *ca = json_object_get(root, "ca");
 	if (ca) {
 		if (!json_is_object(ca))
 			CFG_FAIL(cx, "ca", "$", "\"ca\" must be an object");
-		static const char *const ca_keys[] = {"ttl", "upstream_cert", "upstream_key", NULL};
+		static const char *const ca_keys[] = {"ttl", "rotate_every", "upstream_cert", "upstream_key", NULL};
 		WI_TRY(check_keys(cx, ca, "ca", ca_keys));
 		WI_TRY(get_duration(cx, ca, "ttl", "ca", WI_CA_TTL_MIN, WI_CA_TTL_MAX, &c->ca_ttl));
+		if (json_object_get(ca, "rotate_every"))
+			WI_TRY(get_rotation(cx, ca, "rotate_every", "ca", &c->ca_rotate_every));
 		const char *uc, *uk;
 		WI_TRY(get_string(cx, ca, "upstream_cert", "ca", false, &uc));
 		WI_TRY(get_string(cx, ca, "upstream_key", "ca", false, &uk));
@@ -588,6 +608,19 @@ static int load(const ctx *cx, json_t *root, wi_config *c)
 		WI_TRY(load_txn(cx, c, txn));
 	if (c->ca_ttl < 2 * c->max_x509_svid_ttl)
 		CFG_FAIL(cx, "ttl", "ca", "the CA ttl must be at least twice the longest X.509-SVID ttl");
+	/* A CA is published one SVID lifetime L before it signs, signs for R,
+	 * and must outlive its last SVIDs by L: ttl >= R + 2L.  By default R is
+	 * half the ttl, or what is left when L is long. */
+	int64_t room = c->ca_ttl - 2 * c->max_x509_svid_ttl;
+	if (c->ca_rotate_every < 0) {
+		c->ca_rotate_every = c->ca_ttl / 2 < room ? c->ca_ttl / 2 : room;
+		if (c->ca_rotate_every < WI_ROTATION_PERIOD_MIN)
+			c->ca_rotate_every = 0;
+	} else if (c->ca_rotate_every > room) {
+		CFG_FAIL(cx, "rotate_every", "ca",
+			 "\"rotate_every\" must leave twice the longest X.509-SVID ttl of the CA ttl (at most %lld seconds)",
+			 (long long)room);
+	}
 	return 0;
 }
 
@@ -652,6 +685,9 @@ bool wi_config_log_json(const wi_config *c) { return c->log_json; }
 int64_t wi_config_x509_svid_ttl(const wi_config *c) { return c->x509_svid_ttl; }
 int64_t wi_config_ca_ttl(const wi_config *c) { return c->ca_ttl; }
 int64_t wi_config_jwt_svid_ttl(const wi_config *c) { return c->jwt_svid_ttl; }
+int64_t wi_config_jwt_key_rotate_every(const wi_config *c) { return c->jwt_key_rotate_every; }
+int64_t wi_config_ca_rotate_every(const wi_config *c) { return c->ca_rotate_every; }
+int64_t wi_config_txn_key_rotate_every(const wi_config *c) { return c->txn_key_rotate_every; }
 int wi_config_jwt_key_type(const wi_config *c) { return c->jwt_key_type; }
 const char *wi_config_ca_upstream_cert(const wi_config *c) { return c->ca_upstream_cert; }
 const char *wi_config_ca_upstream_key(const wi_config *c) { return c->ca_upstream_key; }

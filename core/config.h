@@ -10,7 +10,10 @@
  *   x509_svid_ttl     duration                (default 1h)
  *   jwt_svid_ttl      duration                (default 5m)
  *   jwt_key_type      "ec-p256"|"rsa-2048"|"rsa-3072"  (default "ec-p256")
+ *   jwt_key_rotate_every  duration, 0 = never (default 24h; core/jwt_keys.h)
  *   ca                object: ttl (duration, default 8760h),
+ *                     rotate_every (duration, 0 = never; default half the
+ *                     ttl, at most ttl - 2 * the longest X.509-SVID ttl),
  *                     upstream_cert, upstream_key (strings, both or neither)
  *   entries           array of {spiffe_id, selectors[], hint?, x509_svid_ttl?,
  *                     txn? (core/txn_policy.h)}
@@ -18,6 +21,7 @@
  *                       exchange_socket   HTTP Unix socket path (required)
  *                       https_listen      "127.0.0.1:8443" (optional)
  *                       default_ttl       duration (default 5m), max_hops (default 4)
+ *                       key_rotate_every  Txn-Token signing keys (default 24h)
  *                       admin_selectors   selectors a caller needs for /revoke
  *                                         (default ["unix:uid:0"])
  *                       dev_issuer        bool: the built-in development user-token
@@ -67,6 +71,10 @@ int64_t wi_config_jwt_svid_ttl(const wi_config *c);
 /* 0 = EC P-256, 1 = RSA-2048, 2 = RSA-3072 (wi_jwt_key_type values). */
 int wi_config_jwt_key_type(const wi_config *c);
 int64_t wi_config_ca_ttl(const wi_config *c);
+/* Rotation periods in seconds; 0 = never. */
+int64_t wi_config_ca_rotate_every(const wi_config *c);
+int64_t wi_config_jwt_key_rotate_every(const wi_config *c);
+int64_t wi_config_txn_key_rotate_every(const wi_config *c);
 /* NULL unless upstream-disk mode. */
 const char *wi_config_ca_upstream_cert(const wi_config *c);
 const char *wi_config_ca_upstream_key(const wi_config *c);

@@ -38,6 +38,9 @@
 #define WI_ROTATION_SLOTS_MAX 8
 #define WI_ROTATION_MANIFEST_MAX 4096
 #define WI_ROTATION_PERIOD_MIN 10
+#define WI_ROTATION_PERIOD_MAX (10LL * 365 * 24 * 3600)
+/* Default period of the JWT-SVID and Txn-Token signing keys. */
+#define WI_KEY_ROTATE_DEFAULT (24LL * 3600)
 /* Backdating of notBefore against clock skew (as SPIRE does). */
 #define WI_CERT_BACKDATE_SECONDS 10
 

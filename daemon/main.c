@@ -70,9 +70,28 @@ static void on_accept(uv_poll_t *h, int status, int events)
 	wi_wl_server_accept(d->wl);
 }
 
+/* CA and JWT-key rotation: prepare, activate and retire on schedule; a
+ * failure (read-only or full disk) keeps the current keys and is retried. */
+static void rotate_keys(daemon_state *d, time_t now)
+{
+	bool changed = false;
+	if (wi_ca_tick(d->ca, now, &changed) < 0)
+		wi_log(WI_LOG_ERROR, "ca_rotation_failed", "keeping the current CA: %s", wi_error_detail());
+	else if (changed)
+		wi_log(WI_LOG_INFO, "ca_rotated", "not_after=%lld events=%" PRIu64, (long long)wi_ca_not_after(d->ca),
+		       wi_ca_rotation_events(d->ca));
+	changed = false;
+	if (wi_jwt_keys_tick(d->jwt_keys, now, &changed) < 0)
+		wi_log(WI_LOG_ERROR, "jwt_key_rotation_failed", "keeping the current keys: %s", wi_error_detail());
+	else if (changed)
+		wi_log(WI_LOG_INFO, "jwt_keys_rotated", "active_kid=%s events=%" PRIu64, wi_jwt_keys_kid(d->jwt_keys),
+		       wi_jwt_keys_rotation_events(d->jwt_keys));
+}
+
 static void on_tick(uv_timer_t *t)
 {
 	daemon_state *d = t->data;
+	rotate_keys(d, time(NULL));
 	wi_wl_server_tick(d->wl);
 	wi_daemon_tts_tick(d->tts);
 	if (++d->ticks % SWEEP_EVERY_TICKS == 0)
@@ -224,12 +243,19 @@ static int run(daemon_state *d)
 		.max_svid_ttl = wi_config_max_x509_svid_ttl(c),
 		.upstream_cert_path = wi_config_ca_upstream_cert(c),
 		.upstream_key_path = wi_config_ca_upstream_key(c),
+		.rotate_every = wi_config_ca_rotate_every(c),
 	};
 	if (wi_ca_open(&ca_opts, time(NULL), &d->ca) < 0) {
 		wi_log(WI_LOG_ERROR, "ca_failed", "%s", wi_error_detail());
 		return 1;
 	}
-	if (wi_jwt_keys_open(wi_config_data_dir(c), (wi_jwt_key_type)wi_config_jwt_key_type(c), &d->jwt_keys) < 0) {
+	wi_jwt_keys_options jopts = {
+		.dir = wi_config_data_dir(c),
+		.type = (wi_jwt_key_type)wi_config_jwt_key_type(c),
+		.rotate_every = wi_config_jwt_key_rotate_every(c),
+		.token_ttl = wi_config_jwt_svid_ttl(c),
+	};
+	if (wi_jwt_keys_open_rotating(&jopts, time(NULL), &d->jwt_keys) < 0) {
 		wi_log(WI_LOG_ERROR, "jwt_keys_failed", "%s", wi_error_detail());
 		return 1;
 	}

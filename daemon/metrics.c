@@ -95,6 +95,10 @@ static void render_metrics(const wi_daemon_metrics *m, text *t)
 	metric(t, "wimsed_revocations", "gauge", "Transaction-token revocations in force.", revocations);
 	metric(t, "wimsed_ca_not_after_seconds", "gauge", "Expiry of the signing CA, Unix time.",
 	       (uint64_t)wi_ca_not_after(m->o.ca));
+	metric(t, "wimsed_ca_rotation_events_total", "counter", "CAs prepared, activated or retired.",
+	       wi_ca_rotation_events(m->o.ca));
+	metric(t, "wimsed_jwt_key_rotation_events_total", "counter", "JWT-SVID keys prepared, activated or retired.",
+	       wi_jwt_keys_rotation_events(m->o.jwt_keys));
 	put(t, "# HELP wimsed_build_info The running version.\n# TYPE wimsed_build_info gauge\n"
 	       "wimsed_build_info{version=\"%s\"} 1\n",
 	    WI_VERSION);
@@ -111,14 +115,20 @@ static char *render_status(const wi_daemon_metrics *m)
 	wi_wl_cache_stats cs = {0};
 	wi_wl_server_get_stats(m->o.wl, &wl);
 	wi_wl_server_get_cache_stats(m->o.wl, &cs);
-	time_t na = wi_ca_not_after(m->o.ca);
+	wi_ca_snapshot *cav = wi_ca_snapshot_get(m->o.ca);
+	time_t na = wi_ca_snapshot_not_after(cav);
+	time_t ca_next = wi_ca_snapshot_next_activation(cav);
+	wi_ca_snapshot_unref(cav);
+	_cleanup_(wi_jwt_keyset_unrefp) wi_jwt_keyset *ks = wi_jwt_keys_get(m->o.jwt_keys);
 	char na_iso[32] = "";
 	struct tm tm;
 	if (gmtime_r(&na, &tm))
 		strftime(na_iso, sizeof(na_iso), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	_cleanup_(json_decrefp) json_t *j = json_pack(
-		"{s:s, s:s, s:I, s:s, s:I, s:I, s:{s:I, s:I, s:I}, s:I, s:s}", "trust_domain", m->td, "ca_not_after",
-		na_iso, "ca_not_after_unix", (json_int_t)na, "jwt_kid", wi_jwt_keys_kid(m->o.jwt_keys), "entries",
+		"{s:s, s:s, s:I, s:I, s:s, s:I, s:I, s:I, s:{s:I, s:I, s:I}, s:I, s:s}", "trust_domain", m->td,
+		"ca_not_after", na_iso, "ca_not_after_unix", (json_int_t)na, "ca_next_activation_unix",
+		(json_int_t)ca_next, "jwt_kid", wi_jwt_keyset_kid(ks), "jwt_next_activation_unix",
+		(json_int_t)wi_jwt_keyset_next_activation(ks), "entries",
 		(json_int_t)cs.entries, "streams_open", (json_int_t)wl.streams_open, "connections", "open",
 		(json_int_t)wl.connections_open, "accepted", (json_int_t)wl.connections_accepted, "refused",
 		(json_int_t)wl.connections_refused, "revocations",

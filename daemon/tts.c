@@ -41,6 +41,7 @@ struct wi_daemon_tts {
 	wi_tts *tts;
 	wi_tts_http *http;
 	SSL_CTX *tls;
+	uint64_t tls_bundle_gen; /* of the CA bundle its verify store holds */
 	time_t tls_refresh_at;
 	int64_t tls_ttl;
 	char node[128];
@@ -119,6 +120,32 @@ static int verify_cb(int ok, X509_STORE_CTX *ctx)
 	return 1;
 }
 
+/* A verify store of the CA's current bundle: every published CA, so client
+ * SVIDs of the outgoing and of the incoming CA both verify. */
+static int tls_load_bundle(wi_daemon_tts *t)
+{
+	wi_ca_snapshot *v = wi_ca_snapshot_get(t->ca);
+	size_t blen;
+	const uint8_t *b = wi_ca_snapshot_bundle_der(v, &blen);
+	const uint8_t *p = b, *end = b + blen;
+	X509_STORE *store = X509_STORE_new();
+	int rc = store ? 0 : WI_E_NOMEM;
+	while (rc == 0 && p < end) {
+		X509 *x = d2i_X509(NULL, &p, (long)(end - p));
+		if (!x || X509_STORE_add_cert(store, x) != 1)
+			rc = wi__error_set_ssl(WI_E_CRYPTO, __FILE__, __LINE__, "bundle");
+		X509_free(x);
+	}
+	if (rc == 0) {
+		SSL_CTX_set_cert_store(t->tls, store); /* takes it; frees the old one */
+		t->tls_bundle_gen = wi_ca_snapshot_generation(v);
+	} else {
+		X509_STORE_free(store);
+	}
+	wi_ca_snapshot_unref(v);
+	return rc;
+}
+
 static int tls_setup(wi_daemon_tts *t, time_t now)
 {
 	t->tls = SSL_CTX_new(TLS_server_method());
@@ -128,15 +155,7 @@ static int tls_setup(wi_daemon_tts *t, time_t now)
 	 * the other way in; when presented, it must verify. */
 	SSL_CTX_set_verify(t->tls, SSL_VERIFY_PEER, verify_cb);
 	SSL_CTX_set_session_cache_mode(t->tls, SSL_SESS_CACHE_OFF);
-	X509_STORE *store = SSL_CTX_get_cert_store(t->tls);
-	size_t blen;
-	const uint8_t *b = wi_ca_bundle_der(t->ca, &blen);
-	const uint8_t *p = b, *end = b + blen;
-	while (p < end) {
-		X509 *x = d2i_X509(NULL, &p, (long)(end - p));
-		WI_CHECK_SSL(x && X509_STORE_add_cert(store, x) == 1, "bundle");
-		X509_free(x);
-	}
+	WI_TRY(tls_load_bundle(t));
 	return tls_rotate(t, now);
 }
 
@@ -163,7 +182,13 @@ int wi_daemon_tts_start(uv_loop_t *loop, const wi_config *c, wi_attestor *attest
 	if (rc == 0)
 		rc = wi_fs_mkdir_private(dir);
 	if (rc == 0)
-		rc = wi_jwt_keys_open(dir, WI_JWT_KEY_EC_P256, &t->txn_keys);
+		rc = wi_jwt_keys_open_rotating(
+			&(wi_jwt_keys_options){.dir = dir,
+					       .type = WI_JWT_KEY_EC_P256,
+					       .rotate_every = wi_config_txn_key_rotate_every(c),
+					       /* any entry's max_ttl may reach the ceiling */
+					       .token_ttl = WI_TXN_TTL_MAX},
+			now, &t->txn_keys);
 	if (rc == 0)
 		rc = wi_issuers_new(c, &t->issuers);
 	if (rc == 0 && wi_config_dev_issuer(c)) {
@@ -191,7 +216,7 @@ int wi_daemon_tts_start(uv_loop_t *loop, const wi_config *c, wi_attestor *attest
 			.node = t->node,
 			.attestor = attestor,
 			.txn_keys = t->txn_keys,
-			.svid_bundle = wi_jwt_keys_jwks(svid_keys),
+			.svid_keys = svid_keys,
 			.issuers = t->issuers,
 			.revocations = t->revocations,
 			.runs = t->runs,
@@ -250,6 +275,18 @@ void wi_daemon_tts_tick(wi_daemon_tts *t)
 	if (!t)
 		return;
 	time_t now = time(NULL);
+	bool changed = false;
+	if (wi_jwt_keys_tick(t->txn_keys, now, &changed) < 0)
+		wi_log(WI_LOG_ERROR, "txn_key_rotation_failed", "keeping the current keys: %s", wi_error_detail());
+	else if (changed)
+		wi_log(WI_LOG_INFO, "txn_keys_rotated", "active_kid=%s", wi_jwt_keys_kid(t->txn_keys));
+	if (t->tls) {
+		wi_ca_snapshot *v = wi_ca_snapshot_get(t->ca);
+		bool stale = wi_ca_snapshot_generation(v) != t->tls_bundle_gen;
+		wi_ca_snapshot_unref(v);
+		if (stale && tls_load_bundle(t) < 0)
+			wi_log(WI_LOG_ERROR, "tls_bundle_failed", "%s", wi_error_detail());
+	}
 	if (t->tls && now >= t->tls_refresh_at && tls_rotate(t, now) < 0)
 		wi_log(WI_LOG_ERROR, "tls_rotate_failed", "%s", wi_error_detail());
 	if (++t->ticks % PRUNE_EVERY_TICKS == 0 && wi_revocations_prune(t->revocations, now) < 0)

@@ -214,8 +214,9 @@ static bool is_self(const wi_txn_caller *caller, const char *id)
 static int verify_svid_to_us(const wi_txn_ctx *cx, const char *token, time_t now, char **ret_id)
 {
 	json_auto_t *claims = NULL;
-	return wi_jwt_svid_validate(token, strlen(token), cx->svid_bundle, cx->trust_domain, cx->issuer_id, now,
-				    ret_id, &claims);
+	_cleanup_(wi_jwt_keyset_unrefp) wi_jwt_keyset *ks = wi_jwt_keys_get(cx->svid_keys);
+	return wi_jwt_svid_validate(token, strlen(token), wi_jwt_keyset_jwks(ks), cx->trust_domain, cx->issuer_id,
+				    now, ret_id, &claims);
 }
 
 static bool claims_have_iss(const char *token)
@@ -243,7 +244,8 @@ int wi_txn_verify(const wi_txn_ctx *cx, const char *token, time_t now, json_t **
 	wi_jws_verify_opts opts = {.allowed_algs = WI_JWS_SPIFFE_ALGS, .max_token_len = WI_JWT_MAX_LEN};
 	json_auto_t *hdr = NULL;
 	json_auto_t *claims = NULL;
-	WI_TRY(wi_jws_verify(token, strlen(token), wi_jwt_keys_jwks(cx->txn_keys), &opts, &hdr, &claims));
+	_cleanup_(wi_jwt_keyset_unrefp) wi_jwt_keyset *ks = wi_jwt_keys_get(cx->txn_keys);
+	WI_TRY(wi_jws_verify(token, strlen(token), wi_jwt_keyset_jwks(ks), &opts, &hdr, &claims));
 	/* Txn-Token draft §4.2: typ MUST be txntoken+jwt (RFC 8725 §3.11: no
 	 * confusion with other JWTs signed by the same keys). */
 	const char *typ = wi_jwt_string_claim(hdr, "typ");
@@ -636,9 +638,11 @@ int wi_txn_exchange(const wi_txn_ctx *cx, const wi_form *f, const wi_txn_caller 
 	json_decref(tctx);
 	json_decref(rctx);
 	json_decref(resources);
-	if (rc == 0)
-		rc = wi_jws_sign(wi_jwt_keys_signer(cx->txn_keys), wi_jwt_keys_kid(cx->txn_keys), WI_TXN_TYP, claims,
-				 &ret->token);
+	if (rc == 0) {
+		wi_jwt_keyset *ks = wi_jwt_keys_get(cx->txn_keys);
+		rc = wi_jws_sign(wi_jwt_keyset_signer(ks), wi_jwt_keyset_kid(ks), WI_TXN_TYP, claims, &ret->token);
+		wi_jwt_keyset_unref(ks);
+	}
 	if (rc == 0) {
 		ret->txn = strdup(txn);
 		ret->actor = TAKE_PTR(actor);

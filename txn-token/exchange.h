@@ -49,7 +49,7 @@ typedef struct wi_txn_ctx {
 	const char *issuer_id;    /* our iss, and the audience of JWT-SVIDs sent to us */
 	const char *node;         /* rctx.node */
 	wi_jwt_keys *txn_keys;    /* signs Txn-Tokens; its JWKS verifies them */
-	const wi_jwks *svid_bundle; /* verifies JWT-SVIDs (actor tokens, autonomous subjects) */
+	wi_jwt_keys *svid_keys;   /* their JWKS verifies JWT-SVIDs (actor tokens, autonomous subjects) */
 	wi_issuers *issuers;
 	wi_revocations *revocations;
 	const wi_registry *registry; /* policies of actors named by actor_token */

@@ -170,7 +170,8 @@ static int authenticate(wi_tts *t, const wi_http_request *req, const wi_form *fo
 	} else if (cat && ca && strcmp(cat, CLIENT_ASSERTION_JWT_SPIFFE) == 0) {
 		char *id = NULL;
 		json_auto_t *claims = NULL;
-		if (wi_jwt_svid_validate(ca, strlen(ca), t->o.svid_bundle, t->o.trust_domain, t->o.issuer_id,
+		_cleanup_(wi_jwt_keyset_unrefp) wi_jwt_keyset *ks = wi_jwt_keys_get(t->o.svid_keys);
+		if (wi_jwt_svid_validate(ca, strlen(ca), wi_jwt_keyset_jwks(ks), t->o.trust_domain, t->o.issuer_id,
 					 time(NULL), &id, &claims) < 0) {
 			refuse(resp, endpoint, NULL, 401, "invalid_client", "the client assertion is not valid");
 			return -1;
@@ -198,7 +199,7 @@ static void fill_ctx(wi_tts *t, const caller *c, wi_txn_ctx *cx)
 		.issuer_id = t->o.issuer_id,
 		.node = t->o.node,
 		.txn_keys = t->o.txn_keys,
-		.svid_bundle = t->o.svid_bundle,
+		.svid_keys = t->o.svid_keys,
 		.issuers = t->o.issuers,
 		.revocations = t->o.revocations,
 		.registry = c->reg,
@@ -388,11 +389,13 @@ static void do_metadata(wi_tts *t, const wi_http_request *req, wi_http_response 
 
 static void do_jwks(wi_tts *t, wi_http_response *resp)
 {
-	const char *j = wi_jwt_keys_jwks_json(t->o.txn_keys);
+	wi_jwt_keyset *ks = wi_jwt_keys_get(t->o.txn_keys);
+	const char *j = wi_jwt_keyset_jwks_json(ks);
 	resp->status = 200;
 	resp->content_type = "application/jwk-set+json";
 	resp->body = strdup(j);
 	resp->body_len = resp->body ? strlen(j) : 0;
+	wi_jwt_keyset_unref(ks);
 	if (!resp->body)
 		wi_http_oauth_error(resp, 500, "server_error", "out of memory");
 }

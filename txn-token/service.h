@@ -43,7 +43,7 @@ typedef struct wi_tts_options {
 	const char *node;
 	wi_attestor *attestor;  /* borrowed */
 	wi_jwt_keys *txn_keys;  /* borrowed: signs Txn-Tokens */
-	const wi_jwks *svid_bundle; /* borrowed: the JWT-SVID keys */
+	wi_jwt_keys *svid_keys; /* borrowed: the JWT-SVID keys (their JWKS) */
 	wi_issuers *issuers;    /* borrowed */
 	wi_revocations *revocations; /* borrowed */
 	wi_runs *runs;          /* borrowed; NULL: runs do not die with their agent */

@@ -34,8 +34,12 @@ int wi__build_x509_svid(wi__call *c, time_t now, uint8_t **ret, size_t *ret_len,
 	wi_wl_server *s = c->srv;
 	const wi_identities *ids = c->ids;
 	size_t n = wi_identities_count(ids);
+	/* One snapshot for the whole message: its bundle verifies every SVID
+	 * minted below (an SVID's CA is published before it signs). */
+	wi_ca_snapshot *cas = wi_ca_snapshot_get(s->ca);
 	size_t bundle_len;
-	const uint8_t *bundle = wi_ca_bundle_der(s->ca, &bundle_len);
+	const uint8_t *bundle = wi_ca_snapshot_bundle_der(cas, &bundle_len);
+	c->bundle_gen = wi_ca_snapshot_generation(cas);
 	wi_x509_svid **svids = calloc(n, sizeof(*svids));
 	X509SVID *items = calloc(n, sizeof(*items));
 	X509SVID **ptrs = calloc(n, sizeof(*ptrs));
@@ -71,6 +75,7 @@ int wi__build_x509_svid(wi__call *c, time_t now, uint8_t **ret, size_t *ret_len,
 	free(svids);
 	free(items);
 	free(ptrs);
+	wi_ca_snapshot_unref(cas);
 	if (rc < 0)
 		return rc;
 	*ret_secret = true; /* the message carries private keys */
@@ -89,12 +94,16 @@ int wi__build_x509_bundles(wi__call *c, time_t now, uint8_t **ret, size_t *ret_l
 	snprintf(key, sizeof(key), "spiffe://%s", td); /* map keys as SPIRE emits them */
 	X509BundlesResponse__BundlesEntry entry = X509_BUNDLES_RESPONSE__BUNDLES_ENTRY__INIT;
 	entry.key = key;
-	entry.value.data = (uint8_t *)wi_ca_bundle_der(s->ca, &entry.value.len);
+	wi_ca_snapshot *cas = wi_ca_snapshot_get(s->ca);
+	entry.value.data = (uint8_t *)wi_ca_snapshot_bundle_der(cas, &entry.value.len);
+	c->bundle_gen = wi_ca_snapshot_generation(cas);
 	X509BundlesResponse__BundlesEntry *entries[1] = {&entry};
 	X509BundlesResponse resp = X509_BUNDLES_RESPONSE__INIT;
 	resp.n_bundles = 1;
 	resp.bundles = entries;
-	WI_TRY(pack(&resp.base, ret, ret_len));
+	int rc = pack(&resp.base, ret, ret_len);
+	wi_ca_snapshot_unref(cas);
+	WI_TRY(rc);
 	*ret_secret = false;
 	*ret_next = 0; /* pushed again only on events (registry, CA changes) */
 	wi_log(WI_LOG_DEBUG, "x509_bundles_sent", "pid=%d", (int)wi_peer_pid(c->conn->peer));

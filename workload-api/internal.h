@@ -75,6 +75,7 @@ struct wi__call {
 	wi_registry *reg;     /* the snapshot `ids` were matched in */
 	wi_identities *ids;
 	time_t next_refresh;
+	uint64_t bundle_gen; /* of the bundle in the last message; 0 = none */
 };
 
 struct wi_wl_server {

@@ -61,14 +61,15 @@ static const char *check_audiences(char **aud, size_t n)
 static int token_for(wi_wl_server *s, const char *spiffe_id, const char *const *aud, size_t n_aud, time_t now,
 		     char **ret)
 {
-	const char *kid = wi_jwt_keys_kid(s->jwt_keys);
+	_cleanup_(wi_jwt_keyset_unrefp) wi_jwt_keyset *ks = wi_jwt_keys_get(s->jwt_keys);
+	const char *kid = wi_jwt_keyset_kid(ks);
 	_cleanup_(freep) char *key = NULL;
 	WI_TRY(wi_jwt_cache_key(kid, spiffe_id, aud, n_aud, &key));
 	if (wi_jwt_cache_get(s->jwt_cache, key, now, ret) == 0)
 		return 0;
 	char *token = NULL;
 	time_t exp = 0;
-	WI_TRY(wi_jwt_svid_mint(wi_jwt_keys_signer(s->jwt_keys), kid, spiffe_id, aud, n_aud, now, s->jwt_ttl,
+	WI_TRY(wi_jwt_svid_mint(wi_jwt_keyset_signer(ks), kid, spiffe_id, aud, n_aud, now, s->jwt_ttl,
 				&token, &exp));
 	/* Re-sign at half-life, so a cached token always has at least half its
 	 * lifetime left (java-spiffe and spiffe-helper refresh at half-life too). */
@@ -164,7 +165,9 @@ int wi__build_jwt_bundles(wi__call *c, time_t now, uint8_t **ret, size_t *ret_le
 	wi_wl_server *s = c->srv;
 	char key[WI_TRUST_DOMAIN_MAX + 16];
 	snprintf(key, sizeof(key), "spiffe://%s", wi_registry_trust_domain(c->reg));
-	const char *jwks = wi_jwt_keys_jwks_json(s->jwt_keys);
+	_cleanup_(wi_jwt_keyset_unrefp) wi_jwt_keyset *ks = wi_jwt_keys_get(s->jwt_keys);
+	const char *jwks = wi_jwt_keyset_jwks_json(ks);
+	c->bundle_gen = wi_jwt_keyset_generation(ks);
 	JWTBundlesResponse__BundlesEntry entry = JWTBUNDLES_RESPONSE__BUNDLES_ENTRY__INIT;
 	entry.key = key;
 	entry.value.data = (uint8_t *)jwks; /* a plain JWKS: every key has a kid */
@@ -360,7 +363,8 @@ void wi__handle_validate_jwt_svid(wi__call *c, const uint8_t *req, size_t len)
 	wi_wl_server *s = c->srv;
 	char *spiffe_id = NULL;
 	_cleanup_(json_decrefp) json_t *claims = NULL;
-	int rc = wi_jwt_svid_validate(in->svid, strlen(in->svid), wi_jwt_keys_jwks(s->jwt_keys),
+	_cleanup_(wi_jwt_keyset_unrefp) wi_jwt_keyset *ks = wi_jwt_keys_get(s->jwt_keys);
+	int rc = wi_jwt_svid_validate(in->svid, strlen(in->svid), wi_jwt_keyset_jwks(ks),
 				      wi_registry_trust_domain(reg), in->audience, time(NULL), &spiffe_id, &claims);
 	validate_jwtsvidrequest__free_unpacked(in, NULL);
 	if (rc < 0) {

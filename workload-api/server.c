@@ -342,13 +342,38 @@ void wi__stream_start(wi__call *c, wi__builder build, wi_selector_set *sel, wi_r
 	stream_push(c);
 }
 
+/* The generation of the bundle a stream's messages carry: the CA's for the
+ * X.509 streams, the JWT keys' for FetchJWTBundles. */
+typedef struct bundle_gens {
+	uint64_t ca, jwt;
+} bundle_gens;
+
+static bundle_gens current_gens(wi_wl_server *s)
+{
+	wi_ca_snapshot *cas = wi_ca_snapshot_get(s->ca);
+	wi_jwt_keyset *ks = wi_jwt_keys_get(s->jwt_keys);
+	bundle_gens g = {wi_ca_snapshot_generation(cas), wi_jwt_keyset_generation(ks)};
+	wi_ca_snapshot_unref(cas);
+	wi_jwt_keyset_unref(ks);
+	return g;
+}
+
+/* Whether the stream's last message carries an outdated bundle (guarded by
+ * the caller holding send_lock). */
+static bool bundle_stale(const wi__call *c, bundle_gens g)
+{
+	if (!c->bundle_gen)
+		return false;
+	return c->bundle_gen != (c->method == WI__M_FETCH_JWT_BUNDLES ? g.jwt : g.ca);
+}
+
 /* Re-evaluates one stream after time passed or the registry changed. */
-static void stream_update(wi__call *c, wi_registry *reg, time_t now)
+static void stream_update(wi__call *c, wi_registry *reg, time_t now, bundle_gens g)
 {
 	pthread_mutex_lock(&c->send_lock);
 	bool done = c->done;
 	bool rematch = c->reg != reg;
-	bool due = c->next_refresh && now >= c->next_refresh;
+	bool due = (c->next_refresh && now >= c->next_refresh) || bundle_stale(c, g);
 	pthread_mutex_unlock(&c->send_lock);
 	if (done)
 		return;
@@ -392,6 +417,7 @@ void wi_wl_server_tick(wi_wl_server *s)
 {
 	time_t now = time(NULL);
 	_cleanup_(wi_registry_unrefp) wi_registry *reg = wi__server_registry(s);
+	bundle_gens g = current_gens(s);
 	/* Take references under the list lock, work outside it: stream pushes
 	 * mint and pack, and must not block streams opening or closing. */
 	size_t n = 0, cap = 0;
@@ -399,7 +425,8 @@ void wi_wl_server_tick(wi_wl_server *s)
 	pthread_mutex_lock(&s->streams_lock);
 	for (wi__call *c = s->streams; c; c = c->next) {
 		pthread_mutex_lock(&c->send_lock);
-		bool want = !c->done && (c->reg != reg || (c->next_refresh && now >= c->next_refresh));
+		bool want = !c->done && (c->reg != reg || (c->next_refresh && now >= c->next_refresh) ||
+					 bundle_stale(c, g));
 		pthread_mutex_unlock(&c->send_lock);
 		if (!want)
 			continue;
@@ -416,7 +443,7 @@ void wi_wl_server_tick(wi_wl_server *s)
 	}
 	pthread_mutex_unlock(&s->streams_lock);
 	for (size_t i = 0; i < n; i++) {
-		stream_update(due[i], reg, now);
+		stream_update(due[i], reg, now, g);
 		call_unref(due[i]);
 	}
 	free(due);

@@ -132,7 +132,7 @@ static int setup(void **state)
 	assert_int_equal(wi_store_open(F.dir, &F.store), 0);
 	assert_int_equal(wi_revocations_open(F.store, F.now, &F.rev), 0);
 	F.cx = (wi_txn_ctx){.trust_domain = TD, .issuer_id = ISSUER_ID, .node = "test", .txn_keys = F.txn_keys,
-			    .svid_bundle = wi_jwt_keys_jwks(F.svid_keys), .issuers = F.issuers, .revocations = F.rev,
+			    .svid_keys = F.svid_keys, .issuers = F.issuers, .revocations = F.rev,
 			    .registry = F.reg, .default_ttl = 300, .max_hops = 3};
 	return 0;
 }
