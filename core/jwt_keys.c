@@ -114,7 +114,6 @@ static int build_snapshot(wi_jwt_keys *k, time_t now, wi_jwt_keyset **ret)
 	WI_CHECK_ALLOC(ks);
 	_cleanup_(wi_jwt_keyset_unrefp) wi_jwt_keyset *owned = ks;
 	atomic_init(&ks->refs, 1);
-	ks->generation = k->generation + 1;
 	ks->active_seq = as->seq;
 	ks->active_since = as->activate;
 	const wi_rotation_slot *next = wi_rotation_slot_at(k->rot, (size_t)a + 1);
@@ -135,6 +134,10 @@ static int build_snapshot(wi_jwt_keys *k, time_t now, wi_jwt_keyset **ret)
 			WI_TRY(wi_jwks_add(ks->jwks, sk->kid, sk->key));
 	}
 	WI_TRY(wi_jwks_to_json(ks->jwks, &ks->jwks_json));
+	/* The generation tells bundle streams to push: it moves only when the
+	 * published document does. */
+	bool same = k->cur && strcmp(k->cur->jwks_json, ks->jwks_json) == 0;
+	ks->generation = same ? k->cur->generation : k->generation + 1;
 	*ret = TAKE_PTR(owned);
 	return 0;
 }

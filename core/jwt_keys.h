@@ -77,7 +77,7 @@ wi_signer *wi_jwt_keyset_signer(const wi_jwt_keyset *ks);
 const char *wi_jwt_keyset_kid(const wi_jwt_keyset *ks);
 wi_jwks *wi_jwt_keyset_jwks(const wi_jwt_keyset *ks);
 const char *wi_jwt_keyset_jwks_json(const wi_jwt_keyset *ks);
-/* Increases with every change of the snapshot (starts at 1). */
+/* Increases whenever the JWKS document changes (starts at 1). */
 uint64_t wi_jwt_keyset_generation(const wi_jwt_keyset *ks);
 /* When the active key started signing, and when its successor will (0: none). */
 time_t wi_jwt_keyset_active_since(const wi_jwt_keyset *ks);
