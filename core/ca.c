@@ -705,6 +705,20 @@ static int retire_slot(wi_ca *ca, uint64_t seq)
 	return 0;
 }
 
+/* Whether `name` is exactly ca.<seq><suffix> with seq > 0 (decimal). */
+static bool slot_file_seq(const char *name, const char *suffix, uint64_t *ret)
+{
+	if (strncmp(name, "ca.", 3) != 0 || name[3] < '1' || name[3] > '9')
+		return false;
+	char *end = NULL;
+	errno = 0;
+	unsigned long long seq = strtoull(name + 3, &end, 10);
+	if (errno != 0 || strcmp(end, suffix) != 0)
+		return false;
+	*ret = (uint64_t)seq;
+	return true;
+}
+
 /* Files of slots the manifest does not name. */
 static int remove_orphans(wi_ca *ca)
 {
@@ -714,12 +728,9 @@ static int remove_orphans(wi_ca *ca)
 	int rc = 0;
 	while (rc == 0 && (e = readdir(d)) != NULL) {
 		uint64_t seq = 0;
-		int end = 0;
 		if (strcmp(e->d_name, CA_KEY_FILE) == 0 || strcmp(e->d_name, CA_CERT_FILE) == 0)
 			seq = 0;
-		else if ((sscanf(e->d_name, "ca.%" SCNu64 ".key.pem%n", &seq, &end) != 1 &&
-			  sscanf(e->d_name, "ca.%" SCNu64 ".crt.pem%n", &seq, &end) != 1) ||
-			 end == 0 || e->d_name[end] != '\0' || seq == 0)
+		else if (!slot_file_seq(e->d_name, ".key.pem", &seq) && !slot_file_seq(e->d_name, ".crt.pem", &seq))
 			continue;
 		if (wi_rotation_has_seq(ca->rot, seq))
 			continue;
