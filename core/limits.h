@@ -41,6 +41,9 @@
 #define WI_ROTATION_PERIOD_MAX (10LL * 365 * 24 * 3600)
 /* Default period of the JWT-SVID and Txn-Token signing keys. */
 #define WI_KEY_ROTATE_DEFAULT (24LL * 3600)
+/* The state directory counts as full below this many free bytes (health
+ * turns NOT_SERVING): room for SQLite's WAL and a key rotation. */
+#define WI_STORAGE_FREE_MIN (256u * 1024u)
 /* Backdating of notBefore against clock skew (as SPIRE does). */
 #define WI_CERT_BACKDATE_SECONDS 10
 

@@ -24,6 +24,7 @@
 #include "core/log.h"
 #include "daemon/logsink.h"
 #include "daemon/metrics.h"
+#include "daemon/storage.h"
 #include "daemon/tts.h"
 #include "workload-api/server.h"
 
@@ -48,6 +49,8 @@ typedef struct daemon_state {
 	uv_timer_t sweep_timer;
 	uv_timer_t watchdog_timer; /* initialised only when systemd asks for keep-alives */
 	bool watchdog_on;
+	bool unhealthy;          /* reported NOT_SERVING */
+	char write_error[256];   /* the last failed write of a rotation; "" once one succeeds */
 	unsigned long ticks;
 	int exit_code;
 } daemon_state;
@@ -75,23 +78,56 @@ static void on_accept(uv_poll_t *h, int status, int events)
 static void rotate_keys(daemon_state *d, time_t now)
 {
 	bool changed = false;
-	if (wi_ca_tick(d->ca, now, &changed) < 0)
+	bool failed = false;
+	if (wi_ca_tick(d->ca, now, &changed) < 0) {
+		failed = true;
+		snprintf(d->write_error, sizeof(d->write_error), "CA rotation: %s", wi_error_detail());
 		wi_log(WI_LOG_ERROR, "ca_rotation_failed", "keeping the current CA: %s", wi_error_detail());
-	else if (changed)
+	} else if (changed)
 		wi_log(WI_LOG_INFO, "ca_rotated", "not_after=%lld events=%" PRIu64, (long long)wi_ca_not_after(d->ca),
 		       wi_ca_rotation_events(d->ca));
 	changed = false;
-	if (wi_jwt_keys_tick(d->jwt_keys, now, &changed) < 0)
+	if (wi_jwt_keys_tick(d->jwt_keys, now, &changed) < 0) {
+		failed = true;
+		snprintf(d->write_error, sizeof(d->write_error), "JWT key rotation: %s", wi_error_detail());
 		wi_log(WI_LOG_ERROR, "jwt_key_rotation_failed", "keeping the current keys: %s", wi_error_detail());
-	else if (changed)
+	} else if (changed) {
 		wi_log(WI_LOG_INFO, "jwt_keys_rotated", "active_kid=%s events=%" PRIu64, wi_jwt_keys_kid(d->jwt_keys),
 		       wi_jwt_keys_rotation_events(d->jwt_keys));
+	}
+	if (!failed)
+		d->write_error[0] = '\0';
+}
+
+/* Health: NOT_SERVING while the state directory cannot take writes (read-only,
+ * full, or our last rotation write failed); the identities held are still
+ * served.  One log line per transition, saying why. */
+static void check_health(daemon_state *d)
+{
+	char why[512];
+	bool ok = wi_daemon_storage_writable(wi_config_data_dir(d->config), why, sizeof(why));
+	if (ok && d->write_error[0]) {
+		ok = false;
+		snprintf(why, sizeof(why), "%s", d->write_error);
+	}
+	if (ok == !d->unhealthy)
+		return;
+	d->unhealthy = !ok;
+	wi_wl_server_set_serving(d->wl, ok);
+	if (ok) {
+		wi_log(WI_LOG_INFO, "health_serving", "the state directory takes writes again");
+		sd_notify(0, "STATUS=serving");
+	} else {
+		wi_log(WI_LOG_ERROR, "health_not_serving", "reason=\"%s\"; current identities are still served", why);
+		sd_notifyf(0, "STATUS=NOT_SERVING: %s", why);
+	}
 }
 
 static void on_tick(uv_timer_t *t)
 {
 	daemon_state *d = t->data;
 	rotate_keys(d, time(NULL));
+	check_health(d);
 	wi_wl_server_tick(d->wl);
 	wi_daemon_tts_tick(d->tts);
 	if (++d->ticks % SWEEP_EVERY_TICKS == 0)

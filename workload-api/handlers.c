@@ -161,7 +161,10 @@ void wi__handle_health_check(wi__call *c, const uint8_t *req, size_t len)
 		return;
 	}
 	Grpc__Health__V1__HealthCheckResponse resp = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
-	resp.status = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
+	/* NOT_SERVING tells the operator's probes that the daemon cannot persist
+	 * (keys, entries, revocations); identities are still served. */
+	resp.status = atomic_load(&c->srv->not_serving) ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING
+							: GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
 	uint8_t *out = NULL;
 	size_t out_len = 0;
 	if (pack(&resp.base, &out, &out_len) < 0) {

@@ -102,6 +102,7 @@ struct wi_wl_server {
 	pthread_t *threads;
 	int n_threads;
 	atomic_bool stopping;
+	atomic_bool not_serving; /* health: NOT_SERVING (e.g. the state disk is unwritable) */
 	bool stopped;
 	bool grpc_inited;
 	wi__tag shutdown_tag;

@@ -772,6 +772,16 @@ void wi_wl_server_sweep(wi_wl_server *s)
 	wi_x509_cache_prune(s->x509_cache, time(NULL));
 }
 
+void wi_wl_server_set_serving(wi_wl_server *s, bool serving)
+{
+	atomic_store(&s->not_serving, !serving);
+}
+
+bool wi_wl_server_serving(wi_wl_server *s)
+{
+	return !atomic_load(&s->not_serving);
+}
+
 int wi_wl_server_listen_fd(const wi_wl_server *s)
 {
 	return s->listen_fd;

@@ -11,6 +11,7 @@
 #ifndef WI_WORKLOAD_API_SERVER_H
 #define WI_WORKLOAD_API_SERVER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "attestors/attest.h"
@@ -48,6 +49,9 @@ void wi_wl_server_tick(wi_wl_server *s);
 void wi_wl_server_sweep(wi_wl_server *s);
 /* Publishes a new registry snapshot (takes a reference). */
 void wi_wl_server_set_registry(wi_wl_server *s, wi_registry *r);
+/* Health as grpc.health.v1 reports it (SERVING by default).  Any thread. */
+void wi_wl_server_set_serving(wi_wl_server *s, bool serving);
+bool wi_wl_server_serving(wi_wl_server *s);
 /* Stops accepting, ends open streams with UNAVAILABLE, waits for the workers
  * and removes the socket file. */
 void wi_wl_server_stop(wi_wl_server *s);
