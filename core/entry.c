@@ -83,6 +83,22 @@ int wi_entry_expand_selector(const char *sel, char *buf, size_t cap, const char 
 	return 0;
 }
 
+/* The last failure's reason without its "file:line: " head (an API client
+ * is told what is wrong with its entry, not where in our code). */
+static const char *why(void)
+{
+	const char *d = wi_error_detail();
+	const char *colon = strchr(d, ':');
+	if (colon && colon[1] >= '0' && colon[1] <= '9') {
+		const char *p = colon + 1;
+		while (*p >= '0' && *p <= '9')
+			p++;
+		if (p[0] == ':' && p[1] == ' ')
+			return p + 2;
+	}
+	return d;
+}
+
 /* A string member: NULL when absent (or an error when required). */
 static int get_string(const json_t *obj, const char *key, bool required, const char **ret, wi_entry_error *err)
 {
@@ -114,7 +130,7 @@ static int get_ttl(const json_t *obj, int64_t *ret, wi_entry_error *err)
 		secs = json_integer_value(v);
 	} else if (json_is_string(v)) {
 		if (wi_duration_parse(json_string_value(v), &secs) < 0)
-			return bad(err, key, "\"%s\": %s", key, wi_error_detail());
+			return bad(err, key, "\"%s\": %s", key, why());
 	} else {
 		return bad(err, key, "\"%s\" must be a duration string (\"1h\") or seconds", key);
 	}
@@ -232,7 +248,7 @@ static int parse(const json_t *obj, const char *td, wi_entry *e, wi_entry_error 
 		if (wi_entry_expand_selector(json_string_value(s), buf, sizeof(buf), &sel) < 0 ||
 		    wi_selector_set_add_string(e->selectors, sel) < 0)
 			return bad(err, "selectors", "selectors[%zu] \"%.64s\": %s", i, json_string_value(s),
-				   wi_error_detail());
+				   why());
 	}
 	e->spiffe_id = strdup(id);
 	e->hint = hint && *hint ? strdup(hint) : NULL;
@@ -242,7 +258,7 @@ static int parse(const json_t *obj, const char *td, wi_entry *e, wi_entry_error 
 	_cleanup_(wi_registry_unrefp) wi_registry *scratch = NULL;
 	WI_TRY(wi_registry_new(td, &scratch));
 	if (wi_registry_add(scratch, e->spiffe_id, e->selectors, e->hint, e->x509_ttl) < 0)
-		return bad(err, "spiffe_id", "%s", wi_error_detail());
+		return bad(err, "spiffe_id", "%s", why());
 	json_t *txn = json_object_get(obj, "txn");
 	if (txn) {
 		_cleanup_(wi_txn_policy_freep) wi_txn_policy *pol = NULL;
