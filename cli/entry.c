@@ -184,7 +184,10 @@ int wi_cli_entry(int timeout_ms, int argc, char **argv)
 	}
 	bool create = strcmp(sub, "create") == 0;
 	int ch;
-	optind = 1;
+	/* 0, not 1: a full re-initialisation, so that the "+" (stop at the
+	 * first non-option) of wimsectl's own options does not carry over and
+	 * options may follow the subcommand's arguments. */
+	optind = 0;
 	while ((ch = getopt_long(argc - 1, argv + 1, "", opts, NULL)) != -1) {
 		if (ch == 'a') {
 			socket = optarg;

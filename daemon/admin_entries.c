@@ -362,7 +362,8 @@ static json_t *body_json(const wi_http_request *req, wi_http_response *resp, siz
 	json_t *j = NULL;
 	int rc = wi_json_parse_document((const char *)req->body, req->body_len, "request body", &j);
 	if (rc < 0) {
-		refuse(resp, req, rc == WI_E_TOO_BIG ? 413 : 400, "invalid_request", reason(rc));
+		/* Too deep is malformed for us, not too large: 400. */
+		refuse(resp, req, 400, "invalid_request", reason(rc));
 		return NULL;
 	}
 	return j;
