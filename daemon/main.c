@@ -145,11 +145,19 @@ static void on_reload(uv_signal_t *h, int signum)
 		notify_status(d, "READY=1\n");
 		return;
 	}
-	if (strcmp(wi_config_trust_domain(nc), wi_config_trust_domain(d->config)) != 0 ||
-	    strcmp(wi_config_workload_socket(nc), wi_config_workload_socket(d->config)) != 0 ||
+	/* Entries of another trust domain would not load into the running
+	 * registry (and stored API entries would stop loading after a restart
+	 * that adopts it): a trust-domain change is for a restart only. */
+	if (strcmp(wi_config_trust_domain(nc), wi_config_trust_domain(d->config)) != 0) {
+		wi_log(WI_LOG_ERROR, "reload_failed", "trust_domain changes need a restart; keeping the running entries");
+		wi_config_free(nc);
+		notify_status(d, "READY=1\n");
+		return;
+	}
+	if (strcmp(wi_config_workload_socket(nc), wi_config_workload_socket(d->config)) != 0 ||
 	    strcmp(wi_config_data_dir(nc), wi_config_data_dir(d->config)) != 0) {
 		wi_log(WI_LOG_WARN, "reload_partial",
-		       "trust_domain, workload_socket and data_dir changes need a restart; entries reloaded");
+		       "workload_socket and data_dir changes need a restart; entries reloaded");
 	}
 	/* The file's entries replace the config-sourced ones in the store;
 	 * API entries stay.  Published (and pushed to streams) at once. */
