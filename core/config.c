@@ -218,7 +218,7 @@ static int load_entry(const ctx *cx, wi_config *c, json_t *e, size_t idx)
 	wi_entry *ent = NULL;
 	wi_entry_error err = {0};
 	int rc = wi_entry_from_json(e, c->trust_domain, WI_ENTRY_SOURCE_CONFIG, 0, &ent, &err);
-	if (rc < 0 && err.key)
+	if (rc < 0 && err.key[0])
 		CFG_FAIL(cx, err.key, path, "%.250s", err.message);
 	WI_TRY(rc); /* not the input's fault: out of memory */
 	c->entries[c->n_entries++] = ent;

@@ -43,7 +43,7 @@ __attribute__((format(printf, 3, 4))) static int bad(wi_entry_error *err, const 
 	vsnprintf(m, sizeof(m), fmt, ap);
 	va_end(ap);
 	if (err) {
-		err->key = key;
+		snprintf(err->key, sizeof(err->key), "%s", key);
 		snprintf(err->message, sizeof(err->message), "%s", m);
 	}
 	WI_FAIL(WI_E_CONFIG, "%s", m);

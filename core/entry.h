@@ -40,11 +40,12 @@ typedef enum wi_entry_source {
 typedef struct wi_entry wi_entry;
 
 /* Where a parse failed.  Filled only on failure (an explicit error output,
- * not a result): `key` is the offending member name (static or borrowed from
- * `obj`, for the config's line lookup), `message` is relative to the entry
- * ("selectors[0] \"x\": ...") and never contains secrets. */
+ * not a result): `key` is the offending member name (a copy, truncated; for
+ * the config's line lookup), "" when the failure was not the input's fault
+ * (out of memory); `message` is relative to the entry ("selectors[0] \"x\":
+ * ...") and never contains secrets.  Initialise with {0}. */
 typedef struct wi_entry_error {
-	const char *key;
+	char key[128];
 	char message[384];
 } wi_entry_error;
 

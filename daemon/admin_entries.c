@@ -378,7 +378,7 @@ static void create_entry(wi_admin_entries *a, const wi_http_request *req, wi_htt
 	wi_entry_error err = {0};
 	int rc = wi_entry_from_json(j, a->td, WI_ENTRY_SOURCE_API, (int64_t)time(NULL), &e, &err);
 	if (rc < 0) {
-		if (err.key)
+		if (err.key[0])
 			refuse(resp, req, 400, "invalid_request", err.message);
 		else
 			refuse_code(resp, req, rc);
@@ -438,7 +438,7 @@ static void import_entries(wi_admin_entries *a, const wi_http_request *req, wi_h
 	for (i = 0; i < n && rc == 0; i++) {
 		wi_entry_error err = {0};
 		rc = wi_entry_from_json(json_array_get(arr, i), a->td, WI_ENTRY_SOURCE_API, now, &list[i], &err);
-		if (rc < 0 && err.key) {
+		if (rc < 0 && err.key[0]) {
 			char why[sizeof(err.message) + 32];
 			snprintf(why, sizeof(why), "entries[%zu]: %s", i, err.message);
 			refuse(resp, req, 400, "invalid_request", why);
