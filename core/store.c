@@ -93,9 +93,12 @@ static const char *const migrations[] = {
 /* Config sync (rare: start and SIGHUP), prepared when used. */
 #define SQL_SYNC_MARK "UPDATE entries SET seq = -1 WHERE source = 1"
 #define SQL_SYNC_TAKEOVER "DELETE FROM entries WHERE spiffe_id = ?1 AND selectors = ?2 AND id <> ?3"
+/* A config entry is "created" when first seeded (the file gives no time). */
 #define SQL_SYNC_UPSERT                                                                     \
-	SQL_ENTRY_INSERT " ON CONFLICT (id) DO UPDATE SET body = excluded.body, source = 1,"  \
-			 " seq = excluded.seq"
+	"INSERT INTO entries (id, spiffe_id, selectors, body, source, seq, created)"        \
+	" VALUES (?1, ?2, ?3, ?4, ?5, ?6,"                                                   \
+	" CASE WHEN ?7 > 0 THEN ?7 ELSE CAST(strftime('%s', 'now') AS INTEGER) END)"        \
+	" ON CONFLICT (id) DO UPDATE SET body = excluded.body, source = 1, seq = excluded.seq"
 #define SQL_SYNC_SWEEP "DELETE FROM entries WHERE source = 1 AND seq = -1"
 
 struct wi_store {

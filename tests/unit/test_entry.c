@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -232,7 +233,16 @@ static wi_entry *mk(const char *path, const char *sel, wi_entry_source src)
 {
 	char text[256];
 	snprintf(text, sizeof(text), "{\"spiffe_id\": \"spiffe://example.org/%s\", \"selectors\": [\"%s\"]}", path, sel);
-	return parse_ok(text, src);
+	if (src == WI_ENTRY_SOURCE_API)
+		return parse_ok(text, src);
+	/* As the config gives them: no creation time. */
+	json_t *j = obj(text);
+	wi_entry *e = NULL;
+	wi_entry_error err = {0};
+	if (wi_entry_from_json(j, TD, src, 0, &e, &err) != 0)
+		fail_msg("parse %s: %s", text, err.message);
+	json_decref(j);
+	return e;
 }
 
 static void test_store_crud(void **state)
@@ -322,6 +332,9 @@ static void test_store_sync(void **state)
 	assert_string_equal(l.spiffe_id[2], "spiffe://example.org/t");
 	assert_int_equal(l.source[2], WI_ENTRY_SOURCE_CONFIG);
 	assert_string_equal(l.id[3], wi_entry_id(api));
+	/* Config entries are dated when first seeded, and keep that date. */
+	int64_t c2_created = l.created[0];
+	assert_true(c2_created >= (int64_t)time(NULL) - 60 && c2_created <= (int64_t)time(NULL));
 
 	/* A config entry cannot be deleted as an API one. */
 	assert_int_equal(wi_store_delete_entry(s, wi_entry_id(c1), WI_ENTRY_SOURCE_API), WI_E_PERMISSION);
@@ -336,6 +349,7 @@ static void test_store_sync(void **state)
 	assert_string_equal(l.spiffe_id[0], "spiffe://example.org/t");
 	assert_string_equal(l.spiffe_id[1], "spiffe://example.org/c2");
 	assert_string_equal(l.id[2], wi_entry_id(api));
+	assert_int_equal(l.created[1], c2_created);
 	/* Syncing nothing removes the config entries only. */
 	assert_int_equal(wi_store_sync_config_entries(s, NULL, 0, &removed), 0);
 	assert_int_equal(removed, 2);
