@@ -7,54 +7,25 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <curl/curl.h>
 #include <jansson.h>
 
-#include "core/buf.h"
+#include "cli/admin.h"
 
-#define DEFAULT_ADMIN_SOCKET "./run/admin.sock"
 #define STATUS_RESPONSE_MAX (64u * 1024u)
-
-static size_t on_body(char *p, size_t size, size_t n, void *ud)
-{
-	wi_buf *b = ud;
-	return wi_buf_append(b, p, size * n) == 0 ? size * n : 0;
-}
 
 /* GET /status; the NUL-terminated body or NULL with one line printed. */
 static char *get_status(const char *socket, int timeout_ms)
 {
-	CURL *h = curl_easy_init();
-	if (!h) {
-		fprintf(stderr, "wimsectl: cannot start libcurl\n");
+	long status = 0;
+	char *body = NULL;
+	if (wi_cli_admin_request(socket, timeout_ms, "GET", "/status", NULL, STATUS_RESPONSE_MAX, &status, &body) < 0)
+		return NULL;
+	if (status != 200) {
+		fprintf(stderr, "wimsectl: %s: HTTP %ld from /status\n", socket, status);
+		free(body);
 		return NULL;
 	}
-	wi_buf body;
-	wi_buf_init(&body, STATUS_RESPONSE_MAX, false);
-	curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, socket);
-	curl_easy_setopt(h, CURLOPT_URL, "http://localhost/status");
-	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
-	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(h, CURLOPT_WRITEDATA, &body);
-	CURLcode cc = curl_easy_perform(h);
-	long status = 0;
-	char *ret = NULL;
-	if (cc == CURLE_OK)
-		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-	if (cc != CURLE_OK) {
-		fprintf(stderr, "wimsectl: %s: %s\n", socket, curl_easy_strerror(cc));
-	} else if (status != 200) {
-		fprintf(stderr, "wimsectl: %s: HTTP %ld from /status\n", socket, status);
-	} else if (wi_buf_append(&body, "", 1) == 0) {
-		uint8_t *d;
-		size_t l;
-		wi_buf_steal(&body, &d, &l);
-		ret = (char *)d;
-	}
-	wi_buf_free(&body);
-	curl_easy_cleanup(h);
-	return ret;
+	return body;
 }
 
 static const char *str_or(json_t *o, const char *key, const char *dflt)
@@ -87,10 +58,7 @@ int wi_cli_status(int timeout_ms, int argc, char **argv)
 		fprintf(stderr, "wimsectl: usage: status [--admin-socket PATH]\n");
 		return 2;
 	}
-	if (!socket) {
-		const char *env = getenv("WIMSED_ADMIN_SOCKET");
-		socket = env && *env ? env : DEFAULT_ADMIN_SOCKET;
-	}
+	socket = wi_cli_admin_socket(socket);
 	char *body = get_status(socket, timeout_ms);
 	if (!body)
 		return 1;

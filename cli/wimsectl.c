@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cli/entry.h"
 #include "cli/status.h"
 #include "cli/txn.h"
 #include "cli/x509_out.h"
@@ -31,6 +32,9 @@ static void usage(FILE *f)
 		   "  status [--admin-socket PATH]   trust domain, CA expiry, JWT kid, entries, streams,\n"
 		   "                             connections, revocations, health (admin socket; default\n"
 		   "                             $WIMSED_ADMIN_SOCKET, else ./run/admin.sock)\n"
+		   "  entry create --spiffe-id ID --selector S [--selector S ...] [--hint H] [--x509-svid-ttl SECS]\n"
+		   "  entry list | entry show ID | entry delete ID | entry import FILE\n"
+		   "                             registration entries (admin socket; --admin-socket PATH)\n"
 		   "transaction tokens (on the exchange socket):\n"
 		   "  exchange --subject-token T|@file --scope S [--subject-token-type access_token|id_token|jwt|txn_token]\n"
 		   "           [--actor-token T|@file] [--resource URI] [--details JSON] [--context JSON] [--audience TD]\n"
@@ -317,6 +321,8 @@ int main(int argc, char **argv)
 		return cmd_healthcheck(socket, timeout_ms, rest, av);
 	if (rest >= 1 && strcmp(av[0], "status") == 0) /* admin socket, not --socket */
 		return wi_cli_status(timeout_ms, rest, av);
+	if (rest >= 1 && strcmp(av[0], "entry") == 0) /* admin socket too */
+		return wi_cli_entry(timeout_ms, rest, av);
 	/* Transaction tokens: --socket is the exchange socket for these
 	 * (default $WIMSED_EXCHANGE_SOCKET or ./run/exchange.sock). */
 	const char *xs = socket && strncmp(socket, "unix://", 7) == 0 ? socket + 7 : socket;

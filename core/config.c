@@ -1,15 +1,14 @@
 /* core/config.c — config loading with errors that name the offending key. */
 #include "core/config.h"
 
-#include <grp.h>
 #include <limits.h>
-#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "core/cleanup.h"
+#include "core/entry.h"
 #include "core/fsutil.h"
 #include "core/jws.h"
 #include "core/limits.h"
@@ -32,6 +31,8 @@ struct wi_config {
 	char *ca_upstream_cert;
 	char *ca_upstream_key;
 	wi_registry *registry;
+	wi_entry **entries; /* the same entries, as data (core/entry.h) */
+	size_t n_entries;
 	/* Transaction Token Service */
 	char *exchange_socket;
 	char *https_listen;
@@ -221,86 +222,34 @@ static int abs_path(const ctx *cx, const char *key, const char *path, const char
 	return 0;
 }
 
-/* Expands "@daemon" in the id and name selectors. */
-static int expand_selector(const char *sel, char *buf, size_t cap, const char **ret)
-{
-	const char *at = strstr(sel, ":@daemon");
-	if (!at || at[8] != '\0') {
-		*ret = sel;
-		return 0;
-	}
-	size_t kl = (size_t)(at - sel);
-	char value[256];
-	if (kl == 8 && strncmp(sel, "unix:uid", kl) == 0) {
-		snprintf(value, sizeof(value), "%u", (unsigned)geteuid());
-	} else if (kl == 8 && strncmp(sel, "unix:gid", kl) == 0) {
-		snprintf(value, sizeof(value), "%u", (unsigned)getegid());
-	} else if (kl == 9 && strncmp(sel, "unix:user", kl) == 0) {
-		struct passwd pw, *res = NULL;
-		char pb[4096];
-		WI_CHECK(getpwuid_r(geteuid(), &pw, pb, sizeof(pb), &res) == 0 && res, WI_E_SELECTOR,
-			 "the daemon's user has no name");
-		snprintf(value, sizeof(value), "%s", pw.pw_name);
-	} else if (kl == 10 && strncmp(sel, "unix:group", kl) == 0) {
-		struct group gr, *res = NULL;
-		char gb[16384];
-		WI_CHECK(getgrgid_r(getegid(), &gr, gb, sizeof(gb), &res) == 0 && res, WI_E_SELECTOR,
-			 "the daemon's group has no name");
-		snprintf(value, sizeof(value), "%s", gr.gr_name);
-	} else {
-		WI_FAIL(WI_E_SELECTOR, "\"@daemon\" applies only to unix:uid, unix:gid, unix:user, unix:group");
-	}
-	int n = snprintf(buf, cap, "%.*s:%s", (int)kl, sel, value);
-	WI_CHECK(n > 0 && (size_t)n < cap, WI_E_SELECTOR, "selector too long");
-	*ret = buf;
-	return 0;
-}
-
+/* One entry object, through the parser the admin API shares (core/entry.h);
+ * its error is placed at the key's line in this file. */
 static int load_entry(const ctx *cx, wi_config *c, json_t *e, size_t idx)
 {
 	char path[64];
 	snprintf(path, sizeof(path), "entries[%zu]", idx);
-	if (!json_is_object(e))
-		CFG_FAIL(cx, "entries", path, "each entry must be an object");
-	static const char *const keys[] = {"spiffe_id", "selectors", "hint", "x509_svid_ttl", "txn", NULL};
-	WI_TRY(check_keys(cx, e, path, keys));
-	const char *id, *hint;
-	WI_TRY(get_string(cx, e, "spiffe_id", path, true, &id));
-	WI_TRY(get_string(cx, e, "hint", path, false, &hint));
-	int64_t ttl = 0;
-	WI_TRY(get_duration(cx, e, "x509_svid_ttl", path, WI_X509_TTL_MIN, WI_X509_TTL_MAX, &ttl));
-	json_t *sels = json_object_get(e, "selectors");
-	if (!json_is_array(sels) || json_array_size(sels) == 0)
-		CFG_FAIL(cx, "selectors", path, "\"selectors\" must be a non-empty array of strings");
-	_cleanup_(wi_selector_set_unrefp) wi_selector_set *set = NULL;
-	WI_TRY(wi_selector_set_new(&set));
-	size_t i;
-	json_t *s;
-	json_array_foreach(sels, i, s)
-	{
-		if (!json_is_string(s))
-			CFG_FAIL(cx, "selectors", path, "selectors[%zu] must be a string", i);
-		char buf[WI_SELECTOR_MAX + 64];
-		const char *sel = NULL;
-		if (expand_selector(json_string_value(s), buf, sizeof(buf), &sel) < 0 ||
-		    wi_selector_set_add_string(set, sel) < 0)
-			CFG_FAIL(cx, "selectors", path, "selectors[%zu] \"%.64s\": %s", i, json_string_value(s),
-				 wi_error_detail());
-	}
-	if (wi_registry_add(c->registry, id, set, hint, ttl) < 0)
+	wi_entry *ent = NULL;
+	wi_entry_error err = {0};
+	int rc = wi_entry_from_json(e, c->trust_domain, WI_ENTRY_SOURCE_CONFIG, 0, &ent, &err);
+	if (rc < 0 && err.key[0])
+		CFG_FAIL(cx, err.key, path, "%.250s", err.message);
+	WI_TRY(rc); /* not the input's fault: out of memory */
+	c->entries[c->n_entries++] = ent;
+	/* Same SPIFFE ID and selectors: the same id, and a useless repeat
+	 * (the second identity would be dropped at every match). */
+	for (size_t i = 0; i + 1 < c->n_entries; i++)
+		if (strcmp(wi_entry_id(c->entries[i]), wi_entry_id(ent)) == 0)
+			CFG_FAIL(cx, "spiffe_id", path, "repeats entries[%zu] (same spiffe_id and selectors)", i);
+	if (wi_entry_add_to_registry(ent, c->registry) < 0)
 		CFG_FAIL(cx, "spiffe_id", path, "%s", wi_error_detail());
-	json_t *txn = json_object_get(e, "txn");
-	if (txn) {
-		wi_txn_policy *pol = NULL;
-		if (wi_txn_policy_from_json(txn, &pol) < 0) {
-			const char *d = wi_error_detail();
-			const char *m = strstr(d, "invalid configuration: ");
-			CFG_FAIL(cx, "txn", path, "txn: %s", m ? m + 23 : d);
-		}
-		WI_TRY(wi_registry_attach_txn_policy(c->registry, pol));
-	}
-	if (ttl > c->max_x509_svid_ttl)
-		c->max_x509_svid_ttl = ttl;
+	json_t *ttl = json_object_get(e, "x509_svid_ttl");
+	int64_t secs = 0;
+	if (json_is_integer(ttl))
+		secs = json_integer_value(ttl);
+	else if (json_is_string(ttl) && wi_duration_parse(json_string_value(ttl), &secs) < 0)
+		secs = 0;
+	if (secs > c->max_x509_svid_ttl)
+		c->max_x509_svid_ttl = secs;
 	return 0;
 }
 
@@ -465,7 +414,7 @@ static int load_txn(const ctx *cx, wi_config *c, json_t *t)
 		{
 			char buf[WI_SELECTOR_MAX + 64];
 			const char *sel = NULL;
-			if (!json_is_string(s) || expand_selector(json_string_value(s), buf, sizeof(buf), &sel) < 0 ||
+			if (!json_is_string(s) || wi_entry_expand_selector(json_string_value(s), buf, sizeof(buf), &sel) < 0 ||
 			    wi_selector_set_add_string(c->admin_selectors, sel) < 0)
 				CFG_FAIL(cx, "admin_selectors", "txn", "admin_selectors[%zu]: %s", i, wi_error_detail());
 		}
@@ -601,6 +550,8 @@ static int load(const ctx *cx, json_t *root, wi_config *c)
 			CFG_FAIL(cx, "entries", "$", "\"entries\" must be an array");
 		size_t i;
 		json_t *e;
+		c->entries = calloc(json_array_size(entries) ? json_array_size(entries) : 1, sizeof(*c->entries));
+		WI_CHECK_ALLOC(c->entries);
 		json_array_foreach(entries, i, e) WI_TRY(load_entry(cx, c, e, i));
 	}
 	json_t *txn = json_object_get(root, "txn");
@@ -664,6 +615,9 @@ wi_config *wi_config_free(wi_config *c)
 	free(c->ca_upstream_cert);
 	free(c->ca_upstream_key);
 	wi_registry_unref(c->registry);
+	for (size_t i = 0; i < c->n_entries; i++)
+		wi_entry_free(c->entries[i]);
+	free(c->entries);
 	free(c->exchange_socket);
 	free(c->https_listen);
 	wi_selector_set_unref(c->admin_selectors);
@@ -701,3 +655,5 @@ const wi_selector_set *wi_config_admin_selectors(const wi_config *c) { return c-
 bool wi_config_dev_issuer(const wi_config *c) { return c->dev_issuer; }
 size_t wi_config_issuer_count(const wi_config *c) { return c->n_issuers; }
 const wi_issuer_config *wi_config_issuer_at(const wi_config *c, size_t i) { return i < c->n_issuers ? &c->issuers[i] : NULL; }
+size_t wi_config_entry_count(const wi_config *c) { return c->n_entries; }
+const wi_entry *wi_config_entry_at(const wi_config *c, size_t i) { return i < c->n_entries ? c->entries[i] : NULL; }

@@ -16,7 +16,9 @@
  *                     ttl, at most ttl - 2 * the longest X.509-SVID ttl),
  *                     upstream_cert, upstream_key (strings, both or neither)
  *   entries           array of {spiffe_id, selectors[], hint?, x509_svid_ttl?,
- *                     txn? (core/txn_policy.h)}
+ *                     txn? (core/txn_policy.h)}, parsed by core/entry.h (the
+ *                     parser the admin API shares); no two with the same
+ *                     spiffe_id and selectors
  *   txn               object (Transaction Token Service; absent = disabled):
  *                       exchange_socket   HTTP Unix socket path (required)
  *                       https_listen      "127.0.0.1:8443" (optional)
@@ -43,6 +45,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/entry.h"
 #include "core/error.h"
 #include "core/registry.h"
 
@@ -107,6 +110,11 @@ const wi_issuer_config *wi_config_issuer_at(const wi_config *c, size_t i);
 
 /* The entries; the caller gets a new reference. */
 wi_registry *wi_config_registry(const wi_config *c);
+/* The same entries as data, in file order (source CONFIG, content-hash ids;
+ * see core/entry.h), borrowed from the config.  Two entries with the same
+ * spiffe_id and selectors are refused at load. */
+size_t wi_config_entry_count(const wi_config *c);
+const wi_entry *wi_config_entry_at(const wi_config *c, size_t i);
 
 /* Parses a duration string ("90s", "1h30m", "7d"); exposed for tests and CLI. */
 int wi_duration_parse(const char *s, int64_t *ret_seconds) WI_WUR;

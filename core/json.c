@@ -37,7 +37,8 @@ static size_t text_depth(const char *s, size_t len, size_t limit)
 	return max;
 }
 
-int wi_json_parse_object(const char *s, size_t len, const char *what, json_t **ret)
+/* Both parsers: the depth bound before jansson, duplicates refused. */
+static int parse_any(const char *s, size_t len, const char *what, json_t **ret)
 {
 	WI_CHECK(ret != NULL && what != NULL && (s != NULL || len == 0), WI_E_INVAL,
 		 "json: NULL argument");
@@ -51,9 +52,29 @@ int wi_json_parse_object(const char *s, size_t len, const char *what, json_t **r
 	json_t *j = json_loadb(s, len, JSON_REJECT_DUPLICATES, &err);
 	WI_CHECK(j != NULL, WI_E_PARSE, "%s is not valid JSON: %s (position %d)", what, err.text,
 		 err.position);
+	*ret = j;
+	return 0;
+}
+
+int wi_json_parse_object(const char *s, size_t len, const char *what, json_t **ret)
+{
+	json_t *j = NULL;
+	WI_TRY(parse_any(s, len, what, &j));
 	if (!json_is_object(j)) {
 		json_decref(j);
 		WI_FAIL(WI_E_PARSE, "%s is not a JSON object", what);
+	}
+	*ret = j;
+	return 0;
+}
+
+int wi_json_parse_document(const char *s, size_t len, const char *what, json_t **ret)
+{
+	json_t *j = NULL;
+	WI_TRY(parse_any(s, len, what, &j));
+	if (!json_is_object(j) && !json_is_array(j)) {
+		json_decref(j);
+		WI_FAIL(WI_E_PARSE, "%s is not a JSON object or array", what);
 	}
 	*ret = j;
 	return 0;

@@ -1,5 +1,5 @@
 /* core/json.h — strict parsing of untrusted JSON objects (JOSE headers and
- * claims, JWK Sets).
+ * claims, JWK Sets, admin API bodies).
  *
  * jansson alone accepts duplicate member names (the last one wins) and nests
  * up to 2048 levels.  RFC 7515 §4 and RFC 7519 §4 let a parser either refuse
@@ -21,5 +21,8 @@
  * in the error detail ("JWS header").  WI_E_PARSE when malformed or not an
  * object, WI_E_TOO_BIG when nested too deep.  *ret is a new reference. */
 int wi_json_parse_object(const char *s, size_t len, const char *what, json_t **ret) WI_WUR;
+/* The same checks, for a document that is an object or an array (the admin
+ * API's entry import takes either). */
+int wi_json_parse_document(const char *s, size_t len, const char *what, json_t **ret) WI_WUR;
 
 #endif

@@ -120,6 +120,15 @@
 #define WI_TXN_POLICY_LIST_MAX 256
 #define WI_TXN_POLICY_ITEM_MAX 2048
 
+/* Admin socket (daemon/metrics.c, daemon/admin_entries.c): the largest
+ * request body (an entry import), the largest body of one POST /entries, the
+ * entries in one import, connections at once, and how long an API change
+ * waits for the loop to publish the new registry before answering anyway. */
+#define WI_ADMIN_BODY_MAX (1024u * 1024u)
+#define WI_ADMIN_ENTRY_BODY_MAX (64u * 1024u)
+#define WI_ADMIN_IMPORT_ENTRIES_MAX 10000
+#define WI_ADMIN_PUBLISH_WAIT_MS 2000
+
 /* X.509-SVIDs kept minted (one per identity and TTL). */
 #define WI_X509_CACHE_MAX 65536
 /* Outstanding "request a new call" slots on the gRPC server. */

@@ -58,6 +58,22 @@ static const char *const migrations[] = {
 	"CREATE INDEX revocations_until ON revocations (until);"
 	"PRAGMA application_id = " STR(STORE_APPLICATION_ID) ";"
 	"PRAGMA user_version = 1;",
+	/* 1 -> 2: registration entries.  `body` is the entry's canonical JSON
+	 * (core/entry.h), re-validated when loaded; spiffe_id and selectors
+	 * (sorted, as a JSON array) are copies that make a duplicate a
+	 * constraint violation.  Order served: config entries in file order
+	 * (seq), then API entries in creation order (rowid). */
+	"CREATE TABLE entries ("
+	" id TEXT PRIMARY KEY CHECK (length(id) = 32),"
+	" spiffe_id TEXT NOT NULL CHECK (length(spiffe_id) > 0),"
+	" selectors TEXT NOT NULL,"
+	" body TEXT NOT NULL,"
+	" source INTEGER NOT NULL CHECK (source IN (1, 2)),"
+	" seq INTEGER NOT NULL DEFAULT 0,"
+	" created INTEGER NOT NULL,"
+	" UNIQUE (spiffe_id, selectors)"
+	");"
+	"PRAGMA user_version = 2;",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -67,12 +83,30 @@ static const char *const migrations[] = {
 	" ON CONFLICT (kind, value) DO UPDATE SET until = max(until, excluded.until)"
 #define SQL_EACH "SELECT kind, value, until FROM revocations WHERE until > ?1"
 #define SQL_PRUNE "DELETE FROM revocations WHERE until <= ?1"
+#define SQL_ENTRY_INSERT                                                                    \
+	"INSERT INTO entries (id, spiffe_id, selectors, body, source, seq, created)"        \
+	" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+#define SQL_ENTRY_COUNT "SELECT count(*) FROM entries"
+#define SQL_ENTRY_EACH "SELECT id, body, source, created FROM entries ORDER BY source, seq, rowid"
+#define SQL_ENTRY_GET "SELECT id, body, source, created FROM entries WHERE id = ?1"
+#define SQL_ENTRY_DELETE "DELETE FROM entries WHERE id = ?1 AND source = ?2"
+/* Config sync (rare: start and SIGHUP), prepared when used. */
+#define SQL_SYNC_MARK "UPDATE entries SET seq = -1 WHERE source = 1"
+#define SQL_SYNC_TAKEOVER "DELETE FROM entries WHERE spiffe_id = ?1 AND selectors = ?2 AND id <> ?3"
+/* A config entry is "created" when first seeded (the file gives no time). */
+#define SQL_SYNC_UPSERT                                                                     \
+	"INSERT INTO entries (id, spiffe_id, selectors, body, source, seq, created)"        \
+	" VALUES (?1, ?2, ?3, ?4, ?5, ?6,"                                                   \
+	" CASE WHEN ?7 > 0 THEN ?7 ELSE CAST(strftime('%s', 'now') AS INTEGER) END)"        \
+	" ON CONFLICT (id) DO UPDATE SET body = excluded.body, source = 1, seq = excluded.seq"
+#define SQL_SYNC_SWEEP "DELETE FROM entries WHERE source = 1 AND seq = -1"
 
 struct wi_store {
 	pthread_mutex_t lock; /* serialises every use of db and the statements */
 	sqlite3 *db;
 	sqlite3_stmt *begin, *commit, *rollback;
 	sqlite3_stmt *put, *each, *prune;
+	sqlite3_stmt *e_insert, *e_count, *e_each, *e_get, *e_delete;
 	char path[PATH_MAX];
 };
 
@@ -365,6 +399,11 @@ int wi_store_open(const char *data_dir, wi_store **ret)
 	WI_TRY(prepare(s, SQL_PUT, &s->put));
 	WI_TRY(prepare(s, SQL_EACH, &s->each));
 	WI_TRY(prepare(s, SQL_PRUNE, &s->prune));
+	WI_TRY(prepare(s, SQL_ENTRY_INSERT, &s->e_insert));
+	WI_TRY(prepare(s, SQL_ENTRY_COUNT, &s->e_count));
+	WI_TRY(prepare(s, SQL_ENTRY_EACH, &s->e_each));
+	WI_TRY(prepare(s, SQL_ENTRY_GET, &s->e_get));
+	WI_TRY(prepare(s, SQL_ENTRY_DELETE, &s->e_delete));
 	*ret = TAKE_PTR(s);
 	return 0;
 }
@@ -379,6 +418,11 @@ wi_store *wi_store_close(wi_store *s)
 	sqlite3_finalize(s->put);
 	sqlite3_finalize(s->each);
 	sqlite3_finalize(s->prune);
+	sqlite3_finalize(s->e_insert);
+	sqlite3_finalize(s->e_count);
+	sqlite3_finalize(s->e_each);
+	sqlite3_finalize(s->e_get);
+	sqlite3_finalize(s->e_delete);
 	/* Every statement is finalized, so this closes now; the last
 	 * connection checkpoints the WAL into the main file. */
 	sqlite3_close_v2(s->db);
@@ -471,5 +515,178 @@ int wi_store_prune_revocations(wi_store *s, time_t now)
 		WI_TRY(step_done(s, st, "prune revocations"));
 	}
 	WI_TRY(tx_commit(s, &tx));
+	return 0;
+}
+
+/* --- registration entries -------------------------------------------------- */
+
+/* Binds an entry's columns in SQL_ENTRY_INSERT order. */
+static int bind_entry(wi_store *s, sqlite3_stmt *st, const wi_entry *e, int64_t seq)
+{
+	WI_TRY(bind_check(s, sqlite3_bind_text(st, 1, wi_entry_id(e), -1, SQLITE_STATIC)));
+	WI_TRY(bind_check(s, sqlite3_bind_text(st, 2, wi_entry_spiffe_id(e), -1, SQLITE_STATIC)));
+	WI_TRY(bind_check(s, sqlite3_bind_text(st, 3, wi_entry_selectors_key(e), -1, SQLITE_STATIC)));
+	WI_TRY(bind_check(s, sqlite3_bind_text(st, 4, wi_entry_body(e), -1, SQLITE_STATIC)));
+	WI_TRY(bind_check(s, sqlite3_bind_int(st, 5, (int)wi_entry_source_of(e))));
+	WI_TRY(bind_check(s, sqlite3_bind_int64(st, 6, (sqlite3_int64)seq)));
+	WI_TRY(bind_check(s, sqlite3_bind_int64(st, 7, (sqlite3_int64)wi_entry_created(e))));
+	return 0;
+}
+
+static int count_locked(wi_store *s, int64_t *ret)
+{
+	_cleanup_(stmt_resetp) sqlite3_stmt *st = s->e_count;
+	WI_TRY(sql_check(s, sqlite3_step(st), SQLITE_ROW, "count entries"));
+	*ret = sqlite3_column_int64(st, 0);
+	return 0;
+}
+
+static int insert_locked(wi_store *s, const wi_entry *e)
+{
+	_cleanup_(stmt_resetp) sqlite3_stmt *st = s->e_insert;
+	WI_TRY(bind_entry(s, st, e, 0));
+	int rc = sqlite3_step(st);
+	/* store.h: the id or the (SPIFFE ID, selectors) pair is taken. */
+	WI_CHECK((rc & 0xff) != SQLITE_CONSTRAINT, WI_E_EXISTS,
+		 "an entry for %.256s with the same selectors already exists", wi_entry_spiffe_id(e));
+	return sql_check(s, rc, SQLITE_DONE, "record entry");
+}
+
+int wi_store_add_entries(wi_store *s, wi_entry *const *entries, size_t n)
+{
+	WI_CHECK(s != NULL && (entries != NULL || n == 0), WI_E_INVAL, "store: NULL argument");
+	for (size_t i = 0; i < n; i++)
+		WI_CHECK(entries[i] != NULL, WI_E_INVAL, "store: NULL entry");
+	_cleanup_(wi_mutex_unlockp) pthread_mutex_t *locked = wi_mutex_lock(&s->lock);
+	_cleanup_(tx_rollbackp) wi_store *tx = NULL;
+	WI_TRY(tx_begin(s, &tx));
+	int64_t have = 0;
+	WI_TRY(count_locked(s, &have));
+	WI_CHECK(n <= WI_ENTRIES_MAX && have <= (int64_t)(WI_ENTRIES_MAX - n), WI_E_TOO_BIG,
+		 "more than %d registration entries", WI_ENTRIES_MAX);
+	for (size_t i = 0; i < n; i++)
+		WI_TRY(insert_locked(s, entries[i]));
+	WI_TRY(tx_commit(s, &tx));
+	return 0;
+}
+
+int wi_store_delete_entry(wi_store *s, const char *id, wi_entry_source only)
+{
+	WI_CHECK(s != NULL && id != NULL, WI_E_INVAL, "store: NULL argument");
+	_cleanup_(wi_mutex_unlockp) pthread_mutex_t *locked = wi_mutex_lock(&s->lock);
+	_cleanup_(tx_rollbackp) wi_store *tx = NULL;
+	WI_TRY(tx_begin(s, &tx));
+	{
+		_cleanup_(stmt_resetp) sqlite3_stmt *st = s->e_delete;
+		WI_TRY(bind_check(s, sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC)));
+		WI_TRY(bind_check(s, sqlite3_bind_int(st, 2, (int)only)));
+		WI_TRY(step_done(s, st, "delete entry"));
+	}
+	if (sqlite3_changes(s->db) == 0) {
+		/* Nothing deleted: absent, or held by the other source. */
+		_cleanup_(stmt_resetp) sqlite3_stmt *st = s->e_get;
+		WI_TRY(bind_check(s, sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC)));
+		int rc = sqlite3_step(st);
+		if (rc == SQLITE_DONE)
+			WI_FAIL(WI_E_NOT_FOUND, "no entry with id %.40s", id);
+		WI_TRY(sql_check(s, rc, SQLITE_ROW, "read entry"));
+		WI_FAIL(WI_E_PERMISSION, "entry %.40s is managed by the %s", id,
+			sqlite3_column_int(st, 2) == WI_ENTRY_SOURCE_CONFIG ? "config file" : "admin API");
+	}
+	WI_TRY(tx_commit(s, &tx));
+	return 0;
+}
+
+/* Runs fn over the rows of a prepared SELECT (id, body, source, created). */
+static int each_row(wi_store *s, sqlite3_stmt *st, wi_store_entry_fn fn, void *ud, size_t *ret_rows)
+{
+	size_t rows = 0;
+	for (;;) {
+		int rc = sqlite3_step(st);
+		if (rc == SQLITE_DONE)
+			break;
+		WI_TRY(sql_check(s, rc, SQLITE_ROW, "read entries"));
+		wi_store_entry_row row = {
+			.id = (const char *)sqlite3_column_text(st, 0),
+			.body = (const char *)sqlite3_column_text(st, 1),
+			.source = (wi_entry_source)sqlite3_column_int(st, 2),
+			.created = sqlite3_column_int64(st, 3),
+		};
+		WI_CHECK(row.id && row.body &&
+				 (row.source == WI_ENTRY_SOURCE_CONFIG || row.source == WI_ENTRY_SOURCE_API),
+			 WI_E_PARSE, "%s: malformed entry row", s->path);
+		rows++;
+		int r = fn(&row, ud);
+		if (r != 0)
+			return r;
+	}
+	*ret_rows = rows;
+	return 0;
+}
+
+int wi_store_each_entry(wi_store *s, const char *id, wi_store_entry_fn fn, void *ud)
+{
+	WI_CHECK(s != NULL && fn != NULL, WI_E_INVAL, "store: NULL argument");
+	_cleanup_(wi_mutex_unlockp) pthread_mutex_t *locked = wi_mutex_lock(&s->lock);
+	size_t rows = 0;
+	if (!id) {
+		_cleanup_(stmt_resetp) sqlite3_stmt *st = s->e_each;
+		return each_row(s, st, fn, ud, &rows);
+	}
+	_cleanup_(stmt_resetp) sqlite3_stmt *st = s->e_get;
+	WI_TRY(bind_check(s, sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC)));
+	WI_TRY(each_row(s, st, fn, ud, &rows));
+	WI_CHECK(rows > 0, WI_E_NOT_FOUND, "no entry with id %.40s", id);
+	return 0;
+}
+
+static int exec_sql(wi_store *s, const char *sql, const char *what)
+{
+	_cleanup_(stmt_finalizep) sqlite3_stmt *st = NULL;
+	WI_TRY(prepare(s, sql, &st));
+	return step_done(s, st, what);
+}
+
+int wi_store_sync_config_entries(wi_store *s, wi_entry *const *entries, size_t n, size_t *ret_removed)
+{
+	WI_CHECK(s != NULL && (entries != NULL || n == 0), WI_E_INVAL, "store: NULL argument");
+	for (size_t i = 0; i < n; i++)
+		WI_CHECK(entries[i] && wi_entry_source_of(entries[i]) == WI_ENTRY_SOURCE_CONFIG, WI_E_INVAL,
+			 "store: not a config entry");
+	_cleanup_(wi_mutex_unlockp) pthread_mutex_t *locked = wi_mutex_lock(&s->lock);
+	_cleanup_(tx_rollbackp) wi_store *tx = NULL;
+	WI_TRY(tx_begin(s, &tx));
+	int64_t removed = 0;
+	WI_TRY(exec_sql(s, SQL_SYNC_MARK, "mark config entries"));
+	_cleanup_(stmt_finalizep) sqlite3_stmt *take = NULL;
+	_cleanup_(stmt_finalizep) sqlite3_stmt *up = NULL;
+	WI_TRY(prepare(s, SQL_SYNC_TAKEOVER, &take));
+	WI_TRY(prepare(s, SQL_SYNC_UPSERT, &up));
+	for (size_t i = 0; i < n; i++) {
+		const wi_entry *e = entries[i];
+		{
+			/* The file takes over an API entry it now lists. */
+			_cleanup_(stmt_resetp) sqlite3_stmt *st = take;
+			WI_TRY(bind_check(s, sqlite3_bind_text(st, 1, wi_entry_spiffe_id(e), -1, SQLITE_STATIC)));
+			WI_TRY(bind_check(s, sqlite3_bind_text(st, 2, wi_entry_selectors_key(e), -1, SQLITE_STATIC)));
+			WI_TRY(bind_check(s, sqlite3_bind_text(st, 3, wi_entry_id(e), -1, SQLITE_STATIC)));
+			WI_TRY(step_done(s, st, "replace entry"));
+			removed += sqlite3_changes(s->db);
+		}
+		_cleanup_(stmt_resetp) sqlite3_stmt *st = up;
+		WI_TRY(bind_entry(s, st, e, (int64_t)i));
+		int rc = sqlite3_step(st);
+		WI_CHECK((rc & 0xff) != SQLITE_CONSTRAINT, WI_E_EXISTS, "config entry for %.256s repeats another",
+			 wi_entry_spiffe_id(e));
+		WI_TRY(sql_check(s, rc, SQLITE_DONE, "record config entry"));
+	}
+	WI_TRY(exec_sql(s, SQL_SYNC_SWEEP, "remove stale config entries"));
+	removed += sqlite3_changes(s->db);
+	int64_t after = 0;
+	WI_TRY(count_locked(s, &after));
+	WI_CHECK(after <= WI_ENTRIES_MAX, WI_E_TOO_BIG, "more than %d registration entries", WI_ENTRIES_MAX);
+	WI_TRY(tx_commit(s, &tx));
+	if (ret_removed)
+		*ret_removed = (size_t)removed;
 	return 0;
 }

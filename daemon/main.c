@@ -22,6 +22,7 @@
 #include "core/config.h"
 #include "core/fsutil.h"
 #include "core/log.h"
+#include "daemon/admin_entries.h"
 #include "daemon/logsink.h"
 #include "daemon/metrics.h"
 #include "daemon/storage.h"
@@ -42,7 +43,8 @@ typedef struct daemon_state {
 	wi_jwt_keys *jwt_keys;
 	wi_attestor *attestor;
 	wi_wl_server *wl;
-	wi_daemon_metrics *metrics; /* admin socket: /metrics, /status */
+	wi_daemon_metrics *metrics; /* admin socket: /metrics, /status, /entries */
+	wi_admin_entries *entries;  /* the entries in the store; publishes the registry */
 	uv_loop_t *loop;
 	uv_poll_t accept_poll;
 	uv_signal_t sig_term, sig_int, sig_hup;
@@ -139,7 +141,7 @@ static void notify_status(daemon_state *d, const char *prefix)
 {
 	wi_wl_stats st;
 	wi_wl_server_get_stats(d->wl, &st);
-	wi_registry *reg = wi_config_registry(d->config);
+	wi_registry *reg = wi_admin_entries_registry(d->entries);
 	sd_notifyf(0, "%sSTATUS=serving %s: %zu entries, %" PRIu64 " connections, %" PRIu64 " streams", prefix,
 		   wi_config_workload_socket(d->config), wi_registry_count(reg), st.connections_open,
 		   st.streams_open);
@@ -169,6 +171,7 @@ static void shutdown_loop(daemon_state *d)
 	if (d->watchdog_on)
 		uv_close((uv_handle_t *)&d->watchdog_timer, close_cb_noop);
 	wi_daemon_tts_stop(d->tts);
+	wi_admin_entries_stop(d->entries); /* admin requests waiting on a publish answer now */
 	wi_daemon_metrics_stop(d->metrics); /* metrics: closes the admin socket */
 	/* Now, not after the loop: new Workload API calls are refused at once
 	 * and its drain overlaps the token service's (whose requests finish on
@@ -197,24 +200,36 @@ static void on_reload(uv_signal_t *h, int signum)
 		notify_status(d, "READY=1\n");
 		return;
 	}
-	if (strcmp(wi_config_trust_domain(nc), wi_config_trust_domain(d->config)) != 0 ||
-	    strcmp(wi_config_workload_socket(nc), wi_config_workload_socket(d->config)) != 0 ||
+	/* Entries of another trust domain would not load into the running
+	 * registry (and stored API entries would stop loading after a restart
+	 * that adopts it): a trust-domain change is for a restart only. */
+	if (strcmp(wi_config_trust_domain(nc), wi_config_trust_domain(d->config)) != 0) {
+		wi_log(WI_LOG_ERROR, "reload_failed", "trust_domain changes need a restart; keeping the running entries");
+		wi_config_free(nc);
+		notify_status(d, "READY=1\n");
+		return;
+	}
+	if (strcmp(wi_config_workload_socket(nc), wi_config_workload_socket(d->config)) != 0 ||
 	    strcmp(wi_config_data_dir(nc), wi_config_data_dir(d->config)) != 0) {
 		wi_log(WI_LOG_WARN, "reload_partial",
-		       "trust_domain, workload_socket and data_dir changes need a restart; entries reloaded");
+		       "workload_socket and data_dir changes need a restart; entries reloaded");
 	}
-	wi_registry *reg = wi_config_registry(nc);
-	wi_wl_server_set_registry(d->wl, reg);
-	wi_daemon_tts_set_registry(d->tts, reg);
-	wi_wl_server_tick(d->wl); /* push the change to open streams now */
+	/* The file's entries replace the config-sourced ones in the store;
+	 * API entries stay.  Published (and pushed to streams) at once. */
+	wi_registry *before = wi_admin_entries_registry(d->entries);
+	if (wi_admin_entries_reload(d->entries, nc) < 0) {
+		wi_log(WI_LOG_ERROR, "reload_failed", "keeping the running entries: %s", wi_error_detail());
+		wi_registry_unref(before);
+		wi_config_free(nc);
+		notify_status(d, "READY=1\n");
+		return;
+	}
+	wi_registry *reg = wi_admin_entries_registry(d->entries);
 	wi_log(WI_LOG_INFO, "reloaded", "entries=%zu", wi_registry_count(reg));
-	if (wi_registry_uses_kind(reg, WI_SEL_UNIX_SHA256)) {
-		wi_registry *old = wi_config_registry(d->config);
-		if (!wi_registry_uses_kind(old, WI_SEL_UNIX_SHA256))
-			wi_log(WI_LOG_WARN, "reload_partial",
-			       "unix:sha256 selectors were added; restart to enable executable hashing");
-		wi_registry_unref(old);
-	}
+	if (wi_registry_uses_kind(reg, WI_SEL_UNIX_SHA256) && !wi_registry_uses_kind(before, WI_SEL_UNIX_SHA256))
+		wi_log(WI_LOG_WARN, "reload_partial",
+		       "unix:sha256 selectors were added; restart to enable executable hashing");
+	wi_registry_unref(before);
 	wi_registry_unref(reg);
 	if (d->config != d->tts_config)
 		wi_config_free(d->config);
@@ -295,7 +310,12 @@ static int run(daemon_state *d)
 		wi_log(WI_LOG_ERROR, "jwt_keys_failed", "%s", wi_error_detail());
 		return 1;
 	}
-	wi_registry *reg = wi_config_registry(c);
+	/* The store is the source of the entries served; the file seeds it. */
+	if (wi_admin_entries_open(c, &d->entries) < 0) {
+		wi_log(WI_LOG_ERROR, "entries_failed", "%s", wi_error_detail());
+		return 1;
+	}
+	wi_registry *reg = wi_admin_entries_registry(d->entries);
 	wi_attestor_options aopts = {.hash_executables = wi_registry_uses_kind(reg, WI_SEL_UNIX_SHA256)};
 	if (wi_attestor_new(&aopts, &d->attestor) < 0) {
 		wi_log(WI_LOG_ERROR, "attestor_failed", "%s", wi_error_detail());
@@ -326,6 +346,11 @@ static int run(daemon_state *d)
 	}
 	if (d->tts)
 		d->tts_config = c;
+	if (wi_admin_entries_attach(d->entries, d->loop, d->wl, d->tts) < 0) {
+		wi_log(WI_LOG_ERROR, "entries_failed", "%s", wi_error_detail());
+		wi_daemon_tts_stop(d->tts);
+		return 1;
+	}
 	/* ---- metrics: admin socket next to the workload socket ---- */
 	wi_daemon_metrics_options mopts = {
 		.loop = d->loop,
@@ -336,10 +361,12 @@ static int run(daemon_state *d)
 		.ca = d->ca,
 		.jwt_keys = d->jwt_keys,
 		.revocations = wi_daemon_tts_revocations(d->tts),
+		.entries = d->entries,
 	};
 	if (wi_daemon_metrics_start(&mopts, &d->metrics) < 0) {
 		wi_log(WI_LOG_ERROR, "admin_socket_failed", "%s", wi_error_detail());
 		wi_daemon_tts_stop(d->tts);
+		wi_admin_entries_stop(d->entries);
 		return 1;
 	}
 	/* ---- end metrics ---- */
@@ -442,6 +469,7 @@ int main(int argc, char **argv)
 			wi_log(WI_LOG_WARN, "loop_close", "handles still open at exit");
 	}
 	wi_daemon_metrics_free(d.metrics); /* metrics: after the loop drained */
+	wi_admin_entries_free(d.entries);   /* after the admin handlers finished */
 	wi_daemon_tts_free(d.tts);
 	wi_wl_server_free(d.wl);
 	wi_attestor_free(d.attestor);

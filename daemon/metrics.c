@@ -153,9 +153,12 @@ static void handle(void *ud, const wi_http_request *req, wi_http_response *resp)
 		wi_http_oauth_error(resp, 403, "access_denied", "the admin socket is for the daemon's operator");
 		return;
 	}
+	/* /entries...: registration entries (daemon/admin_entries.h). */
+	if (m->o.entries && wi_admin_entries_handle(m->o.entries, req, resp))
+		return;
 	bool is_metrics = strcmp(req->path, "/metrics") == 0, is_status = strcmp(req->path, "/status") == 0;
 	if (!is_metrics && !is_status) {
-		wi_http_oauth_error(resp, 404, "not_found", "try /metrics or /status");
+		wi_http_oauth_error(resp, 404, "not_found", "try /metrics, /status or /entries");
 		return;
 	}
 	if (strcmp(req->method, "GET") != 0) {
@@ -213,7 +216,7 @@ int wi_daemon_metrics_start(const wi_daemon_metrics_options *opts, wi_daemon_met
 		.unix_socket_mode = 0600, /* the operator only */
 		.handler = handle,
 		.handler_ud = m,
-		.max_body = ADMIN_BODY_MAX,
+		.max_body = opts->entries ? WI_ADMIN_BODY_MAX : ADMIN_BODY_MAX, /* entry imports */
 		.max_connections = ADMIN_CONNECTIONS_MAX,
 		.io_timeout_ms = WI_TTS_IO_TIMEOUT_MS,
 	};

@@ -1,6 +1,7 @@
-/* daemon/metrics.h — the operator's read-only view of a running wimsed:
- * Prometheus text metrics (GET /metrics, exposition format 0.0.4) and a JSON
- * status document (GET /status), served over HTTP/1.1 on the admin Unix
+/* daemon/metrics.h — the operator's view of a running wimsed:
+ * Prometheus text metrics (GET /metrics, exposition format 0.0.4), a JSON
+ * status document (GET /status) and, when given, the registration-entry
+ * routes under /entries (daemon/admin_entries.h), served over HTTP/1.1 on the admin Unix
  * socket `<directory of workload_socket>/admin.sock`, mode 0600 (the
  * operator's uid only; a peer of another uid is also refused with 403 should
  * the mode ever be widened).
@@ -19,6 +20,7 @@
 #include "core/ca.h"
 #include "core/error.h"
 #include "core/jwt_keys.h"
+#include "daemon/admin_entries.h"
 #include "txn-token/revocations.h"
 #include "workload-api/server.h"
 
@@ -31,6 +33,7 @@ typedef struct wi_daemon_metrics_options {
 	wi_ca *ca;
 	wi_jwt_keys *jwt_keys;
 	wi_revocations *revocations; /* NULL without a token service */
+	wi_admin_entries *entries;   /* NULL: no /entries routes (daemon/admin_entries.h) */
 } wi_daemon_metrics_options;
 
 typedef struct wi_daemon_metrics wi_daemon_metrics;

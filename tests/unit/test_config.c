@@ -130,6 +130,12 @@ static void test_errors(void **state)
 	expect_error("{" BASE ", \"entries\": [{\"spiffe_id\": \"spiffe://example.org/a\", \"selectors\": "
 		     "[\"unix:uid:0\"], \"ttl\": 5}]}",
 		     "unknown key \"ttl\"");
+	/* The same SPIFFE ID and selectors twice (in another order): one entry
+	 * too many, named with its line. */
+	expect_error("{" BASE ", \"entries\": [{\"spiffe_id\": \"spiffe://example.org/a\", \"selectors\": "
+		     "[\"unix:uid:0\", \"unix:gid:0\"]},\n{\"spiffe_id\": \"spiffe://example.org/a\", \"selectors\": "
+		     "[\"unix:gid:0\", \"unix:uid:0\"], \"hint\": \"x\"}]}",
+		     "entries[1]: repeats entries[0]");
 	expect_error("{" BASE ", \"entries\": [{\"spiffe_id\": \"spiffe://example.org/a\", \"selectors\": "
 		     "[\"unix:uid:0\"], \"x509_svid_ttl\": \"200d\"}]}",
 		     "x509_svid_ttl");
