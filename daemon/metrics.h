@@ -20,6 +20,7 @@
 #include "core/error.h"
 #include "core/jwt_keys.h"
 #include "txn-token/revocations.h"
+#include "txn-token/service.h"
 #include "workload-api/server.h"
 
 typedef struct wi_daemon_metrics_options {
@@ -31,9 +32,24 @@ typedef struct wi_daemon_metrics_options {
 	wi_ca *ca;
 	wi_jwt_keys *jwt_keys;
 	wi_revocations *revocations; /* NULL without a token service */
+	wi_tts *tts;                 /* NULL without a token service */
+	const char *metrics_listen;  /* "127.0.0.1:9464" / "[::1]:9464": plain-HTTP GET
+					/metrics only (never /status); NULL = off */
 } wi_daemon_metrics_options;
 
 typedef struct wi_daemon_metrics wi_daemon_metrics;
+
+/* Rotation events, counted in wimsed_rotations_total{kind}.  The rotation
+ * code (CA, JWT-SVID key, Txn-Token key) calls wi_daemon_metrics_note_rotation
+ * after a rotation took effect; add a kind here and a name in metrics.c. */
+typedef enum wi_rotation_kind {
+	WI_ROTATION_X509_CA = 0,
+	WI_ROTATION_JWT_KEY,
+	WI_ROTATION_TXN_KEY,
+	WI_ROTATIONS
+} wi_rotation_kind;
+/* Any thread, lock-free; accepts NULL (metrics off). */
+void wi_daemon_metrics_note_rotation(wi_daemon_metrics *m, wi_rotation_kind kind);
 
 /* `<dir of workload_socket>/admin.sock` ("admin.sock" when it has no
  * directory) into buf; -1 when it does not fit. */

@@ -283,6 +283,11 @@ wi_revocations *wi_daemon_tts_revocations(const wi_daemon_tts *t)
 	return t ? t->revocations : NULL;
 }
 
+wi_tts *wi_daemon_tts_service(const wi_daemon_tts *t)
+{
+	return t ? t->tts : NULL;
+}
+
 void wi_daemon_tts_free(wi_daemon_tts *t)
 {
 	if (!t)
