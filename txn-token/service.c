@@ -91,6 +91,7 @@ static void reply_json(wi_http_response *resp, int status, json_t *body, bool no
 	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
 	json_decref(body);
 	if (!text) {
+		wi_log(WI_LOG_ERROR, "txn_reply_failed", "status=500 reason=\"out of memory\"");
 		wi_http_oauth_error(resp, 500, "server_error", "out of memory");
 		return;
 	}
