@@ -19,6 +19,7 @@
 
 #include "attestors/procfs.h"
 #include "core/cleanup.h"
+#include "core/hist.h"
 #include "core/limits.h"
 
 /* Not limits but shapes: the read size for hashing (streaming keeps memory
@@ -79,6 +80,8 @@ struct wi_attestor {
 	struct proc_slot proc[PROC_SETS][CACHE_WAYS];
 	atomic_uint_fast64_t clock; /* recency stamps for eviction */
 	atomic_uint_fast64_t attestations, cache_hits, hash_computed, hash_cache_hits;
+	atomic_uint_fast64_t cache_misses; /* calls whose first pass read /proc */
+	wi_hist latency;                   /* every attestation, hit, miss or failure */
 };
 
 /* ---- caches --------------------------------------------------------------- */
@@ -500,10 +503,8 @@ static int read_failure(const wi_peer *peer, int r)
 			     (int)wi_peer_pid(peer), why);
 }
 
-int wi_attestor_attest(wi_attestor *a, const wi_peer *peer, wi_selector_set **ret)
+static int attest(wi_attestor *a, const wi_peer *peer, wi_selector_set **ret)
 {
-	WI_CHECK(a != NULL && peer != NULL && ret != NULL, WI_E_INVAL, "attest: missing argument");
-	atomic_fetch_add_explicit(&a->attestations, 1, memory_order_relaxed);
 	int dirfd = wi_peer_proc_dirfd(peer);
 	/* An exec in the middle of a pass is retried a few times, then
 	 * reported as transient: a process that execs in a loop is not worth
@@ -530,6 +531,8 @@ int wi_attestor_attest(wi_attestor *a, const wi_peer *peer, wi_selector_set **re
 				return 0;
 			}
 		}
+		if (attempt == 0)
+			atomic_fetch_add_explicit(&a->cache_misses, 1, memory_order_relaxed);
 		bool changed = false;
 		_cleanup_(wi_selector_set_unrefp) wi_selector_set *s = NULL;
 		int r = attest_once(a, peer, have_exe ? &exe0 : NULL, &changed, &s);
@@ -548,6 +551,16 @@ int wi_attestor_attest(wi_attestor *a, const wi_peer *peer, wi_selector_set **re
 	}
 	WI_FAIL(WI_E_UNAVAILABLE, "pid %d exec'd or its executable changed during every attempt",
 		(int)wi_peer_pid(peer));
+}
+
+int wi_attestor_attest(wi_attestor *a, const wi_peer *peer, wi_selector_set **ret)
+{
+	WI_CHECK(a != NULL && peer != NULL && ret != NULL, WI_E_INVAL, "attest: missing argument");
+	atomic_fetch_add_explicit(&a->attestations, 1, memory_order_relaxed);
+	uint64_t t0 = wi_hist_now_ns();
+	int rc = attest(a, peer, ret);
+	wi_hist_observe_since(&a->latency, t0);
+	return rc;
 }
 
 /* ---- lifetime ------------------------------------------------------------------ */
@@ -601,4 +614,6 @@ void wi_attestor_get_stats(const wi_attestor *a, wi_attestor_stats *ret)
 	ret->cache_hits = atomic_load_explicit(&m->cache_hits, memory_order_relaxed);
 	ret->hash_computed = atomic_load_explicit(&m->hash_computed, memory_order_relaxed);
 	ret->hash_cache_hits = atomic_load_explicit(&m->hash_cache_hits, memory_order_relaxed);
+	ret->cache_misses = atomic_load_explicit(&m->cache_misses, memory_order_relaxed);
+	wi_hist_read(&m->latency, &ret->latency);
 }

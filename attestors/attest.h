@@ -34,6 +34,7 @@
 
 #include "attestors/peer.h"
 #include "core/error.h"
+#include "core/hist.h"
 #include "core/selector.h"
 
 typedef struct wi_attestor wi_attestor;
@@ -58,6 +59,8 @@ typedef struct wi_attestor_stats {
 	uint64_t cache_hits;
 	uint64_t hash_computed;
 	uint64_t hash_cache_hits;
+	uint64_t cache_misses;      /* calls not answered from the cache on their first pass */
+	wi_hist_snapshot latency;   /* duration of wi_attestor_attest, whatever its outcome */
 } wi_attestor_stats;
 void wi_attestor_get_stats(const wi_attestor *a, wi_attestor_stats *ret);
 

@@ -10,6 +10,7 @@
 #include "core/cleanup.h"
 #include "core/entry.h"
 #include "core/fsutil.h"
+#include "core/hostport.h"
 #include "core/jws.h"
 #include "core/limits.h"
 #include "core/selector.h"
@@ -36,6 +37,7 @@ struct wi_config {
 	/* Transaction Token Service */
 	char *exchange_socket;
 	char *https_listen;
+	char *metrics_listen; /* NULL: off */
 	int64_t txn_default_ttl;
 	int64_t txn_key_rotate_every;
 	int txn_max_hops;
@@ -454,6 +456,27 @@ static int json_depth_ok(json_t *j, int depth)
 	return 1;
 }
 
+/* metrics_listen: plain-HTTP GET /metrics on TCP (off when absent). */
+static int load_metrics_listen(const ctx *cx, json_t *root, wi_config *c)
+{
+	const char *ml;
+	WI_TRY(get_string(cx, root, "metrics_listen", "$", false, &ml));
+	if (!ml)
+		return 0;
+	struct sockaddr_storage ss;
+	if (wi_hostport_parse(ml, &ss) < 0) {
+		/* The detail is "file:line: kind: message"; keep the message. */
+		const char *d = wi_error_detail(), *m = strstr(d, ": ");
+		m = m ? strstr(m + 2, ": ") : NULL;
+		CFG_FAIL(cx, "metrics_listen", "$",
+			 "\"metrics_listen\" must be IPV4:PORT or [IPV6]:PORT (127.0.0.1:9464, [::1]:9464): %s",
+			 m ? m + 2 : d);
+	}
+	c->metrics_listen = strdup(ml);
+	WI_CHECK_ALLOC(c->metrics_listen);
+	return 0;
+}
+
 static int load(const ctx *cx, json_t *root, wi_config *c)
 {
 	if (!json_is_object(root))
@@ -462,7 +485,7 @@ static int load(const ctx *cx, json_t *root, wi_config *c)
 		WI_FAIL(WI_E_CONFIG, "%s: nested deeper than %d levels", cx->name, WI_JSON_DEPTH_MAX);
 	static const char *const keys[] = {"trust_domain", "data_dir", "workload_socket", "log_level",
 					   "log_format", "x509_svid_ttl", "jwt_svid_ttl", "jwt_key_type",
-					   "jwt_key_rotate_every", "ca", "entries", "txn", NULL};
+					   "jwt_key_rotate_every", "ca", "entries", "txn", "metrics_listen", NULL};
 	WI_TRY(check_keys(cx, root, "$", keys));
 
 	const char *td, *dd, *sock, *lvl, *fmt;
@@ -499,6 +522,7 @@ static int load(const ctx *cx, json_t *root, wi_config *c)
 		else if (strcmp(fmt, "text") != 0)
 			CFG_FAIL(cx, "log_format", "$", "\"log_format\" must be text or json");
 	}
+	WI_TRY(load_metrics_listen(cx, root, c));
 
 	c->x509_svid_ttl = WI_X509_TTL_DEFAULT;
 	WI_TRY(get_duration(cx, root, "x509_svid_ttl", "$", WI_X509_TTL_MIN, WI_X509_TTL_MAX,
@@ -620,6 +644,7 @@ wi_config *wi_config_free(wi_config *c)
 	free(c->entries);
 	free(c->exchange_socket);
 	free(c->https_listen);
+	free(c->metrics_listen);
 	wi_selector_set_unref(c->admin_selectors);
 	for (size_t i = 0; i < c->n_issuers; i++)
 		free((void *)c->issuers[i].audiences);
@@ -649,6 +674,7 @@ int64_t wi_config_max_x509_svid_ttl(const wi_config *c) { return c->max_x509_svi
 wi_registry *wi_config_registry(const wi_config *c) { return wi_registry_ref(c->registry); }
 const char *wi_config_exchange_socket(const wi_config *c) { return c->exchange_socket; }
 const char *wi_config_https_listen(const wi_config *c) { return c->https_listen; }
+const char *wi_config_metrics_listen(const wi_config *c) { return c->metrics_listen; }
 int64_t wi_config_txn_default_ttl(const wi_config *c) { return c->txn_default_ttl; }
 int wi_config_txn_max_hops(const wi_config *c) { return c->txn_max_hops; }
 const wi_selector_set *wi_config_admin_selectors(const wi_config *c) { return c->admin_selectors; }

@@ -7,6 +7,8 @@
  *   workload_socket   string, required        Workload API Unix socket path
  *   log_level         "debug"|"info"|"warn"|"error"   (default "info")
  *   log_format        "text"|"json"                    (default "text")
+ *   metrics_listen    "127.0.0.1:9464" / "[::1]:9464": plain-HTTP GET /metrics
+ *                     on TCP (optional; core/hostport.h syntax)
  *   x509_svid_ttl     duration                (default 1h)
  *   jwt_svid_ttl      duration                (default 5m)
  *   jwt_key_type      "ec-p256"|"rsa-2048"|"rsa-3072"  (default "ec-p256")
@@ -100,6 +102,8 @@ typedef struct wi_issuer_config {
 /* NULL when the Transaction Token Service is off. */
 const char *wi_config_exchange_socket(const wi_config *c);
 const char *wi_config_https_listen(const wi_config *c);
+/* NULL unless `metrics_listen` is set. */
+const char *wi_config_metrics_listen(const wi_config *c);
 int64_t wi_config_txn_default_ttl(const wi_config *c);
 int wi_config_txn_max_hops(const wi_config *c);
 /* Selectors a caller must hold to use /revoke (borrowed). */

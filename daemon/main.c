@@ -59,9 +59,11 @@ typedef struct daemon_state {
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: wimsed --config FILE [--check-config]\n"
+	fprintf(f, "usage: wimsed --config FILE [--check-config] [--log-format text|json] [--log-level LEVEL]\n"
 		   "  --config FILE    the JSON config (see README.md)\n"
 		   "  --check-config   validate the config and exit\n"
+		   "  --log-format F   text or json (one JSON object per line); overrides log_format\n"
+		   "  --log-level L    debug, info, warn or error; overrides log_level\n"
 		   "  --version        print the version\n");
 }
 
@@ -362,6 +364,9 @@ static int run(daemon_state *d)
 		.jwt_keys = d->jwt_keys,
 		.revocations = wi_daemon_tts_revocations(d->tts),
 		.entries = d->entries,
+		.tts = wi_daemon_tts_service(d->tts),
+		.txn_keys = wi_daemon_tts_txn_keys(d->tts),
+		.metrics_listen = wi_config_metrics_listen(c),
 	};
 	if (wi_daemon_metrics_start(&mopts, &d->metrics) < 0) {
 		wi_log(WI_LOG_ERROR, "admin_socket_failed", "%s", wi_error_detail());
@@ -403,6 +408,22 @@ static int run(daemon_state *d)
 	return 0;
 }
 
+/* 1 for json, 0 for text, -1 otherwise. */
+static int parse_log_format(const char *s)
+{
+	return strcmp(s, "json") == 0 ? 1 : strcmp(s, "text") == 0 ? 0 : -1;
+}
+
+/* A wi_log_level, or -1. */
+static int parse_log_level(const char *s)
+{
+	static const char *const names[] = {"debug", "info", "warn", "error"};
+	for (int i = 0; i < 4; i++)
+		if (strcmp(s, names[i]) == 0)
+			return i;
+	return -1;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -410,10 +431,13 @@ int main(int argc, char **argv)
 		{"check-config", no_argument, NULL, 'k'},
 		{"version", no_argument, NULL, 'V'},
 		{"help", no_argument, NULL, 'h'},
+		{"log-format", required_argument, NULL, 'F'},
+		{"log-level", required_argument, NULL, 'L'},
 		{0},
 	};
 	daemon_state d = {0};
 	bool check_only = false;
+	int log_json = -1, log_level = -1; /* -1: as the config says */
 	int ch;
 	while ((ch = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
 		switch (ch) {
@@ -421,6 +445,19 @@ int main(int argc, char **argv)
 		case 'k': check_only = true; break;
 		case 'V': printf("wimsed 0.1.0\n"); return 0;
 		case 'h': usage(stdout); return 0;
+		case 'F':
+			if ((log_json = parse_log_format(optarg)) < 0) {
+				fprintf(stderr, "wimsed: --log-format must be text or json, not \"%s\"\n", optarg);
+				return 2;
+			}
+			break;
+		case 'L':
+			if ((log_level = parse_log_level(optarg)) < 0) {
+				fprintf(stderr, "wimsed: --log-level must be debug, info, warn or error, not \"%s\"\n",
+					optarg);
+				return 2;
+			}
+			break;
 		default: usage(stderr); return 2;
 		}
 	}
@@ -437,7 +474,9 @@ int main(int argc, char **argv)
 		wi_config_free(d.config);
 		return 0;
 	}
-	wi_logsink_install(wi_config_log_level(d.config), wi_config_log_json(d.config));
+	/* Command-line flags override the config's log settings. */
+	wi_logsink_install(log_level >= 0 ? (wi_log_level)log_level : wi_config_log_level(d.config),
+			   log_json >= 0 ? log_json == 1 : wi_config_log_json(d.config));
 	signal(SIGPIPE, SIG_IGN);
 	umask(077);
 	/* Token-service handlers run on libuv's thread pool and may wait on an

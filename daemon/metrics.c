@@ -3,6 +3,7 @@
 #include "daemon/metrics.h"
 
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 #include "core/buf.h"
 #include "core/cleanup.h"
 #include "core/limits.h"
+#include "core/log.h"
 #include "txn-token/http.h"
 #include "workload-api/stats.h"
 
@@ -23,13 +25,14 @@
  * connections at once are plenty.  (Candidates for core/limits.h.) */
 #define ADMIN_BODY_MAX 1024u
 #define ADMIN_CONNECTIONS_MAX 16u
-#define METRICS_TEXT_MAX (64u * 1024u)
+#define METRICS_TEXT_MAX (256u * 1024u)
 
 struct wi_daemon_metrics {
 	wi_daemon_metrics_options o; /* trust_domain points at `td` */
 	char *td;
 	time_t started; /* wall clock when the daemon began serving */
 	wi_tts_http *http;
+	wi_tts_http *tcp_http; /* metrics_listen: GET /metrics only, or NULL */
 };
 
 int wi_daemon_metrics_admin_path(const char *workload_socket, char *buf, size_t size)
@@ -64,6 +67,95 @@ static void metric(text *t, const char *name, const char *type, const char *help
 	put(t, "# HELP %s %s\n# TYPE %s %s\n%s %" PRIu64 "\n", name, help, name, type, name, v);
 }
 
+/* The HELP and TYPE lines of a family whose samples follow. */
+static void family(text *t, const char *name, const char *type, const char *help)
+{
+	put(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* The samples of one histogram series; `labels` is "" or `k="v",` (with the
+ * trailing comma) and must not need escaping (our own static names). */
+static void histogram_series(text *t, const char *name, const char *labels, const wi_hist_snapshot *h)
+{
+	for (int i = 0; i <= WI_HIST_BUCKETS; i++)
+		put(t, "%s_bucket{%sle=\"%s\"} %" PRIu64 "\n", name, labels, wi_hist_bound_label(i), h->cumulative[i]);
+	/* Without the trailing comma for _sum and _count. */
+	size_t n = strlen(labels);
+	put(t, "%s_sum%s%.*s%s %.9f\n", name, n ? "{" : "", n ? (int)n - 1 : 0, labels, n ? "}" : "",
+	    h->sum_seconds);
+	put(t, "%s_count%s%.*s%s %" PRIu64 "\n", name, n ? "{" : "", n ? (int)n - 1 : 0, labels, n ? "}" : "",
+	    h->count);
+}
+
+/* Implemented methods always get their series (zero before the first call),
+ * others only once called. */
+static bool method_shown(int meth, uint64_t activity)
+{
+	static const char *const always[] = {"FetchX509SVID", "FetchX509Bundles", "FetchJWTSVID", "FetchJWTBundles",
+					     "ValidateJWTSVID", "grpc.health.v1.Health/Check"};
+	for (size_t i = 0; i < sizeof(always) / sizeof(always[0]); i++)
+		if (strcmp(wi_wl_rpc_method_name(meth), always[i]) == 0)
+			return true;
+	return activity > 0;
+}
+
+static void render_rpc(const wi_daemon_metrics *m, text *t)
+{
+	wi_wl_rpc_stats *r = calloc(1, sizeof(*r));
+	if (!r) {
+		t->failed = true;
+		return;
+	}
+	wi_wl_server_get_rpc_stats(m->o.wl, r);
+	family(t, "wimsed_rpc_requests_total", "counter",
+	       "Workload API calls finished, by method and final gRPC status (CANCELLED: ended by the client).");
+	for (int meth = 0; meth < WI_WL_RPC_METHODS; meth++)
+		for (int k = 0; k < WI_WL_RPC_CODES; k++)
+			if (r->calls[meth][k] || (k == 0 && method_shown(meth, r->latency[meth].count)))
+				put(t, "wimsed_rpc_requests_total{method=\"%s\",code=\"%s\"} %" PRIu64 "\n",
+				    wi_wl_rpc_method_name(meth), wi_wl_rpc_code_name(k), r->calls[meth][k]);
+	family(t, "wimsed_rpc_duration_seconds", "histogram",
+	       "Workload API latency: unary calls to their status, streams to their first message.");
+	for (int meth = 0; meth < WI_WL_RPC_METHODS; meth++) {
+		if (!method_shown(meth, r->latency[meth].count))
+			continue;
+		char labels[96];
+		snprintf(labels, sizeof(labels), "method=\"%s\",", wi_wl_rpc_method_name(meth));
+		histogram_series(t, "wimsed_rpc_duration_seconds", labels, &r->latency[meth]);
+	}
+	family(t, "wimsed_rpc_streams_open", "gauge", "Workload API server streams open now, by method.");
+	for (int meth = 0; meth < WI_WL_RPC_METHODS; meth++) {
+		const char *name = wi_wl_rpc_method_name(meth);
+		bool stream = strcmp(name, "FetchX509SVID") == 0 || strcmp(name, "FetchX509Bundles") == 0 ||
+			      strcmp(name, "FetchJWTBundles") == 0;
+		if (stream || r->streams_open[meth])
+			put(t, "wimsed_rpc_streams_open{method=\"%s\"} %" PRIu64 "\n", name, r->streams_open[meth]);
+	}
+	free(r);
+}
+
+static void render_txn(const wi_daemon_metrics *m, text *t)
+{
+	wi_tts_stats ts;
+	wi_tts_get_stats(m->o.tts, &ts); /* zeros without a token service */
+	family(t, "wimsed_txn_tokens_issued_total", "counter",
+	       "Transaction Tokens issued, by grant (delegated, autonomous, replacement).");
+	for (int g = 0; g < WI_TTS_GRANTS; g++)
+		put(t, "wimsed_txn_tokens_issued_total{grant=\"%s\"} %" PRIu64 "\n", wi_tts_grant_name(g),
+		    ts.issued[g]);
+	family(t, "wimsed_txn_refusals_total", "counter",
+	       "Token service requests refused, by endpoint and OAuth error (rate_limited: HTTP 429).");
+	for (int e = 0; e < WI_TTS_ENDPOINTS; e++)
+		for (int r = 0; r < WI_TTS_REASONS; r++)
+			if (ts.refused[e][r] || (e == WI_TTS_EP_TOKEN && r == WI_TTS_R_INVALID_REQUEST))
+				put(t, "wimsed_txn_refusals_total{endpoint=\"%s\",error=\"%s\"} %" PRIu64 "\n",
+				    wi_tts_endpoint_name(e), wi_tts_reason_name(r), ts.refused[e][r]);
+	family(t, "wimsed_txn_introspections_total", "counter", "Token introspections, by answer.");
+	put(t, "wimsed_txn_introspections_total{active=\"true\"} %" PRIu64 "\n", ts.introspections_active);
+	put(t, "wimsed_txn_introspections_total{active=\"false\"} %" PRIu64 "\n", ts.introspections_inactive);
+	metric(t, "wimsed_txn_revocations_total", "counter", "Revocations stored through /revoke.", ts.revocations);
+}
+
 static void render_metrics(const wi_daemon_metrics *m, text *t)
 {
 	wi_wl_stats wl = {0};
@@ -84,6 +176,11 @@ static void render_metrics(const wi_daemon_metrics *m, text *t)
 	metric(t, "wimsed_attestations_total", "counter", "Workload attestations requested.", at.attestations);
 	metric(t, "wimsed_attestation_cache_hits_total", "counter",
 	       "Attestations answered from the per-process cache.", at.cache_hits);
+	metric(t, "wimsed_attestation_cache_misses_total", "counter",
+	       "Attestations that had to read /proc (not in the per-process cache).", at.cache_misses);
+	family(t, "wimsed_attestation_duration_seconds", "histogram",
+	       "Duration of workload attestations (cache hits, misses and failures).");
+	histogram_series(t, "wimsed_attestation_duration_seconds", "", &at.latency);
 	metric(t, "wimsed_executable_hashes_total", "counter", "Executables hashed for unix:sha256 selectors.",
 	       at.hash_computed);
 	metric(t, "wimsed_x509_svids_minted_total", "counter", "X.509-SVIDs signed for workloads.", cs.x509_minted);
@@ -95,14 +192,21 @@ static void render_metrics(const wi_daemon_metrics *m, text *t)
 	metric(t, "wimsed_revocations", "gauge", "Transaction-token revocations in force.", revocations);
 	metric(t, "wimsed_ca_not_after_seconds", "gauge", "Expiry of the signing CA, Unix time.",
 	       (uint64_t)wi_ca_not_after(m->o.ca));
-	metric(t, "wimsed_ca_rotation_events_total", "counter", "CAs prepared, activated or retired.",
-	       wi_ca_rotation_events(m->o.ca));
-	metric(t, "wimsed_jwt_key_rotation_events_total", "counter", "JWT-SVID keys prepared, activated or retired.",
-	       wi_jwt_keys_rotation_events(m->o.jwt_keys));
 	put(t, "# HELP wimsed_build_info The running version.\n# TYPE wimsed_build_info gauge\n"
 	       "wimsed_build_info{version=\"%s\"} 1\n",
 	    WI_VERSION);
-	metric(t, "wimsed_ready", "gauge", "1 while the daemon is serving.", 1);
+	render_rpc(m, t);
+	render_txn(m, t);
+	/* Each step of a rotation: a successor prepared (published), activated,
+	 * a predecessor retired; counted by the key sets themselves. */
+	family(t, "wimsed_rotations_total", "counter", "Key and CA rotation steps (prepare, activate, retire), by kind.");
+	put(t, "wimsed_rotations_total{kind=\"x509_ca\"} %" PRIu64 "\n", wi_ca_rotation_events(m->o.ca));
+	put(t, "wimsed_rotations_total{kind=\"jwt_key\"} %" PRIu64 "\n", wi_jwt_keys_rotation_events(m->o.jwt_keys));
+	if (m->o.txn_keys)
+		put(t, "wimsed_rotations_total{kind=\"txn_key\"} %" PRIu64 "\n",
+		    wi_jwt_keys_rotation_events(m->o.txn_keys));
+	metric(t, "wimsed_ready", "gauge", "1 while health is SERVING (0: the state directory takes no writes).",
+	       wi_wl_server_serving(m->o.wl) ? 1 : 0);
 	metric(t, "process_start_time_seconds", "gauge", "When the daemon began serving, Unix time.",
 	       (uint64_t)m->started);
 }
@@ -132,7 +236,8 @@ static char *render_status(const wi_daemon_metrics *m)
 		(json_int_t)cs.entries, "streams_open", (json_int_t)wl.streams_open, "connections", "open",
 		(json_int_t)wl.connections_open, "accepted", (json_int_t)wl.connections_accepted, "refused",
 		(json_int_t)wl.connections_refused, "revocations",
-		(json_int_t)(m->o.revocations ? wi_revocations_count(m->o.revocations) : 0), "health", "SERVING");
+		(json_int_t)(m->o.revocations ? wi_revocations_count(m->o.revocations) : 0), "health",
+		wi_wl_server_serving(m->o.wl) ? "SERVING" : "NOT_SERVING");
 	return j ? json_dumps(j, JSON_COMPACT) : NULL;
 }
 
@@ -145,6 +250,8 @@ static bool caller_is_operator(const wi_http_caller *c)
 	uid_t uid = wi_peer_uid(c->peer);
 	return uid == 0 || uid == geteuid();
 }
+
+static void serve_metrics(const wi_daemon_metrics *m, wi_http_response *resp);
 
 static void handle(void *ud, const wi_http_request *req, wi_http_response *resp)
 {
@@ -177,6 +284,13 @@ static void handle(void *ud, const wi_http_request *req, wi_http_response *resp)
 		resp->content_type = "application/json";
 		return;
 	}
+	serve_metrics(m, resp);
+}
+
+/* GET /metrics into resp. */
+static void serve_metrics(const wi_daemon_metrics *m, wi_http_response *resp)
+{
+	resp->no_store = true;
 	text t = {.failed = false};
 	wi_buf_init(&t.b, METRICS_TEXT_MAX, false);
 	render_metrics(m, &t);
@@ -191,6 +305,26 @@ static void handle(void *ud, const wi_http_request *req, wi_http_response *resp)
 	resp->body = (char *)data;
 	resp->body_len = len - 1; /* without the NUL */
 	resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
+}
+
+/* metrics_listen (plain TCP, anonymous callers): GET /metrics and nothing
+ * else — never /status or any admin route. */
+static void handle_tcp(void *ud, const wi_http_request *req, wi_http_response *resp)
+{
+	const wi_daemon_metrics *m = ud;
+	if (!req->caller || req->caller->authn != WI_HTTP_AUTHN_TCP || strcmp(req->path, "/metrics") != 0) {
+		wi_log(WI_LOG_INFO, "metrics_refused", "path=%.64s status=404 reason=\"only /metrics on metrics_listen\"",
+		       req->path);
+		wi_http_oauth_error(resp, 404, "not_found", "only /metrics is served here");
+		return;
+	}
+	if (strcmp(req->method, "GET") != 0) {
+		wi_log(WI_LOG_INFO, "metrics_refused", "path=/metrics status=405 reason=\"use GET\"");
+		wi_http_oauth_error(resp, 405, "invalid_request", "use GET");
+		resp->allow = "GET";
+		return;
+	}
+	serve_metrics(m, resp);
 }
 
 /* ---- lifecycle ------------------------------------------------------------- */
@@ -221,6 +355,18 @@ int wi_daemon_metrics_start(const wi_daemon_metrics_options *opts, wi_daemon_met
 		.io_timeout_ms = WI_TTS_IO_TIMEOUT_MS,
 	};
 	int rc = wi_tts_http_start(&ho, &m->http);
+	if (rc == 0 && opts->metrics_listen) {
+		wi_tts_http_options to = {
+			.loop = opts->loop,
+			.tcp_listen = opts->metrics_listen,
+			.handler = handle_tcp,
+			.handler_ud = m,
+			.max_body = ADMIN_BODY_MAX,
+			.max_connections = ADMIN_CONNECTIONS_MAX,
+			.io_timeout_ms = WI_TTS_IO_TIMEOUT_MS,
+		};
+		rc = wi_tts_http_start(&to, &m->tcp_http);
+	}
 	if (rc < 0) {
 		wi_daemon_metrics_free(m);
 		return rc;
@@ -235,6 +381,8 @@ void wi_daemon_metrics_stop(wi_daemon_metrics *m)
 		return;
 	wi_tts_http_stop(m->http); /* frees itself from its last close callback */
 	m->http = NULL;
+	wi_tts_http_stop(m->tcp_http); /* accepts NULL */
+	m->tcp_http = NULL;
 }
 
 wi_daemon_metrics *wi_daemon_metrics_free(wi_daemon_metrics *m)

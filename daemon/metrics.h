@@ -22,6 +22,7 @@
 #include "core/jwt_keys.h"
 #include "daemon/admin_entries.h"
 #include "txn-token/revocations.h"
+#include "txn-token/service.h"
 #include "workload-api/server.h"
 
 typedef struct wi_daemon_metrics_options {
@@ -34,6 +35,10 @@ typedef struct wi_daemon_metrics_options {
 	wi_jwt_keys *jwt_keys;
 	wi_revocations *revocations; /* NULL without a token service */
 	wi_admin_entries *entries;   /* NULL: no /entries routes (daemon/admin_entries.h) */
+	wi_tts *tts;                 /* NULL without a token service */
+	wi_jwt_keys *txn_keys;       /* Txn-Token keys; NULL without a token service */
+	const char *metrics_listen;  /* "127.0.0.1:9464" / "[::1]:9464": plain-HTTP GET
+					/metrics only (never /status); NULL = off */
 } wi_daemon_metrics_options;
 
 typedef struct wi_daemon_metrics wi_daemon_metrics;

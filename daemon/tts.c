@@ -320,6 +320,16 @@ wi_revocations *wi_daemon_tts_revocations(const wi_daemon_tts *t)
 	return t ? t->revocations : NULL;
 }
 
+wi_jwt_keys *wi_daemon_tts_txn_keys(const wi_daemon_tts *t)
+{
+	return t ? t->txn_keys : NULL;
+}
+
+wi_tts *wi_daemon_tts_service(const wi_daemon_tts *t)
+{
+	return t ? t->tts : NULL;
+}
+
 void wi_daemon_tts_free(wi_daemon_tts *t)
 {
 	if (!t)

@@ -13,6 +13,7 @@
 #include "core/jwt_keys.h"
 #include "core/registry.h"
 #include "txn-token/revocations.h"
+#include "txn-token/service.h"
 
 typedef struct wi_daemon_tts wi_daemon_tts;
 
@@ -30,6 +31,11 @@ void wi_daemon_tts_stop(wi_daemon_tts *t);
 /* The revocation index (thread-safe), for metrics; NULL when `t` is NULL.
  * Valid until wi_daemon_tts_free. */
 wi_revocations *wi_daemon_tts_revocations(const wi_daemon_tts *t);
+/* The token service (thread-safe stats), for metrics; NULL when `t` is NULL
+ * or the service is off.  Valid until wi_daemon_tts_free. */
+wi_tts *wi_daemon_tts_service(const wi_daemon_tts *t);
+/* The Txn-Token signing keys (for metrics); NULL when t is NULL. */
+wi_jwt_keys *wi_daemon_tts_txn_keys(const wi_daemon_tts *t);
 /* After the loop has drained (every request finished): closes the last
  * loop handles; run the loop once more, then call wi_daemon_tts_free. */
 void wi_daemon_tts_close(wi_daemon_tts *t);

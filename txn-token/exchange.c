@@ -649,6 +649,7 @@ int wi_txn_exchange(const wi_txn_ctx *cx, const wi_form *f, const wi_txn_caller 
 		ret->exp = (time_t)exp;
 		ret->expires_in = exp - (int64_t)now;
 		ret->replacement = kind == SUBJ_TXN;
+		ret->autonomous = kind == SUBJ_AGENT;
 		if (!ret->txn)
 			rc = WI_E_NOMEM;
 	}

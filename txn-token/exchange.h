@@ -79,6 +79,7 @@ typedef struct wi_txn_issued {
 	time_t exp;
 	int64_t expires_in;
 	bool replacement;
+	bool autonomous; /* the agent's own run (subject = its JWT-SVID) */
 	char *actor;  /* malloc'd: the actor the token was issued to */
 } wi_txn_issued;
 

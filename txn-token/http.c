@@ -88,6 +88,7 @@
 #include <openssl/x509v3.h>
 
 #include "core/cleanup.h"
+#include "core/hostport.h"
 #include "core/limits.h"
 #include "core/log.h"
 #include "core/spiffe_id.h"
@@ -109,6 +110,7 @@ typedef struct listener {
 	any_stream h; /* first: the close callback casts the handle back */
 	wi_tts_http *server;
 	bool tls;
+	bool plain_tcp; /* TCP without TLS (metrics): no caller identity */
 	bool inited;
 } listener;
 
@@ -120,6 +122,7 @@ typedef struct conn {
 	wi_peer *peer;       /* Unix listener */
 	char *tls_peer_id;   /* TLS listener: verified SVID's SPIFFE ID, or NULL */
 	bool tls;
+	bool plain_tcp;
 	bool tls_peer_checked;
 	unsigned refs;
 	unsigned busy; /* requests in the thread pool */
@@ -156,9 +159,11 @@ struct wi_tts_http {
 	bool ctx_inited;
 	h2o_accept_ctx_t accept_unix;
 	h2o_accept_ctx_t accept_tls;
+	h2o_accept_ctx_t accept_tcp;
 
 	listener unix_l;
 	listener tls_l;
+	listener tcp_l;
 	char *unix_path;
 	bool unix_bound; /* the socket file at unix_path is ours (dev/ino) */
 	dev_t unix_dev;
@@ -602,7 +607,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 	p->request.body = (const uint8_t *)put_string(&cur, req->entity.base, body_len);
 	p->request.body_len = body_len;
 
-	p->caller.authn = c->tls ? WI_HTTP_AUTHN_TLS : WI_HTTP_AUTHN_UNIX;
+	p->caller.authn = c->tls ? WI_HTTP_AUTHN_TLS : c->plain_tcp ? WI_HTTP_AUTHN_TCP : WI_HTTP_AUTHN_UNIX;
 	p->caller.peer = c->peer;
 	p->caller.tls_peer_id = c->tls_peer_id;
 	p->request.caller = &p->caller;
@@ -738,16 +743,17 @@ static void on_connection(uv_stream_t *ls, int status)
 	}
 	c->server = s;
 	c->tls = l->tls;
+	c->plain_tcp = l->plain_tcp;
 	c->linger_fd = -1;
 	c->refs = 1;
 	s->refs++;
-	if (l->tls)
+	if (l->tls || l->plain_tcp)
 		(void)uv_tcp_init(s->loop, &c->h.tcp);
 	else
 		(void)uv_pipe_init(s->loop, &c->h.pipe, 0);
 
 	bool ok = uv_accept(ls, &c->h.stream) == 0 && !s->stopping && s->n_open < s->max_connections;
-	if (ok && !l->tls) {
+	if (ok && !l->tls && !l->plain_tcp) {
 		/* Who is calling, read before h2o sees a byte (DESIGN §4: attested
 		 * like a Workload API caller). */
 		uv_os_fd_t fd = -1;
@@ -765,7 +771,7 @@ static void on_connection(uv_stream_t *ls, int status)
 	c->sock = sock;
 	h2o_linklist_insert(&s->conns, &c->link);
 	s->n_open++;
-	h2o_accept(l->tls ? &s->accept_tls : &s->accept_unix, sock);
+	h2o_accept(l->tls ? &s->accept_tls : l->plain_tcp ? &s->accept_tcp : &s->accept_unix, sock);
 }
 
 /* ---- start and stop ------------------------------------------------------------------ */
@@ -845,53 +851,6 @@ static void server_unref(wi_tts_http *s)
 		finish(s);
 }
 
-static int parse_port(const char *p, uint16_t *ret)
-{
-	size_t n = strlen(p);
-	WI_CHECK(n >= 1 && n <= 5, WI_E_CONFIG, "bad port \"%s\"", p);
-	unsigned long v = 0;
-	for (size_t i = 0; i < n; i++) {
-		WI_CHECK(p[i] >= '0' && p[i] <= '9', WI_E_CONFIG, "bad port \"%s\"", p);
-		v = v * 10 + (unsigned long)(p[i] - '0');
-	}
-	WI_CHECK(v <= 65535, WI_E_CONFIG, "bad port \"%s\"", p);
-	*ret = (uint16_t)v;
-	return 0;
-}
-
-/* "127.0.0.1:8443" or "[::1]:8443" (numeric hosts only: no resolver on the loop). */
-static int parse_listen(const char *spec, struct sockaddr_storage *ret)
-{
-	char host[64];
-	const char *port;
-	bool v6 = spec[0] == '[';
-	size_t hlen;
-	if (v6) {
-		const char *close_br = strchr(spec, ']');
-		WI_CHECK(close_br && close_br[1] == ':', WI_E_CONFIG, "bad listen address \"%s\"", spec);
-		hlen = (size_t)(close_br - spec - 1);
-		WI_CHECK(hlen > 0 && hlen < sizeof(host), WI_E_CONFIG, "bad listen address \"%s\"", spec);
-		memcpy(host, spec + 1, hlen);
-		port = close_br + 2;
-	} else {
-		const char *colon = strrchr(spec, ':');
-		WI_CHECK(colon, WI_E_CONFIG, "listen address \"%s\" has no port", spec);
-		hlen = (size_t)(colon - spec);
-		WI_CHECK(hlen > 0 && hlen < sizeof(host) && !memchr(spec, ':', hlen), WI_E_CONFIG,
-			 "bad listen address \"%s\"", spec);
-		memcpy(host, spec, hlen);
-		port = colon + 1;
-	}
-	host[hlen] = '\0';
-	uint16_t pnum = 0;
-	WI_TRY(parse_port(port, &pnum));
-	memset(ret, 0, sizeof(*ret));
-	int r = v6 ? uv_ip6_addr(host, pnum, (struct sockaddr_in6 *)ret)
-		   : uv_ip4_addr(host, pnum, (struct sockaddr_in *)ret);
-	WI_CHECK(r == 0, WI_E_CONFIG, "bad listen address \"%s\"", spec);
-	return 0;
-}
-
 static int listen_unix(wi_tts_http *s, const char *path, unsigned mode)
 {
 	struct stat st;
@@ -924,13 +883,14 @@ static int listen_unix(wi_tts_http *s, const char *path, unsigned mode)
 	return 0;
 }
 
-static int listen_tls(wi_tts_http *s, const char *spec, const struct sockaddr_storage *addr)
+/* A TCP listener: with TLS (tls_listen) or plain HTTP (tcp_listen). */
+static int listen_tcp(wi_tts_http *s, listener *l, bool tls, const char *spec, const struct sockaddr_storage *addr)
 {
-	listener *l = &s->tls_l;
 	int r = uv_tcp_init(s->loop, &l->h.tcp);
 	WI_CHECK(r == 0, WI_E_IO, "tcp init: %s", uv_strerror(r));
 	l->server = s;
-	l->tls = true;
+	l->tls = tls;
+	l->plain_tcp = !tls;
 	l->inited = true;
 	s->refs++;
 	unsigned flags = addr->ss_family == AF_INET6 ? UV_TCP_IPV6ONLY : 0;
@@ -941,10 +901,11 @@ static int listen_tls(wi_tts_http *s, const char *spec, const struct sockaddr_st
 	return 0;
 }
 
-static int check_options(const wi_tts_http_options *o, struct sockaddr_storage *tls_addr)
+static int check_options(const wi_tts_http_options *o, struct sockaddr_storage *tls_addr,
+			 struct sockaddr_storage *tcp_addr)
 {
 	WI_CHECK(o && o->loop && o->handler, WI_E_INVAL, "HTTP options incomplete");
-	WI_CHECK(o->unix_socket_path || o->tls_listen, WI_E_CONFIG, "no HTTP listener configured");
+	WI_CHECK(o->unix_socket_path || o->tls_listen || o->tcp_listen, WI_E_CONFIG, "no HTTP listener configured");
 	WI_CHECK(o->max_connections > 0, WI_E_CONFIG, "max_connections must be positive");
 	WI_CHECK(o->io_timeout_ms > 0, WI_E_CONFIG, "io_timeout_ms must be positive");
 	/* max_body + 1 goes to h2o, and request sizes are summed with it. */
@@ -956,15 +917,17 @@ static int check_options(const wi_tts_http_options *o, struct sockaddr_storage *
 	}
 	if (o->tls_listen) {
 		WI_CHECK(o->tls_ctx, WI_E_CONFIG, "tls_listen needs an SSL_CTX");
-		WI_TRY(parse_listen(o->tls_listen, tls_addr));
+		WI_TRY(wi_hostport_parse(o->tls_listen, tls_addr));
 	}
+	if (o->tcp_listen)
+		WI_TRY(wi_hostport_parse(o->tcp_listen, tcp_addr));
 	return 0;
 }
 
 int wi_tts_http_start(const wi_tts_http_options *o, wi_tts_http **ret)
 {
-	struct sockaddr_storage tls_addr;
-	WI_TRY(check_options(o, &tls_addr));
+	struct sockaddr_storage tls_addr, tcp_addr;
+	WI_TRY(check_options(o, &tls_addr, &tcp_addr));
 
 	wi_tts_http *s = calloc(1, sizeof(*s));
 	WI_CHECK_ALLOC(s);
@@ -1010,12 +973,15 @@ int wi_tts_http_start(const wi_tts_http_options *o, wi_tts_http **ret)
 	s->ctx_inited = true;
 	s->accept_unix = (h2o_accept_ctx_t){.ctx = &s->ctx, .hosts = s->config.hosts};
 	s->accept_tls = (h2o_accept_ctx_t){.ctx = &s->ctx, .hosts = s->config.hosts, .ssl_ctx = o->tls_ctx};
+	s->accept_tcp = (h2o_accept_ctx_t){.ctx = &s->ctx, .hosts = s->config.hosts};
 
 	int rc = 0;
 	if (o->unix_socket_path)
 		rc = listen_unix(s, s->unix_path, o->unix_socket_mode);
 	if (rc == 0 && o->tls_listen)
-		rc = listen_tls(s, o->tls_listen, &tls_addr);
+		rc = listen_tcp(s, &s->tls_l, true, o->tls_listen, &tls_addr);
+	if (rc == 0 && o->tcp_listen)
+		rc = listen_tcp(s, &s->tcp_l, false, o->tcp_listen, &tcp_addr);
 	if (rc < 0) {
 		wi_tts_http_stop(s);
 		return rc;
@@ -1033,6 +999,8 @@ void wi_tts_http_stop(wi_tts_http *s)
 		uv_close(&s->unix_l.h.handle, on_listener_closed);
 	if (s->tls_l.inited)
 		uv_close(&s->tls_l.h.handle, on_listener_closed);
+	if (s->tcp_l.inited)
+		uv_close(&s->tcp_l.h.handle, on_listener_closed);
 	struct stat st;
 	if (s->unix_bound && lstat(s->unix_path, &st) == 0 && st.st_dev == s->unix_dev &&
 	    st.st_ino == s->unix_ino)

@@ -27,6 +27,7 @@
 typedef enum wi_http_authn {
 	WI_HTTP_AUTHN_UNIX = 1, /* Unix socket: `peer` is set */
 	WI_HTTP_AUTHN_TLS = 2,  /* TLS: `tls_peer_id` set when the client presented a verified SVID */
+	WI_HTTP_AUTHN_TCP = 3,  /* plain TCP (tcp_listen): nothing is known of the caller */
 } wi_http_authn;
 
 /* Who sent a request, as the transport established it. */
@@ -65,6 +66,8 @@ typedef struct wi_tts_http_options {
 	unsigned unix_socket_mode;    /* e.g. 0777 for the exchange socket, 0600 for admin */
 	const char *tls_listen;       /* "127.0.0.1:8443" / "[::1]:8443", or NULL */
 	SSL_CTX *tls_ctx;             /* borrowed; required with tls_listen */
+	const char *tcp_listen;       /* plain HTTP on TCP (no TLS, anonymous callers: serve
+					 only public data), "127.0.0.1:9464" / "[::1]:9464", or NULL */
 	wi_http_handler handler;
 	void *handler_ud;
 	size_t max_body;          /* e.g. 64 KiB */

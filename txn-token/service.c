@@ -3,6 +3,7 @@
 #include "txn-token/service.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,10 @@
 
 struct wi_tts {
 	wi_tts_options o;
+	/* metrics (wi_tts_get_stats): relaxed atomics, no lock */
+	atomic_uint_fast64_t issued[WI_TTS_GRANTS];
+	atomic_uint_fast64_t refused[WI_TTS_ENDPOINTS][WI_TTS_REASONS];
+	atomic_uint_fast64_t intro_active, intro_inactive, revocations;
 	pthread_mutex_t reg_lock;
 	wi_registry *registry;
 	wi_ratelimit *ratelimit; /* limits: /token per authenticated actor */
@@ -86,6 +91,7 @@ static void reply_json(wi_http_response *resp, int status, json_t *body, bool no
 	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
 	json_decref(body);
 	if (!text) {
+		wi_log(WI_LOG_ERROR, "txn_reply_failed", "status=500 reason=\"out of memory\"");
 		wi_http_oauth_error(resp, 500, "server_error", "out of memory");
 		return;
 	}
@@ -96,9 +102,69 @@ static void reply_json(wi_http_response *resp, int status, json_t *body, bool no
 	resp->no_store = no_store;
 }
 
-static void refuse(wi_http_response *resp, const char *endpoint, const char *who, int status, const char *error,
-		   const char *description)
+/* ---- metrics ------------------------------------------------------------- */
+
+static const char *const grant_names[WI_TTS_GRANTS] = {"delegated", "autonomous", "replacement"};
+static const char *const endpoint_names[WI_TTS_ENDPOINTS] = {"/token", "/introspect", "/revoke", "other"};
+static const char *const reason_names[WI_TTS_REASONS] = {
+	"invalid_request",	   "invalid_grant",	     "invalid_scope",	     "invalid_target",
+	"invalid_client",	   "unauthorized_client",    "unsupported_grant_type", "rate_limited",
+	"temporarily_unavailable", "server_error",	     "other",
+};
+
+const char *wi_tts_grant_name(int g)
 {
+	return g >= 0 && g < WI_TTS_GRANTS ? grant_names[g] : "other";
+}
+
+const char *wi_tts_endpoint_name(int e)
+{
+	return e >= 0 && e < WI_TTS_ENDPOINTS ? endpoint_names[e] : "other";
+}
+
+const char *wi_tts_reason_name(int r)
+{
+	return r >= 0 && r < WI_TTS_REASONS ? reason_names[r] : "other";
+}
+
+static void count_refusal(wi_tts *t, const char *endpoint, int status, const char *error)
+{
+	if (!t)
+		return;
+	size_t e = WI_TTS_EP_OTHER;
+	for (size_t i = 0; i < WI_TTS_EP_OTHER; i++)
+		if (strcmp(endpoint, endpoint_names[i]) == 0)
+			e = i;
+	size_t r = WI_TTS_R_OTHER;
+	if (status == 429)
+		r = WI_TTS_R_RATE_LIMITED;
+	else
+		for (size_t i = 0; i < WI_TTS_R_OTHER; i++)
+			if (i != WI_TTS_R_RATE_LIMITED && strcmp(error, reason_names[i]) == 0)
+				r = i;
+	atomic_fetch_add_explicit(&t->refused[e][r], 1, memory_order_relaxed);
+}
+
+void wi_tts_get_stats(const wi_tts *t, wi_tts_stats *ret)
+{
+	memset(ret, 0, sizeof(*ret));
+	if (!t)
+		return;
+	for (int g = 0; g < WI_TTS_GRANTS; g++)
+		ret->issued[g] = atomic_load_explicit(&t->issued[g], memory_order_relaxed);
+	for (int e = 0; e < WI_TTS_ENDPOINTS; e++)
+		for (int r = 0; r < WI_TTS_REASONS; r++)
+			ret->refused[e][r] = atomic_load_explicit(&t->refused[e][r], memory_order_relaxed);
+	ret->introspections_active = atomic_load_explicit(&t->intro_active, memory_order_relaxed);
+	ret->introspections_inactive = atomic_load_explicit(&t->intro_inactive, memory_order_relaxed);
+	ret->revocations = atomic_load_explicit(&t->revocations, memory_order_relaxed);
+}
+
+/* One log line and one count per refusal. */
+static void refuse(wi_tts *t, wi_http_response *resp, const char *endpoint, const char *who, int status,
+		   const char *error, const char *description)
+{
+	count_refusal(t, endpoint, status, error);
 	/* One line per refusal, with the reason and no token material. */
 	wi_log(WI_LOG_INFO, "txn_refused", "endpoint=%s caller=%s status=%d error=%s reason=\"%s\"", endpoint,
 	       who ? who : "-", status, error, description);
@@ -135,14 +201,14 @@ static int authenticate(wi_tts *t, const wi_http_request *req, const wi_form *fo
 	if (hc->authn == WI_HTTP_AUTHN_UNIX) {
 		int rc = wi_attestor_attest(t->o.attestor, hc->peer, &out->sel);
 		if (rc < 0) {
-			refuse(resp, endpoint, NULL, rc == WI_E_UNAUTHENTICATED ? 401 : 503,
+			refuse(t, resp, endpoint, NULL, rc == WI_E_UNAUTHENTICATED ? 401 : 503,
 			       rc == WI_E_UNAUTHENTICATED ? "invalid_client" : "temporarily_unavailable",
 			       rc == WI_E_UNAUTHENTICATED ? "the calling process could not be verified"
 							  : "attestation failed; retry");
 			return -1;
 		}
 		if (wi_registry_match(out->reg, out->sel, &out->ids) < 0) {
-			refuse(resp, endpoint, NULL, 503, "temporarily_unavailable", "matching failed; retry");
+			refuse(t, resp, endpoint, NULL, 503, "temporarily_unavailable", "matching failed; retry");
 			return -1;
 		}
 		if (wi_identities_count(out->ids) == 0) {
@@ -153,7 +219,7 @@ static int authenticate(wi_tts *t, const wi_http_request *req, const wi_form *fo
 				out->c = (wi_txn_caller){.spiffe_id = out->id, .transport = "uds", .authn = "unix-attestation"};
 				return 0;
 			}
-			refuse(resp, endpoint, NULL, 401, "invalid_client", "no identity for the calling process");
+			refuse(t, resp, endpoint, NULL, 401, "invalid_client", "no identity for the calling process");
 			return -1;
 		}
 		const wi_identity *d = wi_identities_at(out->ids, 0);
@@ -173,14 +239,14 @@ static int authenticate(wi_tts *t, const wi_http_request *req, const wi_form *fo
 		_cleanup_(wi_jwt_keyset_unrefp) wi_jwt_keyset *ks = wi_jwt_keys_get(t->o.svid_keys);
 		if (wi_jwt_svid_validate(ca, strlen(ca), wi_jwt_keyset_jwks(ks), t->o.trust_domain, t->o.issuer_id,
 					 time(NULL), &id, &claims) < 0) {
-			refuse(resp, endpoint, NULL, 401, "invalid_client", "the client assertion is not valid");
+			refuse(t, resp, endpoint, NULL, 401, "invalid_client", "the client assertion is not valid");
 			return -1;
 		}
 		snprintf(out->id, sizeof(out->id), "%s", id);
 		free(id);
 		out->c.authn = "jwt-svid";
 	} else {
-		refuse(resp, endpoint, NULL, 401, "invalid_client",
+		refuse(t, resp, endpoint, NULL, 401, "invalid_client",
 		       "authenticate with an X.509-SVID or a jwt-spiffe client assertion");
 		return -1;
 	}
@@ -214,7 +280,7 @@ static void do_token(wi_tts *t, const wi_http_request *req, const wi_form *f, co
 	/* --- limits: per-actor rate (issue 5 item 7).  RFC 6749 §5.2 has no
 	 * code for this; 429 (RFC 6585) with temporarily_unavailable. */
 	if (!wi_ratelimit_take(t->ratelimit, c->id)) {
-		refuse(resp, "/token", c->id, 429, "temporarily_unavailable", "rate limit exceeded for this caller; retry later");
+		refuse(t, resp, "/token", c->id, 429, "temporarily_unavailable", "rate limit exceeded for this caller; retry later");
 		return;
 	}
 	/* --- end limits */
@@ -223,7 +289,7 @@ static void do_token(wi_tts *t, const wi_http_request *req, const wi_form *f, co
 	wi_txn_issued out;
 	wi_oauth_err err = {0};
 	if (wi_txn_exchange(&cx, f, &c->c, time(NULL), &out, &err) < 0) {
-		refuse(resp, "/token", c->id, err.status, err.error, err.description);
+		refuse(t, resp, "/token", c->id, err.status, err.error, err.description);
 		return;
 	}
 	/* A local agent's run dies with it (not a sub-agent's replacement: the
@@ -234,8 +300,12 @@ static void do_token(wi_tts *t, const wi_http_request *req, const wi_form *f, co
 				  out.exp) < 0)
 			wi_log(WI_LOG_WARN, "run_track_failed", "txn=%s: %s", out.txn, wi_error_detail());
 	}
-	wi_log(WI_LOG_INFO, "txn_issued", "caller=%s actor=%s txn=%s replacement=%s expires_in=%lld", c->id,
-	       out.actor, out.txn, out.replacement ? "yes" : "no", (long long)out.expires_in);
+	wi_tts_grant g = out.replacement ? WI_TTS_GRANT_REPLACEMENT
+			 : out.autonomous ? WI_TTS_GRANT_AUTONOMOUS
+					  : WI_TTS_GRANT_DELEGATED;
+	atomic_fetch_add_explicit(&t->issued[g], 1, memory_order_relaxed);
+	wi_log(WI_LOG_INFO, "txn_issued", "caller=%s actor=%s txn=%s grant=%s expires_in=%lld", c->id, out.actor,
+	       out.txn, grant_names[g], (long long)out.expires_in);
 	/* RFC 8693 §2.2.1 and the Txn-Token draft §6.2: token_type N_A, no
 	 * refresh token, no-store. */
 	json_t *body = json_pack("{s:s, s:s, s:s, s:I}", "access_token", out.token, "issued_token_type",
@@ -248,7 +318,7 @@ static void do_introspect(wi_tts *t, const wi_form *f, const caller *c, wi_http_
 {
 	const char *token = wi_form_get(f, "token");
 	if (!token) {
-		refuse(resp, "/introspect", c->id, 400, "invalid_request", "token is required");
+		refuse(t, resp, "/introspect", c->id, 400, "invalid_request", "token is required");
 		return;
 	}
 	wi_txn_ctx cx;
@@ -257,10 +327,12 @@ static void do_introspect(wi_tts *t, const wi_form *f, const caller *c, wi_http_
 	/* RFC 7662 §2.2: anything not active (revoked, expired, not ours,
 	 * malformed) is just {"active": false}. */
 	if (wi_txn_verify(&cx, token, time(NULL), &claims) < 0) {
+		atomic_fetch_add_explicit(&t->intro_inactive, 1, memory_order_relaxed);
 		wi_log(WI_LOG_INFO, "introspect_inactive", "caller=%s reason=\"%s\"", c->id, wi_error_detail());
 		reply_json(resp, 200, json_pack("{s:b}", "active", 0), true);
 		return;
 	}
+	atomic_fetch_add_explicit(&t->intro_active, 1, memory_order_relaxed);
 	json_object_set_new(claims, "active", json_true());
 	json_object_set_new(claims, "token_type", json_string(WI_TOKEN_TYPE_TXN));
 	reply_json(resp, 200, claims, true);
@@ -276,7 +348,7 @@ static void do_revoke(wi_tts *t, const wi_http_request *req, const wi_form *f, c
 		      wi_http_response *resp)
 {
 	if (!is_admin(t, c, req)) {
-		refuse(resp, "/revoke", c->id, 403, "unauthorized_client", "revocation needs an admin caller");
+		refuse(t, resp, "/revoke", c->id, 403, "unauthorized_client", "revocation needs an admin caller");
 		return;
 	}
 	const char *txn = wi_form_get(f, "txn");
@@ -285,7 +357,7 @@ static void do_revoke(wi_tts *t, const wi_http_request *req, const wi_form *f, c
 	const char *psub = wi_form_get(f, "principal_sub");
 	int given = (txn != NULL) + (id != NULL) + (piss != NULL || psub != NULL);
 	if (given != 1 || (piss && !psub) || (psub && !piss)) {
-		refuse(resp, "/revoke", c->id, 400, "invalid_request",
+		refuse(t, resp, "/revoke", c->id, 400, "invalid_request",
 		       "give exactly one of txn, spiffe_id, or principal_iss with principal_sub");
 		return;
 	}
@@ -294,7 +366,7 @@ static void do_revoke(wi_tts *t, const wi_http_request *req, const wi_form *f, c
 	const char *one = txn ? txn : id;
 	if (one && strlen(one) >= sizeof(value)) {
 		/* Never revoke a truncated value: it would be another one. */
-		refuse(resp, "/revoke", c->id, 400, "invalid_request", "value too long");
+		refuse(t, resp, "/revoke", c->id, 400, "invalid_request", "value too long");
 		return;
 	}
 	if (txn) {
@@ -303,29 +375,31 @@ static void do_revoke(wi_tts *t, const wi_http_request *req, const wi_form *f, c
 	} else if (id) {
 		kind = WI_REVOKE_ACTOR;
 		if (wi_spiffe_id_validate(id, strlen(id), true) < 0) {
-			refuse(resp, "/revoke", c->id, 400, "invalid_request", "spiffe_id is not a valid SPIFFE ID");
+			refuse(t, resp, "/revoke", c->id, 400, "invalid_request", "spiffe_id is not a valid SPIFFE ID");
 			return;
 		}
 		snprintf(value, sizeof(value), "%s", id);
 	} else {
 		kind = WI_REVOKE_PRINCIPAL;
 		if ((size_t)snprintf(value, sizeof(value), "%s %s", piss, psub) >= sizeof(value)) {
-			refuse(resp, "/revoke", c->id, 400, "invalid_request", "principal too long");
+			refuse(t, resp, "/revoke", c->id, 400, "invalid_request", "principal too long");
 			return;
 		}
 	}
 	if (!*value) {
-		refuse(resp, "/revoke", c->id, 400, "invalid_request", "empty value");
+		refuse(t, resp, "/revoke", c->id, 400, "invalid_request", "empty value");
 		return;
 	}
 	/* In force for as long as any token it can affect may live. */
 	time_t until = time(NULL) + WI_TXN_TTL_MAX + WI_JWT_LEEWAY_SECONDS;
 	if (wi_revocations_add(t->o.revocations, kind, value, until) < 0) {
 		wi_log(WI_LOG_ERROR, "revoke_failed", "caller=%s: %s", c->id, wi_error_detail());
+		count_refusal(t, "/revoke", 503, "temporarily_unavailable");
 		wi_http_oauth_error(resp, 503, "temporarily_unavailable", "the revocation could not be stored");
 		return;
 	}
 	static const char *const kinds[] = {"", "txn", "spiffe_id", "principal"};
+	atomic_fetch_add_explicit(&t->revocations, 1, memory_order_relaxed);
 	wi_log(WI_LOG_INFO, "revoked", "caller=%s kind=%s", c->id, kinds[kind]);
 	reply_json(resp, 200, json_pack("{s:b, s:s}", "revoked", 1, "kind", kinds[kind]), true);
 }
@@ -335,7 +409,7 @@ static void do_dev_user_token(wi_tts *t, const wi_form *f, const caller *c, wi_h
 	const char *sub = wi_form_get(f, "sub");
 	const char *scope = wi_form_get(f, "scope");
 	if (!sub || !*sub || strlen(sub) > 256 || (scope && strlen(scope) > 4096)) {
-		refuse(resp, "/dev/user-token", c->id, 400, "invalid_request", "sub (1..256 bytes) is required");
+		refuse(t, resp, "/dev/user-token", c->id, 400, "invalid_request", "sub (1..256 bytes) is required");
 		return;
 	}
 	time_t now = time(NULL);
@@ -343,7 +417,7 @@ static void do_dev_user_token(wi_tts *t, const wi_form *f, const caller *c, wi_h
 	char *jti = NULL;
 	size_t jl;
 	if (RAND_bytes(r, sizeof(r)) != 1 || wi_b64url_encode(r, sizeof(r), &jti, &jl) < 0) {
-		wi_http_oauth_error(resp, 500, "server_error", "no randomness");
+		refuse(t, resp, "/dev/user-token", c->id, 500, "server_error", "no randomness");
 		return;
 	}
 	json_t *claims = json_pack("{s:s, s:s, s:s, s:I, s:I, s:s, s:s}", "iss", t->o.dev_issuer, "sub", sub, "aud",
@@ -358,7 +432,7 @@ static void do_dev_user_token(wi_tts *t, const wi_form *f, const caller *c, wi_h
 			: WI_E_NOMEM;
 	json_decref(claims);
 	if (rc < 0) {
-		wi_http_oauth_error(resp, 500, "server_error", "cannot sign");
+		refuse(t, resp, "/dev/user-token", c->id, 500, "server_error", "cannot sign");
 		return;
 	}
 	wi_log(WI_LOG_INFO, "dev_user_token", "caller=%s sub=%s", c->id, sub);
@@ -409,7 +483,7 @@ void wi_tts_handle(void *ud, const wi_http_request *req, wi_http_response *resp)
 	if (strcmp(p, "/.well-known/jwks.json") == 0 || strcmp(p, "/.well-known/oauth-authorization-server") == 0) {
 		if (!get) {
 			resp->allow = "GET";
-			refuse(resp, p, NULL, 405, "invalid_request", "use GET");
+			refuse(t, resp, p, NULL, 405, "invalid_request", "use GET");
 			return;
 		}
 		if (p[13] == 'j')
@@ -421,17 +495,17 @@ void wi_tts_handle(void *ud, const wi_http_request *req, wi_http_response *resp)
 	bool known = strcmp(p, "/token") == 0 || strcmp(p, "/introspect") == 0 || strcmp(p, "/revoke") == 0 ||
 		     (strcmp(p, "/dev/user-token") == 0 && t->o.dev_keys);
 	if (!known) {
-		refuse(resp, p, NULL, 404, "invalid_request", "no such endpoint");
+		refuse(t, resp, p, NULL, 404, "invalid_request", "no such endpoint");
 		return;
 	}
 	if (!post) {
 		resp->allow = "POST";
-		refuse(resp, p, NULL, 405, "invalid_request", "use POST");
+		refuse(t, resp, p, NULL, 405, "invalid_request", "use POST");
 		return;
 	}
 	/* RFC 6749 §3.2: the token endpoint takes form-encoded parameters. */
 	if (strcmp(req->content_type, "application/x-www-form-urlencoded") != 0) {
-		refuse(resp, p, NULL, 415, "invalid_request", "Content-Type must be application/x-www-form-urlencoded");
+		refuse(t, resp, p, NULL, 415, "invalid_request", "Content-Type must be application/x-www-form-urlencoded");
 		return;
 	}
 	wi_form *f = NULL;
@@ -440,7 +514,7 @@ void wi_tts_handle(void *ud, const wi_http_request *req, wi_http_response *resp)
 		const char *d = wi_error_detail();
 		const char *m = strstr(d, ": ");
 		m = m ? strstr(m + 2, ": ") : NULL;
-		refuse(resp, p, NULL, 400, "invalid_request", m ? m + 2 : "malformed form body");
+		refuse(t, resp, p, NULL, 400, "invalid_request", m ? m + 2 : "malformed form body");
 		return;
 	}
 	caller c;

@@ -63,4 +63,56 @@ void wi_tts_set_registry(wi_tts *t, wi_registry *r);
 /* The HTTP handler (ud = the wi_tts). */
 void wi_tts_handle(void *ud, const wi_http_request *req, wi_http_response *resp);
 
+/* ---- metrics ---------------------------------------------------------------- */
+
+/* Kinds of issued Txn-Tokens: for a user (delegated), for the agent itself
+ * (autonomous), and sub-agent replacements. */
+typedef enum wi_tts_grant {
+	WI_TTS_GRANT_DELEGATED = 0,
+	WI_TTS_GRANT_AUTONOMOUS,
+	WI_TTS_GRANT_REPLACEMENT,
+	WI_TTS_GRANTS
+} wi_tts_grant;
+
+/* Endpoints whose refusals are counted (anything else is "other"). */
+typedef enum wi_tts_endpoint {
+	WI_TTS_EP_TOKEN = 0,
+	WI_TTS_EP_INTROSPECT,
+	WI_TTS_EP_REVOKE,
+	WI_TTS_EP_OTHER,
+	WI_TTS_ENDPOINTS
+} wi_tts_endpoint;
+
+/* Refusal reasons: the RFC 6749 error code sent, except that a 429 (rate
+ * limit) is its own reason "rate_limited". */
+typedef enum wi_tts_reason {
+	WI_TTS_R_INVALID_REQUEST = 0,
+	WI_TTS_R_INVALID_GRANT,
+	WI_TTS_R_INVALID_SCOPE,
+	WI_TTS_R_INVALID_TARGET,
+	WI_TTS_R_INVALID_CLIENT,
+	WI_TTS_R_UNAUTHORIZED_CLIENT,
+	WI_TTS_R_UNSUPPORTED_GRANT_TYPE,
+	WI_TTS_R_RATE_LIMITED,
+	WI_TTS_R_TEMPORARILY_UNAVAILABLE,
+	WI_TTS_R_SERVER_ERROR,
+	WI_TTS_R_OTHER,
+	WI_TTS_REASONS
+} wi_tts_reason;
+
+typedef struct wi_tts_stats {
+	uint64_t issued[WI_TTS_GRANTS];
+	uint64_t refused[WI_TTS_ENDPOINTS][WI_TTS_REASONS];
+	uint64_t introspections_active, introspections_inactive;
+	uint64_t revocations; /* revocations stored through /revoke */
+} wi_tts_stats;
+
+/* Static label names ("delegated", "/token", "invalid_scope", ...). */
+const char *wi_tts_grant_name(int g);
+const char *wi_tts_endpoint_name(int e);
+const char *wi_tts_reason_name(int r);
+/* Lock-free; any thread while `t` lives.  HTTP-level refusals answered
+ * before the service sees a request (413, malformed HTTP) are not counted. */
+void wi_tts_get_stats(const wi_tts *t, wi_tts_stats *ret);
+
 #endif

@@ -150,6 +150,7 @@ void wi__handle_health_check(wi__call *c, const uint8_t *req, size_t len)
 {
 	Grpc__Health__V1__HealthCheckRequest *in = grpc__health__v1__health_check_request__unpack(NULL, len, req);
 	if (!in) {
+		wi_log(WI_LOG_WARN, "bad_request", "method=%s reason=\"malformed protobuf\"", c->method_name);
 		wi__call_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "malformed request");
 		return;
 	}
@@ -157,6 +158,8 @@ void wi__handle_health_check(wi__call *c, const uint8_t *req, size_t len)
 	grpc__health__v1__health_check_request__free_unpacked(in, NULL);
 	if (!known) {
 		/* gRPC health checking protocol: unknown service → NOT_FOUND. */
+		wi_log(WI_LOG_INFO, "request_refused", "method=%s status=NOT_FOUND reason=\"unknown health service\"",
+		       c->method_name);
 		wi__call_finish(c, GRPC_STATUS_NOT_FOUND, "unknown service");
 		return;
 	}

@@ -17,6 +17,7 @@
 #include "core/registry.h"
 #include "core/x509_cache.h"
 #include "workload-api/conns.h"
+#include "workload-api/rpc_stats.h"
 #include "workload-api/server.h"
 
 typedef enum wi__method {
@@ -58,6 +59,7 @@ struct wi__call {
 	const char *method_name;
 	wi__conn *conn;
 	wi__tag t_new, t_recv, t_send, t_close;
+	wi__rpc_mark rpc; /* metrics: counted and timed once */
 	grpc_slice status_details;
 	/* streams: the list links are guarded by the server's streams_lock */
 	bool is_stream_open; /* registered in the server's stream list */
@@ -116,6 +118,7 @@ struct wi_wl_server {
 	atomic_uint_fast64_t n_streams;
 
 	atomic_uint_fast64_t accepted, refused, calls;
+	wi__rpc_stats rpc_stats; /* metrics (rpc_stats.h) */
 };
 
 /* Current registry snapshot, referenced. */

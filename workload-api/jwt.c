@@ -384,6 +384,8 @@ void wi__handle_validate_jwt_svid(wi__call *c, const uint8_t *req, size_t len)
 		if (!list || json_array_append(list, aud) < 0 || json_object_set_new(claims, "aud", list) < 0) {
 			json_decref(list);
 			free(spiffe_id);
+			wi_log(WI_LOG_ERROR, "validate_failed", "pid=%d reason=\"out of memory\"",
+			       (int)wi_peer_pid(c->conn->peer));
 			wi__call_finish(c, GRPC_STATUS_UNAVAILABLE, "internal error; retry");
 			return;
 		}
@@ -403,6 +405,8 @@ void wi__handle_validate_jwt_svid(wi__call *c, const uint8_t *req, size_t len)
 	struct_free(st);
 	free(spiffe_id);
 	if (rc < 0) {
+		wi_log(WI_LOG_INFO, "request_refused", "method=%s pid=%d reason=\"claims cannot be represented\"",
+		       c->method_name, (int)wi_peer_pid(c->conn->peer));
 		wi__call_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "claims cannot be represented");
 		return;
 	}

@@ -137,6 +137,7 @@ static void stream_close(wi__call *c)
 			c->counts_stream = false;
 		}
 		atomic_fetch_sub(&s->n_streams, 1);
+		wi__rpc_stream_delta(c, -1); /* metrics */
 		pthread_mutex_unlock(&s->streams_lock);
 		call_unref(c); /* the stream list's reference */
 		return;
@@ -151,12 +152,15 @@ static void on_close(wi__call *c, bool ok)
 	pthread_mutex_lock(&c->send_lock);
 	c->done = true;
 	pthread_mutex_unlock(&c->send_lock);
+	/* metrics: a call we did not finish ourselves was ended by the peer. */
+	wi__rpc_end(c, c->cancelled ? GRPC_STATUS_CANCELLED : GRPC_STATUS_OK);
 	stream_close(c);
 	call_unref(c);
 }
 
 void wi__call_finish(wi__call *c, grpc_status_code code, const char *msg)
 {
+	wi__rpc_end(c, code); /* metrics */
 	pthread_mutex_lock(&c->send_lock);
 	bool md = !c->initial_md_sent;
 	c->initial_md_sent = true;
@@ -214,9 +218,11 @@ void wi__call_reply(wi__call *c, uint8_t *payload, size_t len)
 {
 	grpc_byte_buffer *bb = wrap_payload(payload, len, false);
 	if (!bb) {
+		wi_log(WI_LOG_ERROR, "reply_failed", "method=%s reason=\"out of memory\"", c->method_name);
 		wi__call_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
 		return;
 	}
+	wi__rpc_end(c, GRPC_STATUS_OK); /* metrics */
 	pthread_mutex_lock(&c->send_lock);
 	c->initial_md_sent = true;
 	c->done = true;
@@ -276,6 +282,7 @@ static void stream_push(wi__call *c)
 		pthread_mutex_unlock(&c->send_lock);
 		wi_log(WI_LOG_ERROR, "stream_build_failed", "method=%s: %s", c->method_name,
 		       rc < 0 ? wi_error_detail() : "out of memory");
+		wi__rpc_end(c, rc == WI_E_TOO_BIG ? GRPC_STATUS_RESOURCE_EXHAUSTED : GRPC_STATUS_UNAVAILABLE);
 		grpc_call_cancel_with_status(c->gc,
 					     rc == WI_E_TOO_BIG ? GRPC_STATUS_RESOURCE_EXHAUSTED : GRPC_STATUS_UNAVAILABLE,
 					     rc == WI_E_TOO_BIG ? "response too large: the caller holds too many identities"
@@ -284,6 +291,8 @@ static void stream_push(wi__call *c)
 		return;
 	}
 	c->next_refresh = next;
+	if (!c->initial_md_sent)
+		wi__rpc_first_message(c); /* metrics: time to first message */
 	grpc_op ops[2];
 	memset(ops, 0, sizeof(ops));
 	size_t n = 0;
@@ -329,6 +338,7 @@ void wi__stream_start(wi__call *c, wi__builder build, wi_selector_set *sel, wi_r
 		s->streams->prev = c;
 	s->streams = c;
 	atomic_fetch_add(&s->n_streams, 1);
+	wi__rpc_stream_delta(c, 1); /* metrics */
 	pthread_mutex_unlock(&s->streams_lock);
 	/* The client may have gone before we registered: on_close then found
 	 * nothing to remove, so remove it here (stream_close is idempotent). */
@@ -392,6 +402,7 @@ static void stream_update(wi__call *c, wi_registry *reg, time_t now, bundle_gens
 			pthread_mutex_lock(&c->send_lock);
 			c->done = true;
 			pthread_mutex_unlock(&c->send_lock);
+			wi__rpc_end(c, GRPC_STATUS_PERMISSION_DENIED); /* metrics */
 			grpc_call_cancel_with_status(c->gc, GRPC_STATUS_PERMISSION_DENIED, "no identity issued", NULL);
 			return;
 		}
@@ -477,8 +488,11 @@ static void on_recv(wi__call *c, bool ok)
 {
 	if (!ok || !c->recv_bb) {
 		/* The client half-closed without a request, or the call died. */
-		if (ok)
+		if (ok) {
+			wi_log(WI_LOG_WARN, "bad_request", "method=%s reason=\"missing request message\"",
+			       c->method_name);
 			wi__call_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "missing request message");
+		}
 		call_unref(c);
 		return;
 	}
@@ -491,6 +505,7 @@ static void on_recv(wi__call *c, bool ok)
 	}
 	grpc_byte_buffer_reader rd;
 	if (!grpc_byte_buffer_reader_init(&rd, c->recv_bb)) {
+		wi_log(WI_LOG_WARN, "bad_request", "method=%s reason=\"unreadable request\"", c->method_name);
 		wi__call_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "unreadable request");
 		call_unref(c);
 		return;
@@ -534,6 +549,7 @@ static void on_new_call(wi__call *c, bool ok)
 		call_unref(c);
 		return;
 	}
+	wi__rpc_begin(c); /* metrics */
 	request_call(s); /* keep the pool of pending slots full */
 	atomic_fetch_add(&s->calls, 1);
 
@@ -636,17 +652,17 @@ int wi__call_identities(wi__call *c, wi_identities **ret, wi_selector_set **ret_
 		return rc;
 	}
 	if (wi_identities_count(ids) == 0) {
-		wi_log(WI_LOG_INFO, "no_identity", "method=%s pid=%d uid=%u selectors=%zu", c->method_name,
-		       (int)wi_peer_pid(p), (unsigned)wi_peer_uid(p), wi_selector_set_count(sel));
 		wi_identities_free(ids);
 		/* limits: a caller without identity is charged as "uid:<n>" so
 		 * probing is throttled like fetching. */
 		char key[32];
 		snprintf(key, sizeof(key), "uid:%u", (unsigned)wi_peer_uid(p));
 		if (!wi_ratelimit_take(s->ratelimit, key)) {
-			rate_limited(c, p, key);
+			rate_limited(c, p, key); /* its one log line */
 			return WI_E_UNAVAILABLE;
 		}
+		wi_log(WI_LOG_INFO, "no_identity", "method=%s pid=%d uid=%u selectors=%zu reason=\"no matching entry\"",
+		       c->method_name, (int)wi_peer_pid(p), (unsigned)wi_peer_uid(p), wi_selector_set_count(sel));
 		wi__call_finish(c, GRPC_STATUS_PERMISSION_DENIED, "no identity issued");
 		return WI_E_PERMISSION;
 	}
@@ -911,8 +927,10 @@ void wi_wl_server_stop(wi_wl_server *s)
 		/* Open streams end with UNAVAILABLE: clients reconnect elsewhere or
 		 * to our successor. */
 		pthread_mutex_lock(&s->streams_lock);
-		for (wi__call *c = s->streams; c; c = c->next)
+		for (wi__call *c = s->streams; c; c = c->next) {
+			wi__rpc_end(c, GRPC_STATUS_UNAVAILABLE); /* metrics */
 			grpc_call_cancel_with_status(c->gc, GRPC_STATUS_UNAVAILABLE, "server shutting down", NULL);
+		}
 		pthread_mutex_unlock(&s->streams_lock);
 		/* grpc_server_destroy requires the shutdown tag to have come back.
 		 * Unary calls already running finish (the tag waits for them);

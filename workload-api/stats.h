@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/hist.h"
 #include "workload-api/server.h"
 
 typedef struct wi_wl_cache_stats {
@@ -19,5 +20,25 @@ typedef struct wi_wl_cache_stats {
 
 /* Thread-safe: any thread, while the server is not yet freed. */
 void wi_wl_server_get_cache_stats(wi_wl_server *s, wi_wl_cache_stats *ret);
+
+/* Calls by method and final gRPC status, latency per method (unary: arrival
+ * to status; streams: arrival to first message, or to status if refused), and
+ * open streams per method.  Rows are methods 0..WI_WL_RPC_METHODS-1 (named by
+ * wi_wl_rpc_method_name, row 0 = "unknown"), columns gRPC status codes (named
+ * by wi_wl_rpc_code_name: "OK", "PERMISSION_DENIED", ...). */
+#define WI_WL_RPC_METHODS 10
+#define WI_WL_RPC_CODES 17
+typedef struct wi_wl_rpc_stats {
+	uint64_t calls[WI_WL_RPC_METHODS][WI_WL_RPC_CODES];
+	wi_hist_snapshot latency[WI_WL_RPC_METHODS];
+	uint64_t streams_open[WI_WL_RPC_METHODS];
+} wi_wl_rpc_stats;
+
+/* Static names; out-of-range values give "unknown" / "UNKNOWN". */
+const char *wi_wl_rpc_method_name(int method);
+const char *wi_wl_rpc_code_name(int code);
+/* Thread-safe, lock-free: any thread, while the server is not yet freed.
+ * The struct is large (a few KiB): allocate it or keep it static. */
+void wi_wl_server_get_rpc_stats(wi_wl_server *s, wi_wl_rpc_stats *ret);
 
 #endif

@@ -22,3 +22,20 @@ set_tests_properties(interop.metrics PROPERTIES
   TIMEOUT 90
   LABELS interop
   ENVIRONMENT "${WI_INTEROP_ENV};WIMSED_PYSTUBS=${WI_PYSTUBS}")
+
+# Observability (tests/interop/test_observability.py): per-method RPC counters and latency
+# histograms, attestation and token-service metrics, metrics_listen over TCP, --log-format
+# json.  Needs Debian's python3-prometheus-client.
+execute_process(COMMAND /usr/bin/python3 -c "import prometheus_client.parser"
+                RESULT_VARIABLE _wi_prom_rc OUTPUT_QUIET ERROR_QUIET)
+if(_wi_prom_rc EQUAL 0)
+  add_test(NAME interop.observability
+           COMMAND /usr/bin/python3 ${CMAKE_CURRENT_LIST_DIR}/test_observability.py
+           WORKING_DIRECTORY ${CMAKE_BINARY_DIR})
+  set_tests_properties(interop.observability PROPERTIES
+    TIMEOUT 120
+    LABELS interop
+    ENVIRONMENT "${WI_INTEROP_ENV};WIMSED_PYSTUBS=${WI_PYSTUBS}")
+else()
+  message(WARNING "interop.observability: python3-prometheus-client missing, test not registered")
+endif()

@@ -33,6 +33,16 @@ EXPECTED = {
     "wimsed_streams_open": "gauge",
     "wimsed_attestations_total": "counter",
     "wimsed_attestation_cache_hits_total": "counter",
+    "wimsed_attestation_cache_misses_total": "counter",
+    "wimsed_attestation_duration_seconds": "histogram",
+    "wimsed_rpc_requests_total": "counter",
+    "wimsed_rpc_duration_seconds": "histogram",
+    "wimsed_rpc_streams_open": "gauge",
+    "wimsed_txn_tokens_issued_total": "counter",
+    "wimsed_txn_refusals_total": "counter",
+    "wimsed_txn_introspections_total": "counter",
+    "wimsed_txn_revocations_total": "counter",
+    "wimsed_rotations_total": "counter",
     "wimsed_executable_hashes_total": "counter",
     "wimsed_x509_svids_minted_total": "counter",
     "wimsed_x509_cache_hits_total": "counter",
@@ -50,6 +60,42 @@ SAMPLE_RE = re.compile(rf"^({NAME})(?:\{{((?:{LABEL})(?:,{LABEL})*)?,?\}})? (\S+
 HELP_RE = re.compile(rf"^# HELP ({NAME}) (.*)$")
 TYPE_RE = re.compile(rf"^# TYPE ({NAME}) (counter|gauge|histogram|summary|untyped)$")
 VALUE_RE = re.compile(r"^(?:[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?|[+-]Inf|NaN)$")
+
+
+LABEL_NAME_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="')
+
+
+def family_of(name, types):
+    """The family a sample belongs to: itself, or a histogram whose _bucket/_sum/_count it is."""
+    for suffix in ("_bucket", "_sum", "_count"):
+        if name.endswith(suffix) and types.get(name[:-len(suffix)]) == "histogram":
+            return name[:-len(suffix)]
+    return name
+
+
+def check_histogram(tc, fam, own):
+    """Every series: `le` buckets ascending and cumulative, ending in +Inf, and
+    _count equal to the +Inf bucket; a _sum per series."""
+    series = {}
+    for (name, labels), v in own.items():
+        rest = tuple(lb for lb in labels if not lb.startswith("le="))
+        ent = series.setdefault(rest, {"buckets": [], "sum": None, "count": None})
+        if name == fam + "_bucket":
+            le = [lb for lb in labels if lb.startswith("le=")]
+            tc.assertEqual(len(le), 1, f"{name}{labels}: needs one le label")
+            le = le[0][4:-1]
+            ent["buckets"].append((float("inf") if le == "+Inf" else float(le), v))
+        elif name == fam + "_sum":
+            ent["sum"] = v
+        elif name == fam + "_count":
+            ent["count"] = v
+    for rest, ent in series.items():
+        b = sorted(ent["buckets"])
+        tc.assertTrue(b and b[-1][0] == float("inf"), f"{fam}{rest}: no +Inf bucket")
+        for (_, lo), (_, hi) in zip(b, b[1:]):
+            tc.assertLessEqual(lo, hi, f"{fam}{rest}: buckets not cumulative")
+        tc.assertIsNotNone(ent["sum"], f"{fam}{rest}: no _sum")
+        tc.assertEqual(ent["count"], b[-1][1], f"{fam}{rest}: _count != +Inf bucket")
 
 
 def parse_exposition(tc, text):
@@ -77,17 +123,26 @@ def parse_exposition(tc, text):
         tc.assertIsNotNone(m, f"line {n}: not `name{{labels}} value`: {line!r}")
         name, labels, value = m.group(1), m.group(2) or "", m.group(3)
         tc.assertRegex(value, VALUE_RE, f"line {n}: bad value")
-        tc.assertIn(name, types, f"line {n}: sample {name} before/without its TYPE")
-        tc.assertIn(name, helps, f"line {n}: sample {name} without HELP")
+        fam = family_of(name, types)
+        tc.assertIn(fam, types, f"line {n}: sample {name} before/without its TYPE")
+        tc.assertIn(fam, helps, f"line {n}: sample {name} without HELP")
+        if fam != name:
+            tc.assertEqual(types[fam], "histogram", f"line {n}: {name} is not a histogram sample")
+        tc.assertEqual(len(LABEL_NAME_RE.findall(labels)), len(set(LABEL_NAME_RE.findall(labels))),
+                       f"line {n}: repeated label name")
         key = (name, tuple(re.findall(LABEL, labels)))
         tc.assertNotIn(key, samples, f"line {n}: duplicate sample {key}")
         samples[key] = float(value)
     for fam, typ in types.items():
         tc.assertIn(fam, helps, f"{fam}: TYPE without HELP")
-        tc.assertTrue(any(k[0] == fam for k in samples), f"{fam}: no sample")
+        own = {k: v for k, v in samples.items() if family_of(k[0], types) == fam}
+        tc.assertTrue(own, f"{fam}: no sample")
         if typ == "counter":
             tc.assertTrue(fam.endswith("_total"), f"counter {fam} must end in _total")
-            tc.assertGreaterEqual(samples[(fam, ())], 0)
+            for k, v in own.items():
+                tc.assertGreaterEqual(v, 0, f"{k}: negative counter")
+        if typ == "histogram":
+            check_histogram(tc, fam, own)
     for fam in helps:
         tc.assertIn(fam, types, f"{fam}: HELP without TYPE")
     return samples, types
@@ -156,9 +211,11 @@ class MetricsTest(unittest.TestCase):
 
         self.workload_calls()
         s2, _ = self.scrape()
-        for name, typ in EXPECTED.items():
-            if typ == "counter":
-                self.assertGreaterEqual(s2[(name, ())], s1[(name, ())], f"{name} went down")
+        for key, v in s1.items():
+            if types[family_of(key[0], types)] == "counter" or key[0].endswith(("_bucket", "_count")):
+                self.assertGreaterEqual(s2.get(key, 0), v, f"{key} went down")
+        jwt_ok = ("wimsed_rpc_requests_total", ('method="FetchJWTSVID"', 'code="OK"'))
+        self.assertEqual(s2[jwt_ok] - s1[jwt_ok], 2, "two FetchJWTSVID calls between the scrapes")
         for name in ("wimsed_rpc_calls_total", "wimsed_connections_accepted_total",
                      "wimsed_attestations_total", "wimsed_jwt_cache_hits_total"):
             self.assertGreater(s2[(name, ())], s1[(name, ())], f"{name} did not increase")

@@ -125,6 +125,7 @@ class Daemon:
             "entries": default_entries() if entries is None else entries,
         }
         self.config.update(overrides)
+        self.extra_args = []  # appended to the wimsed command line
         self.proc = None
         self._log = None
         self.starts = 0
@@ -156,7 +157,8 @@ class Daemon:
         # setpriv --pdeathsig: the daemon gets SIGTERM if this test process dies (e.g. a
         # ctest TIMEOUT kill), so no daemon outlives its test.
         self.proc = subprocess.Popen(
-            ["setpriv", "--pdeathsig", "TERM", WIMSED, "--config", self.config_path],
+            ["setpriv", "--pdeathsig", "TERM", WIMSED, "--config", self.config_path,
+             *self.extra_args],
             cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log)
         _DAEMONS.append(self)
         self.wait_ready()

@@ -291,12 +291,34 @@ static void test_txn_errors(void **state)
 #undef ENT
 }
 
+static void test_metrics_listen(void **state)
+{
+	(void)state;
+	wi_config *c = NULL;
+	assert_int_equal(wi_config_load_string("{" BASE "}", "t", &c), 0);
+	assert_null(wi_config_metrics_listen(c)); /* off by default */
+	wi_config_free(c);
+	assert_int_equal(wi_config_load_string("{" BASE ", \"metrics_listen\": \"127.0.0.1:9464\"}", "t", &c), 0);
+	assert_string_equal(wi_config_metrics_listen(c), "127.0.0.1:9464");
+	wi_config_free(c);
+	assert_int_equal(wi_config_load_string("{" BASE ", \"metrics_listen\": \"[::1]:9464\"}", "t", &c), 0);
+	assert_string_equal(wi_config_metrics_listen(c), "[::1]:9464");
+	wi_config_free(c);
+	/* file:line and the key; the reason from the parser */
+	expect_error("{" BASE ",\n \"metrics_listen\": \"localhost:9464\"}", "test.json:2: $: \"metrics_listen\"");
+	expect_error("{" BASE ", \"metrics_listen\": \"127.0.0.1:0\"}", "port must be 1 to 65535");
+	expect_error("{" BASE ", \"metrics_listen\": \"::1:9464\"}", "brackets");
+	expect_error("{" BASE ", \"metrics_listen\": \"9464\"}", "metrics_listen");
+	expect_error("{" BASE ", \"metrics_listen\": 9464}", "metrics_listen");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_minimal),	   cmocka_unit_test(test_full),	     cmocka_unit_test(test_relative_paths),
 		cmocka_unit_test(test_errors),	   cmocka_unit_test(test_durations), cmocka_unit_test(test_file_errors),
 		cmocka_unit_test(test_txn_section), cmocka_unit_test(test_txn_errors),
+		cmocka_unit_test(test_metrics_listen),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
