@@ -126,6 +126,7 @@ class Daemon:
         }
         self.config.update(overrides)
         self.extra_args = []  # appended to the wimsed command line
+        self.wrapper = []     # prepended (must exec, keeping the pid: e.g. unshare -m ...)
         self.proc = None
         self._log = None
         self.starts = 0
@@ -157,7 +158,7 @@ class Daemon:
         # setpriv --pdeathsig: the daemon gets SIGTERM if this test process dies (e.g. a
         # ctest TIMEOUT kill), so no daemon outlives its test.
         self.proc = subprocess.Popen(
-            ["setpriv", "--pdeathsig", "TERM", WIMSED, "--config", self.config_path,
+            [*self.wrapper, "setpriv", "--pdeathsig", "TERM", WIMSED, "--config", self.config_path,
              *self.extra_args],
             cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log)
         _DAEMONS.append(self)
