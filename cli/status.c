@@ -4,6 +4,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,6 +38,18 @@ static const char *str_or(json_t *o, const char *key, const char *dflt)
 static json_int_t int_or0(json_t *o, const char *key)
 {
 	return json_integer_value(json_object_get(o, key));
+}
+
+/* When a published successor (CA or key) starts signing; "none" when no
+ * rotation is under way. */
+static void print_next(const char *label, json_int_t when)
+{
+	char iso[32] = "none (no successor published)";
+	time_t t = (time_t)when;
+	struct tm tm;
+	if (when > 0 && gmtime_r(&t, &tm))
+		strftime(iso, sizeof(iso), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	printf("%s %s\n", label, iso);
 }
 
 int wi_cli_status(int timeout_ms, int argc, char **argv)
@@ -74,7 +87,9 @@ int wi_cli_status(int timeout_ms, int argc, char **argv)
 	const char *health = str_or(j, "health", "UNKNOWN");
 	printf("trust domain:  %s\n", str_or(j, "trust_domain", "?"));
 	printf("CA expires:    %s\n", str_or(j, "ca_not_after", "?"));
+	print_next("next CA:      ", int_or0(j, "ca_next_activation_unix"));
 	printf("JWT key kid:   %s\n", str_or(j, "jwt_kid", "?"));
+	print_next("next JWT key: ", int_or0(j, "jwt_next_activation_unix"));
 	printf("entries:       %" PRId64 "\n", (int64_t)int_or0(j, "entries"));
 	printf("streams open:  %" PRId64 "\n", (int64_t)int_or0(j, "streams_open"));
 	printf("connections:   %" PRId64 " open, %" PRId64 " accepted, %" PRId64 " refused\n",

@@ -273,9 +273,11 @@ class MetricsTest(unittest.TestCase):
             r = run_ctl(*args, env_extra=env)
             self.assertEqual(r.returncode, 0, r.stderr)
             out = r.stdout
-            for field in ("trust domain:", "CA expires:", "JWT key kid:", "entries:",
-                          "streams open:", "connections:", "revocations:", "health:"):
+            for field in ("trust domain:", "CA expires:", "next CA:", "JWT key kid:", "next JWT key:",
+                          "entries:", "streams open:", "connections:", "revocations:", "health:"):
                 self.assertIn(field, out)
+            # A fresh daemon with the default schedules has no successor published yet.
+            self.assertRegex(out, r"next CA:\s+none")
             self.assertIn(h.TRUST_DOMAIN, out)
             self.assertRegex(out, r"health:\s+SERVING")
             self.assertRegex(out, rf"entries:\s+{len(h.default_entries())}\n")
