@@ -57,6 +57,17 @@ class UnixHTTP(http.client.HTTPConnection):
         self.sock.connect(self.unix_path)
 
 
+def get_json(sock, path):
+    c = UnixHTTP(sock)
+    try:
+        c.request("GET", path)
+        r = c.getresponse()
+        assert r.status == 200, (path, r.status)
+        return json.loads(r.read())
+    finally:
+        c.close()
+
+
 def status(d):
     c = UnixHTTP(admin_socket(d))
     try:
@@ -111,6 +122,10 @@ class KillLoop(unittest.TestCase):
             self.assertEqual(st["health"], "SERVING", st)
             self.assertGreaterEqual(st["revocations"], revoked, f"round {i}: lost revocations")
             check_identities(self, d)
+            # Txn-Token keys: the successor is published ahead (a 1 h lead, the longest
+            # Txn-Token lifetime), so /.well-known/jwks.json lists both.
+            txn_jwks = get_json(xsock, "/.well-known/jwks.json")
+            self.assertEqual(len(txn_jwks["keys"]), 2, txn_jwks)
             if len(os.listdir(os.path.join(d.data_dir, "ca"))) > 3:
                 starts_with_rotation_files += 1
             # Changes, then a kill at a random moment (possibly mid-write).
