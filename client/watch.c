@@ -892,27 +892,6 @@ static int run_stream(wimse_x509_source *src, bool *ret_got_message, char *detai
 	return code;
 }
 
-static const char *status_name(int s)
-{
-	static const char *const names[] = {"OK",
-					    "CANCELLED",
-					    "UNKNOWN",
-					    "INVALID_ARGUMENT",
-					    "DEADLINE_EXCEEDED",
-					    "NOT_FOUND",
-					    "ALREADY_EXISTS",
-					    "PERMISSION_DENIED",
-					    "RESOURCE_EXHAUSTED",
-					    "FAILED_PRECONDITION",
-					    "ABORTED",
-					    "OUT_OF_RANGE",
-					    "UNIMPLEMENTED",
-					    "INTERNAL",
-					    "UNAVAILABLE",
-					    "DATA_LOSS",
-					    "UNAUTHENTICATED"};
-	return s >= 0 && s < (int)(sizeof(names) / sizeof(names[0])) ? names[s] : "UNKNOWN";
-}
 
 /* xorshift64*: jitter only, not security relevant (the libc PRNG is banned). */
 static uint64_t next_random(wimse_x509_source *src)
@@ -978,7 +957,7 @@ static void *watch_main(void *arg)
 		if (got)
 			backoff = src->backoff_initial_ms; /* the stream worked: start over */
 		char msg[400];
-		snprintf(msg, sizeof(msg), "FetchX509SVID: %s (%s)", details, status_name(status));
+		snprintf(msg, sizeof(msg), "FetchX509SVID: %s (%s)", details, wi_grpc_status_name(status));
 		if (status == ST_INVALID_ARGUMENT || status == ST_UNIMPLEMENTED) {
 			/* py-spiffe/go-spiffe: not retryable; a retry gets the same answer. */
 			int code = status == ST_INVALID_ARGUMENT ? WI_E_INVAL : WI_E_UNIMPLEMENTED;

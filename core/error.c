@@ -48,6 +48,16 @@ const char *wi_error_oauth(int code)
 	return "server_error";
 }
 
+const char *wi_grpc_status_name(int status)
+{
+	static const char *const names[] = {
+		"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
+		"ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED",
+		"OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED",
+	};
+	return status >= 0 && status < (int)(sizeof(names) / sizeof(names[0])) ? names[status] : "UNKNOWN";
+}
+
 const char *wi_error_detail(void)
 {
 	return detail;

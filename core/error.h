@@ -50,6 +50,9 @@ const char *wi_error_text(int code);
 int wi_error_grpc_status(int code);
 /* OAuth `error` value for a code; "server_error" for unknown codes. */
 const char *wi_error_oauth(int code);
+/* The canonical name of a gRPC status code ("PERMISSION_DENIED"; gRPC's
+ * doc/statuscodes.md), "UNKNOWN" outside 0..16.  Static. */
+const char *wi_grpc_status_name(int status);
 
 /* The calling thread's last recorded failure: "file:line: code text: detail".
  * Valid until the next failure on the same thread.  Never NULL. */

@@ -1,6 +1,8 @@
 /* workload-api/rpc_stats.c — see rpc_stats.h. */
 #include "workload-api/rpc_stats.h"
 
+#include "core/error.h"
+
 #include "workload-api/internal.h"
 
 _Static_assert(WI__M_HEALTH_WATCH + 1 == WI_WL_RPC_METHODS, "one metrics row per wi__method");
@@ -57,26 +59,6 @@ static const char *const method_names[WI_WL_RPC_METHODS] = {
 	[WI__M_HEALTH_WATCH] = "grpc.health.v1.Health/Watch",
 };
 
-/* gRPC's canonical status names (doc/statuscodes.md). */
-static const char *const code_names[WI_WL_RPC_CODES] = {
-	"OK",
-	"CANCELLED",
-	"UNKNOWN",
-	"INVALID_ARGUMENT",
-	"DEADLINE_EXCEEDED",
-	"NOT_FOUND",
-	"ALREADY_EXISTS",
-	"PERMISSION_DENIED",
-	"RESOURCE_EXHAUSTED",
-	"FAILED_PRECONDITION",
-	"ABORTED",
-	"OUT_OF_RANGE",
-	"UNIMPLEMENTED",
-	"INTERNAL",
-	"UNAVAILABLE",
-	"DATA_LOSS",
-	"UNAUTHENTICATED",
-};
 
 const char *wi_wl_rpc_method_name(int method)
 {
@@ -85,7 +67,7 @@ const char *wi_wl_rpc_method_name(int method)
 
 const char *wi_wl_rpc_code_name(int code)
 {
-	return code >= 0 && code < WI_WL_RPC_CODES ? code_names[code] : "UNKNOWN";
+	return wi_grpc_status_name(code);
 }
 
 void wi_wl_server_get_rpc_stats(wi_wl_server *s, wi_wl_rpc_stats *ret)

@@ -12,12 +12,10 @@
    root only): health turns NOT_SERVING with a log line saying why while identities are
    still served, and SERVING again once the disk takes writes.
 """
-import http.client
 import json
 import os
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -33,8 +31,8 @@ ROUNDS = 24
 UID = os.getuid()
 
 
-def admin_socket(d):
-    return os.path.join(os.path.dirname(d.socket), "admin.sock")
+admin_socket = h.admin_socket
+get_json = h.get_json
 
 
 def ctl(*args, env=None, check=True):
@@ -46,37 +44,8 @@ def ctl(*args, env=None, check=True):
     return r
 
 
-class UnixHTTP(http.client.HTTPConnection):
-    def __init__(self, path):
-        super().__init__("localhost", timeout=10)
-        self.unix_path = path
-
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(10)
-        self.sock.connect(self.unix_path)
-
-
-def get_json(sock, path):
-    c = UnixHTTP(sock)
-    try:
-        c.request("GET", path)
-        r = c.getresponse()
-        assert r.status == 200, (path, r.status)
-        return json.loads(r.read())
-    finally:
-        c.close()
-
-
 def status(d):
-    c = UnixHTTP(admin_socket(d))
-    try:
-        c.request("GET", "/status")
-        r = c.getresponse()
-        assert r.status == 200, r.status
-        return json.loads(r.read())
-    finally:
-        c.close()
+    return get_json(admin_socket(d), "/status")
 
 
 def entry_ids(d):

@@ -15,10 +15,12 @@ Environment (set by ctest, see interop.cmake; defaults fit a manual run after
 import atexit
 import datetime
 import hashlib
+import http.client
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -257,6 +259,38 @@ def start_daemon(testcase_cls, **kw):
     d.start()
     testcase_cls.addClassCleanup(d.stop)
     return d
+
+
+# ---- HTTP over a Unix socket (admin socket, exchange socket) ------------------------
+class UnixHTTP(http.client.HTTPConnection):
+    """http.client over AF_UNIX."""
+
+    def __init__(self, path, timeout=10):
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.unix_path)
+
+
+def admin_socket(d):
+    """The admin socket beside a daemon's workload socket."""
+    return os.path.join(os.path.dirname(d.socket), "admin.sock")
+
+
+def get_json(sock, path):
+    """GET path over a Unix socket; the JSON body of a 200 answer."""
+    c = UnixHTTP(sock)
+    try:
+        c.request("GET", path)
+        r = c.getresponse()
+        body = r.read()
+        assert r.status == 200, (path, r.status, body[:200])
+        return json.loads(body)
+    finally:
+        c.close()
 
 
 # ---- gRPC helpers ----------------------------------------------------------------
