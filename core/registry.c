@@ -38,6 +38,7 @@ struct wi_identities {
 	size_t n;
 	wi_identity *items;
 	char **ids; /* owned strings behind items[i].spiffe_id */
+	bool truncated; /* more entries matched than WI_IDENTITIES_PER_CALLER_MAX */
 };
 
 int wi_registry_new(const char *td, wi_registry **ret)
@@ -344,8 +345,19 @@ int wi_registry_match(wi_registry *r, const wi_selector_set *attested, wi_identi
 			.txn = e->txn};
 		l->n++;
 	}
+	/* The cap keeps every response far below the 4 MiB gRPC default
+	 * (256 SVIDs of at most ~12 KiB each); a cut is reported
+	 * (wi_identities_truncated) for the server to log, never silent. */
+	for (size_t i = 0; i < r->n && l->n == WI_IDENTITIES_PER_CALLER_MAX && !l->truncated; i++)
+		l->truncated = i > l->items[l->n - 1].entry_index &&
+			       wi_selector_set_is_subset(r->entries[i].selectors, attested);
 	*ret = l;
 	return 0;
+}
+
+bool wi_identities_truncated(const wi_identities *l)
+{
+	return l && l->truncated;
 }
 
 size_t wi_identities_count(const wi_identities *l)

@@ -75,6 +75,9 @@ typedef struct wi_identities wi_identities;
  * empty list (not an error).  The list holds a reference on the registry. */
 int wi_registry_match(wi_registry *r, const wi_selector_set *attested, wi_identities **ret) WI_WUR;
 size_t wi_identities_count(const wi_identities *l);
+/* True when more entries matched than WI_IDENTITIES_PER_CALLER_MAX (the
+ * first ones, in entry order, are kept). */
+bool wi_identities_truncated(const wi_identities *l);
 const wi_identity *wi_identities_at(const wi_identities *l, size_t i);
 /* Finds an identity by SPIFFE ID; NULL when the list does not hold it. */
 const wi_identity *wi_identities_find(const wi_identities *l, const char *spiffe_id);

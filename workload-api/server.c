@@ -651,6 +651,10 @@ int wi__call_identities(wi__call *c, wi_identities **ret, wi_selector_set **ret_
 		wi__call_finish(c, GRPC_STATUS_UNAVAILABLE, "internal error; retry");
 		return rc;
 	}
+	if (wi_identities_truncated(ids))
+		wi_log(WI_LOG_WARN, "identities_truncated",
+		       "method=%s pid=%d uid=%u served=%d reason=\"more entries match this caller than the per-caller limit\"",
+		       c->method_name, (int)wi_peer_pid(p), (unsigned)wi_peer_uid(p), WI_IDENTITIES_PER_CALLER_MAX);
 	if (wi_identities_count(ids) == 0) {
 		wi_identities_free(ids);
 		/* limits: a caller without identity is charged as "uid:<n>" so

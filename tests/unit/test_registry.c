@@ -209,6 +209,32 @@ static void test_match_order_and_hints(void **state)
 	wi_selector_set_unref(att3);
 }
 
+/* At most WI_IDENTITIES_PER_CALLER_MAX identities per caller, the first in
+ * entry order; a cut is reported, an exact fit is not. */
+static void test_identities_cap(void **state)
+{
+	(void)state;
+	static const char *const uid0[] = {"unix:uid:0", NULL};
+	static const char *const caller[] = {"unix:uid:0", NULL};
+	for (int extra = 0; extra <= 1; extra++) {
+		wi_registry *r = reg_new();
+		for (int i = 0; i < WI_IDENTITIES_PER_CALLER_MAX + extra; i++) {
+			char id[64];
+			snprintf(id, sizeof(id), "spiffe://example.org/w/%d", i);
+			assert_int_equal(add(r, id, uid0, NULL), 0);
+		}
+		wi_selector_set *att = set_of(caller);
+		wi_identities *ids = NULL;
+		assert_int_equal(wi_registry_match(r, att, &ids), 0);
+		assert_int_equal(wi_identities_count(ids), WI_IDENTITIES_PER_CALLER_MAX);
+		assert_int_equal(wi_identities_truncated(ids), extra == 1);
+		assert_string_equal(wi_identities_at(ids, 0)->spiffe_id, "spiffe://example.org/w/0");
+		wi_identities_free(ids);
+		wi_selector_set_unref(att);
+		wi_registry_unref(r);
+	}
+}
+
 static void test_templates(void **state)
 {
 	static const char *const any_uid_user[] = {"unix:gid:100", NULL};
@@ -263,6 +289,7 @@ int main(void)
 		cmocka_unit_test(test_selector_parse),	    cmocka_unit_test(test_set_ops),
 		cmocka_unit_test(test_set_cap),		    cmocka_unit_test(test_entry_validation),
 		cmocka_unit_test(test_match_order_and_hints), cmocka_unit_test(test_templates),
+		cmocka_unit_test(test_identities_cap),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
