@@ -290,16 +290,11 @@ static int fetch_token(load *L)
 }
 
 /* FNV-1a of the leaf certificate's serial, and its notBefore (seconds since
- * the epoch), from an X509SVIDResponse; 0 when unreadable. */
-static uint64_t leaf_serial(grpc_byte_buffer *bb, time_t *ret_not_before)
+ * the epoch), from the bytes of an X509SVIDResponse; 0 when unreadable. */
+static uint64_t parse_leaf_serial(const uint8_t *msg, size_t len, time_t *ret_not_before)
 {
-	grpc_byte_buffer_reader rd;
-	if (!bb || !grpc_byte_buffer_reader_init(&rd, bb))
-		return 0;
-	grpc_slice all = grpc_byte_buffer_reader_readall(&rd);
-	grpc_byte_buffer_reader_destroy(&rd);
 	uint64_t h = 0;
-	X509SVIDResponse *r = x509_svidresponse__unpack(NULL, GRPC_SLICE_LENGTH(all), GRPC_SLICE_START_PTR(all));
+	X509SVIDResponse *r = x509_svidresponse__unpack(NULL, len, msg);
 	if (r && r->n_svids > 0) {
 		const unsigned char *p = r->svids[0]->x509_svid.data;
 		X509 *x = d2i_X509(NULL, &p, (long)r->svids[0]->x509_svid.len); /* the leaf comes first */
@@ -310,13 +305,56 @@ static uint64_t leaf_serial(grpc_byte_buffer *bb, time_t *ret_not_before)
 			for (int i = 0; i < ASN1_STRING_length(sn); i++)
 				h = (h ^ d[i]) * 1099511628211ull;
 			struct tm tm;
-			if (ret_not_before && ASN1_TIME_to_tm(X509_get0_notBefore(x), &tm) == 1)
+			if (ASN1_TIME_to_tm(X509_get0_notBefore(x), &tm) == 1)
 				*ret_not_before = timegm(&tm);
 		}
 		X509_free(x);
 	}
 	x509_svidresponse__free_unpacked(r, NULL);
+	return h;
+}
+
+/* Every stream of one identity receives the same bytes, so certificates are
+ * parsed once per distinct message (a small cache keyed by a hash of the
+ * whole message), not once per stream: parsing 10 000 copies would make the
+ * one-thread client, not the daemon, the bound of the rotation figure. */
+#define SEEN_MAX 8
+static struct {
+	uint64_t msg_hash, serial;
+	time_t not_before;
+} seen[SEEN_MAX];
+static size_t n_seen;
+
+static uint64_t leaf_serial(grpc_byte_buffer *bb, time_t *ret_not_before)
+{
+	grpc_byte_buffer_reader rd;
+	if (!bb || !grpc_byte_buffer_reader_init(&rd, bb))
+		return 0;
+	grpc_slice all = grpc_byte_buffer_reader_readall(&rd);
+	grpc_byte_buffer_reader_destroy(&rd);
+	const uint8_t *m = GRPC_SLICE_START_PTR(all);
+	size_t len = GRPC_SLICE_LENGTH(all);
+	uint64_t mh = 1469598103934665603ull;
+	for (size_t i = 0; i < len; i++)
+		mh = (mh ^ m[i]) * 1099511628211ull;
+	uint64_t h = 0;
+	time_t nb = 0;
+	size_t i = 0;
+	while (i < n_seen && seen[i].msg_hash != mh)
+		i++;
+	if (i < n_seen) {
+		h = seen[i].serial;
+		nb = seen[i].not_before;
+	} else {
+		h = parse_leaf_serial(m, len, &nb);
+		size_t k = n_seen < SEEN_MAX ? n_seen++ : (size_t)(mh % SEEN_MAX);
+		seen[k].msg_hash = mh;
+		seen[k].serial = h;
+		seen[k].not_before = nb;
+	}
 	grpc_slice_unref(all);
+	if (ret_not_before)
+		*ret_not_before = nb;
 	return h;
 }
 
