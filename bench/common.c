@@ -86,8 +86,13 @@ void wi_bench_print_result(wi_bench_lat *l, double seconds, const char *extra)
 
 long wi_bench_proc_kb(int pid, const char *field)
 {
-	char path[64];
-	snprintf(path, sizeof(path), "/proc/%d/status", pid);
+	return wi_bench_proc_file_kb(pid, "status", field);
+}
+
+long wi_bench_proc_file_kb(int pid, const char *file, const char *field)
+{
+	char path[96];
+	snprintf(path, sizeof(path), "/proc/%d/%s", pid, file);
 	FILE *f = fopen(path, "re");
 	if (!f)
 		return -1;

@@ -35,6 +35,8 @@ void wi_bench_print_result(wi_bench_lat *l, double seconds, const char *extra);
 
 /* VmRSS / VmHWM of a process in kB; -1 if unreadable. */
 long wi_bench_proc_kb(int pid, const char *field);
+/* The same from another /proc/<pid> file ("smaps_rollup": Pss, Private_Dirty). */
+long wi_bench_proc_file_kb(int pid, const char *file, const char *field);
 
 /* Parses a positive number or dies with a usage message. */
 double wi_bench_num(const char *opt, const char *v);

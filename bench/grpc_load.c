@@ -3,7 +3,7 @@
  *   wi-bench grpc --socket PATH --mode jwt-warm|jwt-cold|validate|x509
  *                 [--concurrency N] [--channels N] [--duration S] [--warmup S]
  *                 [--connect] [--streams N] [--pid DAEMON_PID]
- *                 [--echo --resp-size BYTES]
+ *                 [--echo --resp-size BYTES] [--rotation S]
  *
  * One client thread drives one completion queue and keeps `concurrency`
  * calls in flight over `channels` channels (each its own connection: local
@@ -12,7 +12,12 @@
  * as libwimse does.  --connect: every call opens a new channel (first-message
  * latency of a new connection).  --streams N: opens N FetchX509SVID streams
  * over `channels` connections, waits until every one has its first message,
- * reads the daemon's RSS, then ends them.  --echo: sends the same request
+ * reads the daemon's RSS, then ends them.  --rotation S (with --streams): after
+ * that, keeps reading every stream for up to S seconds until each has
+ * received an SVID whose leaf serial differs from its first one, and reports
+ * the spread from the first to the last stream to see it, and the delay from
+ * the new leaf's mint time (notBefore + WI_CERT_BACKDATE_SECONDS, whole
+ * seconds) to the last.  --echo: sends the same request
  * bytes to the bare echo server (bench/echo_grpc.c), asking for a response of
  * --resp-size bytes. */
 #include <getopt.h>
@@ -26,9 +31,13 @@
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 #include <grpc/support/alloc.h>
+#include <openssl/asn1.h>
+#include <openssl/x509.h>
+#include <time.h>
 
 #include "bench/bench.h"
 #include "bench/common.h"
+#include "core/limits.h"
 #include "wimse/wimse.h"
 #include "workload.pb-c.h"
 
@@ -52,6 +61,13 @@ typedef struct slot {
 	int phase;
 	bool got;
 	bool live;
+	/* --rotation: the leaf serial of the first message, the pending
+	 * follow-up read, and when a different serial arrived. */
+	grpc_byte_buffer *next;
+	uint64_t serial0;
+	uint64_t t_rot;	      /* monotonic ns */
+	int64_t t_rot_wall_ms; /* CLOCK_REALTIME */
+	bool reading, rotated;
 } slot;
 
 struct load {
@@ -273,7 +289,98 @@ static int fetch_token(load *L)
 	return rc < 0 || !L->token ? -1 : 0;
 }
 
-static int run_streams(load *L, int n, int pid, double hold)
+/* FNV-1a of the leaf certificate's serial, and its notBefore (seconds since
+ * the epoch), from the bytes of an X509SVIDResponse; 0 when unreadable. */
+static uint64_t parse_leaf_serial(const uint8_t *msg, size_t len, time_t *ret_not_before)
+{
+	uint64_t h = 0;
+	X509SVIDResponse *r = x509_svidresponse__unpack(NULL, len, msg);
+	if (r && r->n_svids > 0) {
+		const unsigned char *p = r->svids[0]->x509_svid.data;
+		X509 *x = d2i_X509(NULL, &p, (long)r->svids[0]->x509_svid.len); /* the leaf comes first */
+		const ASN1_INTEGER *sn = x ? X509_get0_serialNumber(x) : NULL;
+		if (sn) {
+			h = 1469598103934665603ull;
+			const unsigned char *d = ASN1_STRING_get0_data(sn);
+			for (int i = 0; i < ASN1_STRING_length(sn); i++)
+				h = (h ^ d[i]) * 1099511628211ull;
+			struct tm tm;
+			if (ASN1_TIME_to_tm(X509_get0_notBefore(x), &tm) == 1)
+				*ret_not_before = timegm(&tm);
+		}
+		X509_free(x);
+	}
+	x509_svidresponse__free_unpacked(r, NULL);
+	return h;
+}
+
+/* Every stream of one identity receives the same bytes, so certificates are
+ * parsed once per distinct message (a small cache keyed by a hash of the
+ * whole message), not once per stream: parsing 10 000 copies would make the
+ * one-thread client, not the daemon, the bound of the rotation figure. */
+#define SEEN_MAX 8
+static struct {
+	uint64_t msg_hash, serial;
+	time_t not_before;
+} seen[SEEN_MAX];
+static size_t n_seen;
+
+static uint64_t leaf_serial(grpc_byte_buffer *bb, time_t *ret_not_before)
+{
+	grpc_byte_buffer_reader rd;
+	if (!bb || !grpc_byte_buffer_reader_init(&rd, bb))
+		return 0;
+	grpc_slice all = grpc_byte_buffer_reader_readall(&rd);
+	grpc_byte_buffer_reader_destroy(&rd);
+	const uint8_t *m = GRPC_SLICE_START_PTR(all);
+	size_t len = GRPC_SLICE_LENGTH(all);
+	uint64_t mh = 1469598103934665603ull;
+	for (size_t i = 0; i < len; i++)
+		mh = (mh ^ m[i]) * 1099511628211ull;
+	uint64_t h = 0;
+	time_t nb = 0;
+	size_t i = 0;
+	while (i < n_seen && seen[i].msg_hash != mh)
+		i++;
+	if (i < n_seen) {
+		h = seen[i].serial;
+		nb = seen[i].not_before;
+	} else {
+		h = parse_leaf_serial(m, len, &nb);
+		size_t k = n_seen < SEEN_MAX ? n_seen++ : (size_t)(mh % SEEN_MAX);
+		seen[k].msg_hash = mh;
+		seen[k].serial = h;
+		seen[k].not_before = nb;
+	}
+	grpc_slice_unref(all);
+	if (ret_not_before)
+		*ret_not_before = nb;
+	return h;
+}
+
+static int64_t wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Follow-up reads carry the slot's address + 1 as their tag (slots are
+ * aligned), so they are told apart from the status batch's tag. */
+static bool start_read(slot *s)
+{
+	grpc_op op;
+	memset(&op, 0, sizeof(op));
+	op.op = GRPC_OP_RECV_MESSAGE;
+	op.data.recv_message.recv_message = &s->next;
+	s->next = NULL;
+	if (grpc_call_start_batch(s->call, &op, 1, (char *)s + 1, NULL) != GRPC_CALL_OK)
+		return false;
+	s->reading = true;
+	return true;
+}
+
+static int run_streams(load *L, int n, int pid, double hold, double rotation)
 {
 	slot *slots = calloc((size_t)n, sizeof(*slots));
 	if (!slots)
@@ -283,15 +390,60 @@ static int run_streams(load *L, int n, int pid, double hold)
 	for (int i = 0; i < n; i++)
 		if (!start_call(L, &slots[i], i))
 			return 1;
-	int first = 0, failed = 0;
-	uint64_t t_all = 0;
-	while (first + failed < n) {
+	int first = 0, failed = 0, rotated = 0, reading = 0;
+	uint64_t t_all = 0, t_rot_first = 0, t_rot_last = 0;
+	int64_t rot_last_wall = 0;
+	time_t new_nb = 0;
+	bool serials_differ = false;
+	uint64_t serial_first = 0;
+	/* Phase A: every stream's first message.  Phase B (--rotation): every
+	 * stream's next SVID, until the deadline. */
+	uint64_t deadline = 0;
+	bool phase_b = false;
+	for (;;) {
+		if (!phase_b && first + failed >= n) {
+			t_all = wi_bench_now_ns();
+			if (rotation <= 0 || failed > 0)
+				break;
+			phase_b = true;
+			deadline = t_all + (uint64_t)(rotation * 1e9);
+		}
+		if (phase_b && (rotated >= first || wi_bench_now_ns() >= deadline))
+			break;
 		grpc_event ev = grpc_completion_queue_next(L->cq, gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
-									gpr_time_from_seconds(60, GPR_TIMESPAN)),
+									gpr_time_from_millis(phase_b ? 200 : 60000, GPR_TIMESPAN)),
 							   NULL);
+		if (ev.type == GRPC_QUEUE_TIMEOUT && phase_b)
+			continue;
 		if (ev.type != GRPC_OP_COMPLETE) {
 			fprintf(stderr, "wi-bench: streams: timed out with %d of %d\n", first, n);
 			break;
+		}
+		if ((uintptr_t)ev.tag & 1) { /* a follow-up read */
+			slot *s = (slot *)((char *)ev.tag - 1);
+			s->reading = false;
+			reading--;
+			if (!s->next)
+				continue; /* the stream ended; counted by its status */
+			time_t nb = 0;
+			uint64_t sn = leaf_serial(s->next, &nb);
+			grpc_byte_buffer_destroy(s->next);
+			s->next = NULL;
+			if (sn != 0 && sn != s->serial0 && !s->rotated) {
+				s->rotated = true;
+				s->t_rot = wi_bench_now_ns();
+				s->t_rot_wall_ms = wall_ms();
+				if (!t_rot_first)
+					t_rot_first = s->t_rot;
+				t_rot_last = s->t_rot;
+				rot_last_wall = s->t_rot_wall_ms;
+				if (nb > new_nb)
+					new_nb = nb;
+				rotated++;
+			} else if (!s->rotated && start_read(s)) {
+				reading++;
+			}
+			continue;
 		}
 		slot *s = ev.tag;
 		if (s->phase == 1) {
@@ -301,6 +453,15 @@ static int run_streams(load *L, int n, int pid, double hold)
 				s->L->resp_bytes = grpc_byte_buffer_length(s->recv);
 				wi_bench_lat_add(&L->lat, s->t1 - s->t0);
 				first++;
+				if (rotation > 0) {
+					s->serial0 = leaf_serial(s->recv, NULL);
+					if (!serial_first)
+						serial_first = s->serial0;
+					else if (s->serial0 != serial_first)
+						serials_differ = true;
+					if (start_read(s))
+						reading++;
+				}
 			} else {
 				failed++;
 			}
@@ -315,17 +476,29 @@ static int run_streams(load *L, int n, int pid, double hold)
 			finish(s);
 		}
 	}
-	t_all = wi_bench_now_ns();
+	if (!t_all)
+		t_all = wi_bench_now_ns();
+	if (serials_differ)
+		fprintf(stderr, "wi-bench: streams: a rotation happened while streams were opening; "
+			"the spread below covers only the next one\n");
 	if (hold > 0)
 		usleep((useconds_t)(hold * 1e6));
 	long rss = pid > 0 ? wi_bench_proc_kb(pid, "VmRSS") : -1;
 	for (int i = 0; i < n; i++)
 		if (slots[i].live)
 			grpc_call_cancel(slots[i].call, NULL);
-	while (L->inflight > 0) {
+	while (L->inflight > 0 || reading > 0) {
 		grpc_event ev = grpc_completion_queue_next(L->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
 		if (ev.type != GRPC_OP_COMPLETE)
 			break;
+		if ((uintptr_t)ev.tag & 1) {
+			slot *s = (slot *)((char *)ev.tag - 1);
+			if (s->next)
+				grpc_byte_buffer_destroy(s->next);
+			s->next = NULL;
+			reading--;
+			continue;
+		}
 		slot *s = ev.tag;
 		if (s->phase == 1)
 			on_first(s, false);
@@ -333,13 +506,26 @@ static int run_streams(load *L, int n, int pid, double hold)
 			finish(s);
 	}
 	L->lat.errors = (uint64_t)failed + (uint64_t)(n - first - failed);
-	char extra[256];
-	snprintf(extra, sizeof(extra), ",\"streams\":%d,\"established\":%d,\"connections\":%d,"
-		 "\"all_first_ms\":%.2f,\"daemon_rss_kb\":%ld,\"resp_bytes\":%zu",
-		 n, first, L->n_ch, (double)(t_all - t0) / 1e6, rss, L->resp_bytes);
+	if (rotation > 0 && rotated < first) {
+		fprintf(stderr, "wi-bench: streams: %d of %d streams saw a new SVID within %.0f s\n", rotated, first,
+			rotation);
+		L->lat.errors += (uint64_t)(first - rotated);
+	}
+	char extra[512];
+	int k = snprintf(extra, sizeof(extra), ",\"streams\":%d,\"established\":%d,\"connections\":%d,"
+			 "\"all_first_ms\":%.2f,\"daemon_rss_kb\":%ld,\"resp_bytes\":%zu",
+			 n, first, L->n_ch, (double)(t_all - t0) / 1e6, rss, L->resp_bytes);
+	if (rotation > 0 && k > 0 && (size_t)k < sizeof(extra))
+		snprintf(extra + k, sizeof(extra) - (size_t)k,
+			 ",\"rotated\":%d,\"rotation_spread_ms\":%.2f,\"rotation_from_mint_ms\":%lld,"
+			 "\"rotation_after_open_s\":%.2f",
+			 rotated, rotated ? (double)(t_rot_last - t_rot_first) / 1e6 : -1.0,
+			 rotated && new_nb ? (long long)(rot_last_wall - ((int64_t)new_nb + WI_CERT_BACKDATE_SECONDS) * 1000)
+					   : -1LL,
+			 rotated ? (double)(t_rot_first - t_all) / 1e9 : -1.0);
 	wi_bench_print_result(&L->lat, (double)(t_all - t0) / 1e9, extra);
 	free(slots);
-	return first == n ? 0 : 1;
+	return first == n && (rotation <= 0 || rotated == first) ? 0 : 1;
 }
 
 int wi_bench_grpc(int argc, char **argv)
@@ -351,12 +537,12 @@ int wi_bench_grpc(int argc, char **argv)
 		{"connect", no_argument, NULL, 'C'},	   {"streams", required_argument, NULL, 'S'},
 		{"pid", required_argument, NULL, 'p'},	   {"echo", no_argument, NULL, 'e'},
 		{"resp-size", required_argument, NULL, 'r'}, {"hold", required_argument, NULL, 'h'},
-		{0},
+		{"rotation", required_argument, NULL, 'R'}, {0},
 	};
 	static load Lz;
 	load *L = &Lz;
 	int conc = 1, n_ch = 0, streams = 0, pid = 0;
-	double duration = 2.0, warmup = 0.3, hold = 0.5;
+	double duration = 2.0, warmup = 0.3, hold = 0.5, rotation = 0;
 	const char *mode = NULL;
 	int ch;
 	optind = 1;
@@ -374,6 +560,7 @@ int wi_bench_grpc(int argc, char **argv)
 		case 'e': L->echo = true; break;
 		case 'r': L->resp_size = (int)wi_bench_num("--resp-size", optarg); break;
 		case 'h': hold = wi_bench_num("--hold", optarg); break;
+		case 'R': rotation = wi_bench_num("--rotation", optarg); break;
 		default: return 2;
 		}
 	}
@@ -427,7 +614,7 @@ int wi_bench_grpc(int argc, char **argv)
 
 	int rc;
 	if (streams > 0) {
-		rc = run_streams(L, streams, pid, hold);
+		rc = run_streams(L, streams, pid, hold, rotation);
 	} else {
 		if (L->connect)
 			conc = 1;

@@ -2,13 +2,23 @@
  * with libcurl's multi interface (HTTP/1.1 keep-alive, one connection per
  * request in flight).
  *
- *   wi-bench http --socket PATH --mode token|echo [--concurrency N]
+ *   wi-bench http --socket PATH --mode token|introspect|echo [--concurrency N]
  *                 [--duration S] [--warmup S] [--resp-size BYTES]
+ *                 [--https HOST:PORT --cert PEM --key PEM --cacert PEM]
  *
  * token: obtains a user token from the development issuer
  * (POST /dev/user-token) once, then POSTs the same RFC 8693 form to /token
- * for every request.  echo: POSTs the same form to the bare libh2o server
- * (bench/echo_http.c), asking for a --resp-size body. */
+ * for every request.  introspect: exchanges once, then POSTs
+ * token=<the Txn-Token> to /introspect for every request.  echo: POSTs the
+ * same form to the bare libh2o server (bench/echo_http.c), asking for a
+ * --resp-size body.
+ *
+ * --https: the requests go to https://HOST:PORT over TLS 1.3 with SPIFFE
+ * mTLS: the client presents the X.509-SVID in --cert/--key (fetched by
+ * bench/run with wimsectl), and checks the server's chain against the
+ * bundle in --cacert.  The server's SVID has a URI SAN and no DNS name, so
+ * curl's host-name check is off; the chain is verified.  The user token
+ * still comes from --socket (the development issuer is only served there). */
 #include <getopt.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -44,10 +54,26 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud)
 	return len;
 }
 
+/* --https: the client SVID and the bundle (NULL: plain HTTP on a socket). */
+typedef struct tls_files {
+	const char *cert, *key, *cacert;
+} tls_files;
+
+static void setup_tls(CURL *h, const tls_files *tls)
+{
+	curl_easy_setopt(h, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_3);
+	curl_easy_setopt(h, CURLOPT_SSLCERT, tls->cert);
+	curl_easy_setopt(h, CURLOPT_SSLKEY, tls->key);
+	curl_easy_setopt(h, CURLOPT_CAINFO, tls->cacert);
+	curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L); /* SPIFFE: URI SAN, no DNS name */
+}
+
 static void setup(CURL *h, const char *socket, const char *url, const char *body, struct curl_slist *hdrs,
 		  hslot *s)
 {
-	curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, socket);
+	if (socket)
+		curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, socket);
 	curl_easy_setopt(h, CURLOPT_URL, url);
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 60000L);
@@ -99,15 +125,48 @@ static char *user_token(const char *socket, struct curl_slist *hdrs)
 	return tok;
 }
 
+/* POSTs body to url once (keep-alive not needed); the JSON answer's
+ * access_token, or NULL. */
+static char *exchange_once(const char *socket, const char *url, const char *body, struct curl_slist *hdrs,
+			   const tls_files *tls)
+{
+	CURL *h = curl_easy_init();
+	if (!h)
+		return NULL;
+	hslot *s = calloc(1, sizeof(*s));
+	char *tok = NULL;
+	if (s) {
+		setup(h, socket, url, body, hdrs, s);
+		if (tls)
+			setup_tls(h, tls);
+		long status = 0;
+		if (curl_easy_perform(h) == CURLE_OK && curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK &&
+		    status == 200) {
+			json_t *j = json_loads(s->first, 0, NULL);
+			const char *t = json_string_value(json_object_get(j, "access_token"));
+			tok = t ? strdup(t) : NULL;
+			json_decref(j);
+		}
+		if (!tok)
+			fprintf(stderr, "wi-bench: %s: HTTP %ld: %s\n", url, status, s->first);
+	}
+	free(s);
+	curl_easy_cleanup(h);
+	return tok;
+}
+
 int wi_bench_http(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{"socket", required_argument, NULL, 's'},      {"mode", required_argument, NULL, 'm'},
 		{"concurrency", required_argument, NULL, 'c'}, {"duration", required_argument, NULL, 'd'},
 		{"warmup", required_argument, NULL, 'w'},      {"resp-size", required_argument, NULL, 'r'},
-		{"token-socket", required_argument, NULL, 't'}, {0},
+		{"token-socket", required_argument, NULL, 't'}, {"https", required_argument, NULL, 'H'},
+		{"cert", required_argument, NULL, 'E'},	{"key", required_argument, NULL, 'K'},
+		{"cacert", required_argument, NULL, 'A'},	{0},
 	};
-	const char *socket = NULL, *mode = NULL, *token_socket = NULL;
+	const char *socket = NULL, *mode = NULL, *token_socket = NULL, *https = NULL;
+	tls_files tf = {0};
 	int conc = 1, resp_size = 0;
 	double duration = 2.0, warmup = 0.3;
 	int ch;
@@ -121,15 +180,29 @@ int wi_bench_http(int argc, char **argv)
 		case 'w': warmup = wi_bench_num("--warmup", optarg); break;
 		case 'r': resp_size = (int)wi_bench_num("--resp-size", optarg); break;
 		case 't': token_socket = optarg; break;
+		case 'H': https = optarg; break;
+		case 'E': tf.cert = optarg; break;
+		case 'K': tf.key = optarg; break;
+		case 'A': tf.cacert = optarg; break;
 		default: return 2;
 		}
 	}
 	bool echo = mode && strcmp(mode, "echo") == 0;
-	if (!socket || !mode || (!echo && strcmp(mode, "token") != 0) || conc < 1 || conc > MAX_CONC) {
-		fprintf(stderr, "wi-bench http: --socket and --mode token|echo required; 1 <= concurrency <= %d\n",
-			MAX_CONC);
+	bool intro = mode && strcmp(mode, "introspect") == 0;
+	if (!socket || !mode || (!echo && !intro && strcmp(mode, "token") != 0) || conc < 1 || conc > MAX_CONC) {
+		fprintf(stderr, "wi-bench http: --socket and --mode token|introspect|echo required; "
+			"1 <= concurrency <= %d\n", MAX_CONC);
 		return 2;
 	}
+	if (https && (echo || !tf.cert || !tf.key || !tf.cacert)) {
+		fprintf(stderr, "wi-bench http: --https needs --cert, --key and --cacert (and not --mode echo)\n");
+		return 2;
+	}
+	const tls_files *tls = https ? &tf : NULL;
+	/* Where the load goes: the Unix socket, or nothing (TCP) with --https. */
+	const char *load_socket = https ? NULL : socket;
+	char base[300];
+	snprintf(base, sizeof(base), "%s%s", https ? "https://" : "http://", https ? https : "localhost");
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0)
 		return 1;
 	/* No "Expect: 100-continue" round trip for larger bodies. */
@@ -159,11 +232,24 @@ int wi_bench_http(int argc, char **argv)
 		return 1;
 	}
 	curl_easy_cleanup(tmp);
-	char url[128];
+	char url[400];
+	snprintf(url, sizeof(url), "%s/token", base);
+	if (intro) {
+		/* One exchange, then the same introspection form every time. */
+		char *tt = exchange_once(load_socket, url, body, hdrs, tls);
+		CURL *e = curl_easy_init();
+		body[0] = '\0';
+		int bad = !tt || !e || form_add(e, body, sizeof(body), "token", tt) < 0;
+		curl_easy_cleanup(e);
+		free(tt);
+		if (bad) {
+			curl_slist_free_all(hdrs);
+			return 1;
+		}
+		snprintf(url, sizeof(url), "%s/introspect", base);
+	}
 	if (echo)
 		snprintf(url, sizeof(url), "http://localhost/echo?size=%d", resp_size);
-	else
-		snprintf(url, sizeof(url), "http://localhost/token");
 
 	wi_bench_lat lat;
 	if (wi_bench_lat_init(&lat, 1u << 16) < 0)
@@ -178,7 +264,9 @@ int wi_bench_http(int argc, char **argv)
 		slots[i].h = curl_easy_init();
 		if (!slots[i].h)
 			return 1;
-		setup(slots[i].h, socket, url, body, hdrs, &slots[i]);
+		setup(slots[i].h, load_socket, url, body, hdrs, &slots[i]);
+		if (tls)
+			setup_tls(slots[i].h, tls);
 		slots[i].t0 = wi_bench_now_ns();
 		curl_multi_add_handle(m, slots[i].h);
 	}
@@ -199,7 +287,9 @@ int wi_bench_http(int argc, char **argv)
 			uint64_t t1 = wi_bench_now_ns();
 			long status = 0;
 			curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-			if (msg->data.result == CURLE_OK && status == 200) {
+			/* Introspection of a live token must say so (RFC 7662 §2.2). */
+			bool live = !intro || (strstr(s->first, "\"active\":true") || strstr(s->first, "\"active\": true"));
+			if (msg->data.result == CURLE_OK && status == 200 && live) {
 				resp_bytes = s->got;
 				if (s->t0 >= win_start && t1 <= win_end)
 					wi_bench_lat_add(&lat, t1 - s->t0);

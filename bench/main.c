@@ -2,11 +2,20 @@
  * bench/run.  Subcommands: grpc, http, crypto, ready (see each file). */
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "bench/bench.h"
 
 int main(int argc, char **argv)
 {
+	/* Thousands of connections (streams scenario): the soft fd limit up
+	 * to the hard one. */
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+			perror("wi-bench: setrlimit(RLIMIT_NOFILE)");
+	}
 	if (argc >= 2) {
 		if (strcmp(argv[1], "grpc") == 0)
 			return wi_bench_grpc(argc - 1, argv + 1);

@@ -4,9 +4,19 @@
  * Verification order: sizes and shape first, then the protected header (alg
  * allow-list, forbidden members, kid lookup, key/alg match), then the
  * signature, and only then the claims JSON, so unauthenticated bytes reach
- * the JSON parser only as far as the header. */
+ * the JSON parser only as far as the header.
+ *
+ * Speed: OpenSSL 3 fetches an algorithm implementation (name map, method
+ * store) whenever an operation is set up from a name or a legacy EVP_MD, and
+ * that costs as much as a P-256 verify.  So the digests are fetched once per
+ * process, and each thread keeps a few verification contexts, initialised
+ * for one (key, algorithm) pair, in a small cache (WI_JWS_VERIFY_CACHE_MAX).
+ * A cached context holds a reference to its public key, so the key's address
+ * cannot be reused by another key while the entry lives: a pointer match is
+ * a key match. */
 #include "core/jws.h"
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -54,6 +64,32 @@ static const alg_info algs[] = {
 
 #define ES256_COORD 32
 #define ED25519_SIG_LEN 64
+
+/* ---- digests fetched once ------------------------------------------------ */
+
+static pthread_once_t md_once = PTHREAD_ONCE_INIT;
+static EVP_MD *md_sha256, *md_sha384, *md_sha512;
+
+static void md_fetch_all(void)
+{
+	md_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+	md_sha384 = EVP_MD_fetch(NULL, "SHA384", NULL);
+	md_sha512 = EVP_MD_fetch(NULL, "SHA512", NULL);
+}
+
+/* The fetched digest for an algorithm's md name; NULL if the fetch failed
+ * (the caller then reports an OpenSSL error). */
+static const EVP_MD *md_by_name(const char *name)
+{
+	pthread_once(&md_once, md_fetch_all);
+	if (strcmp(name, "SHA256") == 0)
+		return md_sha256;
+	if (strcmp(name, "SHA384") == 0)
+		return md_sha384;
+	if (strcmp(name, "SHA512") == 0)
+		return md_sha512;
+	return NULL;
+}
 
 static const alg_info *alg_by_name(const char *name)
 {
@@ -130,7 +166,8 @@ int wi_jws_sign(wi_signer *signer, const char *kid, const char *typ, const json_
 
 	uint8_t digest[EVP_MAX_MD_SIZE];
 	unsigned int dlen = 0;
-	WI_CHECK_SSL(EVP_Digest(input, input_len, digest, &dlen, EVP_sha256(), NULL) == 1,
+	const EVP_MD *sha256 = md_by_name("SHA256");
+	WI_CHECK_SSL(sha256 != NULL && EVP_Digest(input, input_len, digest, &dlen, sha256, NULL) == 1,
 		     "jws sign: SHA-256");
 	_cleanup_(freep) uint8_t *sig = NULL;
 	size_t sig_len = 0;
@@ -222,34 +259,135 @@ static size_t sig_len_for(const alg_info *a, EVP_PKEY *key)
 	}
 }
 
+/* ---- per-thread verification contexts -------------------------------------- */
+
+typedef struct vslot {
+	EVP_PKEY *key; /* identity only; the reference is held by ctx */
+	const alg_info *alg;
+	EVP_PKEY_CTX *ctx; /* verify-initialised, padding and digest set */
+} vslot;
+
+typedef struct vcache {
+	vslot slot[WI_JWS_VERIFY_CACHE_MAX];
+	size_t next; /* round-robin victim */
+} vcache;
+
+static pthread_once_t vcache_once = PTHREAD_ONCE_INIT;
+static pthread_key_t vcache_key;
+static bool vcache_ok;
+
+static void vcache_free(void *p)
+{
+	vcache *c = p;
+	if (!c)
+		return;
+	for (size_t i = 0; i < WI_JWS_VERIFY_CACHE_MAX; i++)
+		EVP_PKEY_CTX_free(c->slot[i].ctx);
+	free(c);
+}
+
+static void vcache_init(void)
+{
+	vcache_ok = pthread_key_create(&vcache_key, vcache_free) == 0;
+}
+
+/* This thread's cache, or NULL (no cache: contexts are then per call). */
+static vcache *vcache_get(void)
+{
+	pthread_once(&vcache_once, vcache_init);
+	if (!vcache_ok)
+		return NULL;
+	vcache *c = pthread_getspecific(vcache_key);
+	if (!c) {
+		c = calloc(1, sizeof(*c));
+		if (c && pthread_setspecific(vcache_key, c) != 0) {
+			free(c);
+			c = NULL;
+		}
+	}
+	return c;
+}
+
+/* A new context for verifying `a` signatures over a digest with `key`
+ * (not EdDSA, which has no pre-hashed form). */
+static int vctx_new(const alg_info *a, EVP_PKEY *key, EVP_PKEY_CTX **ret)
+{
+	const EVP_MD *md = md_by_name(a->md);
+	WI_CHECK_SSL(md != NULL, "jws: digest");
+	_cleanup_(EVP_PKEY_CTX_freep) EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, key, NULL);
+	WI_CHECK_SSL(ctx != NULL, "jws: verify context");
+	WI_CHECK_SSL(EVP_PKEY_verify_init(ctx) == 1, "jws: verify init");
+	if (a->fam == FAM_RSA) {
+		/* RFC 7518 §3.3: RSASSA-PKCS1-v1_5. */
+		WI_CHECK_SSL(EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) == 1, "jws: RSA padding");
+	} else if (a->fam == FAM_PSS) {
+		/* RFC 7518 §3.5: MGF1 with the same hash, salt as long as the hash. */
+		WI_CHECK_SSL(EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PSS_PADDING) == 1 &&
+				     EVP_PKEY_CTX_set_rsa_pss_saltlen(ctx, RSA_PSS_SALTLEN_DIGEST) == 1 &&
+				     EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, md) == 1,
+			     "jws: RSA-PSS parameters");
+	}
+	WI_CHECK_SSL(EVP_PKEY_CTX_set_signature_md(ctx, md) == 1, "jws: signature digest");
+	*ret = TAKE_PTR(ctx);
+	return 0;
+}
+
+/* Verifies sig over `digest` with a cached context for (key, a), making and
+ * caching one on a miss.  Returns 1 (valid), 0 (invalid) or a negative
+ * error when no context could be made. */
+static int verify_digest(const alg_info *a, EVP_PKEY *key, const uint8_t *digest, size_t dlen,
+			 const uint8_t *sig, size_t sig_len)
+{
+	vcache *c = vcache_get();
+	vslot *hit = NULL;
+	if (c)
+		for (size_t i = 0; i < WI_JWS_VERIFY_CACHE_MAX; i++)
+			if (c->slot[i].ctx && c->slot[i].key == key && c->slot[i].alg == a) {
+				hit = &c->slot[i];
+				break;
+			}
+	_cleanup_(EVP_PKEY_CTX_freep) EVP_PKEY_CTX *own = NULL; /* uncached context */
+	EVP_PKEY_CTX *ctx = hit ? hit->ctx : NULL;
+	if (!ctx) {
+		WI_TRY(vctx_new(a, key, &own));
+		ctx = own;
+		if (c) {
+			vslot *v = &c->slot[c->next];
+			c->next = (c->next + 1) % WI_JWS_VERIFY_CACHE_MAX;
+			EVP_PKEY_CTX_free(v->ctx);
+			*v = (vslot){key, a, TAKE_PTR(own)};
+		}
+	}
+	return EVP_PKEY_verify(ctx, sig, sig_len, digest, dlen) == 1 ? 1 : 0;
+}
+
 static int verify_signature(const alg_info *a, EVP_PKEY *key, const char *input, size_t input_len,
 			    const uint8_t *sig, size_t sig_len)
 {
-	_cleanup_(EVP_MD_CTX_freep) EVP_MD_CTX *md = EVP_MD_CTX_new();
-	WI_CHECK_ALLOC(md);
-	EVP_PKEY_CTX *pctx = NULL; /* owned by md */
-	WI_CHECK_SSL(EVP_DigestVerifyInit_ex(md, &pctx, a->md, NULL, NULL, key, NULL) == 1,
-		     "jws: verify init");
-	if (a->fam == FAM_RSA) {
-		/* RFC 7518 §3.3: RSASSA-PKCS1-v1_5. */
-		WI_CHECK_SSL(EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) == 1,
-			     "jws: RSA padding");
-	} else if (a->fam == FAM_PSS) {
-		/* RFC 7518 §3.5: MGF1 with the same hash, salt as long as the hash. */
-		WI_CHECK_SSL(EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) == 1 &&
-				     EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) == 1 &&
-				     EVP_PKEY_CTX_set_rsa_mgf1_md_name(pctx, a->md, NULL) == 1,
-			     "jws: RSA-PSS parameters");
+	int ok;
+	if (a->fam == FAM_ED) {
+		/* RFC 8032: Ed25519 hashes the message itself (one-shot only). */
+		_cleanup_(EVP_MD_CTX_freep) EVP_MD_CTX *md = EVP_MD_CTX_new();
+		WI_CHECK_ALLOC(md);
+		WI_CHECK_SSL(EVP_DigestVerifyInit_ex(md, NULL, NULL, NULL, NULL, key, NULL) == 1, "jws: verify init");
+		ok = EVP_DigestVerify(md, sig, sig_len, (const unsigned char *)input, input_len) == 1;
+	} else {
+		const EVP_MD *m = md_by_name(a->md);
+		uint8_t digest[EVP_MAX_MD_SIZE];
+		unsigned int dlen = 0;
+		WI_CHECK_SSL(m != NULL && EVP_Digest(input, input_len, digest, &dlen, m, NULL) == 1, "jws: digest");
+		uint8_t *der = NULL;
+		size_t der_len = 0;
+		if (a->fam == FAM_EC) {
+			WI_TRY(ecdsa_raw_to_der(sig, a->coord, &der, &der_len));
+			sig = der;
+			sig_len = der_len;
+		}
+		ok = verify_digest(a, key, digest, dlen, sig, sig_len);
+		OPENSSL_free(der);
+		if (ok < 0)
+			return ok;
 	}
-	uint8_t *der = NULL;
-	size_t der_len = 0;
-	if (a->fam == FAM_EC) {
-		WI_TRY(ecdsa_raw_to_der(sig, a->coord, &der, &der_len));
-		sig = der;
-		sig_len = der_len;
-	}
-	int ok = EVP_DigestVerify(md, sig, sig_len, (const unsigned char *)input, input_len);
-	OPENSSL_free(der);
 	ERR_clear_error();
 	WI_CHECK(ok == 1, WI_E_CRYPTO, "signature verification failed");
 	return 0;

@@ -183,4 +183,12 @@
  * More are refused with RESOURCE_EXHAUSTED. */
 #define WI_STREAMS_PER_CONNECTION_MAX 64
 
+/* Idle signing contexts kept per signer (core/signer.c): one per thread that
+ * signs at once is enough (gRPC workers + the thread pool). */
+#define WI_SIGNER_CTX_POOL_MAX 16
+
+/* Verification contexts cached per thread (core/jws.c), keyed by key and
+ * algorithm; each holds a reference to its public key. */
+#define WI_JWS_VERIFY_CACHE_MAX 8
+
 #endif
