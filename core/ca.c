@@ -982,15 +982,6 @@ int wi_ca_tick(wi_ca *ca, time_t now, bool *ret_changed)
 	return rc;
 }
 
-int wi_ca_rotate_now(wi_ca *ca, time_t now)
-{
-	ssize_t a = wi_rotation_active(ca->rot, now);
-	if (a >= 0 && (size_t)a + 1 < wi_rotation_count(ca->rot))
-		return 0; /* a successor is already published */
-	WI_TRY(add_slot(ca, now, now + (time_t)ca->max_svid_ttl));
-	return publish(ca, now);
-}
-
 uint64_t wi_ca_rotation_events(wi_ca *ca)
 {
 	return atomic_load(&ca->events);

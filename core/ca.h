@@ -29,8 +29,8 @@
  * the bundle (the upstream certificates) does not change.
  *
  * Thread-safety: after wi_ca_open, wi_ca_mint_x509_svid, wi_ca_snapshot_get
- * and wi_ca_not_after may be called from many threads at once; wi_ca_tick and
- * wi_ca_rotate_now from one (the owner's).  wi_ca_bundle_der borrows from the
+ * and wi_ca_not_after may be called from many threads at once; wi_ca_tick from
+ * one (the owner's).  wi_ca_bundle_der borrows from the
  * current snapshot: valid until the next tick, for single-threaded owners. */
 #ifndef WI_CORE_CA_H
 #define WI_CORE_CA_H
@@ -70,8 +70,6 @@ int wi_ca_mint_x509_svid(wi_ca *ca, const char *spiffe_id, int64_t ttl, time_t n
  * NULL) tells whether the snapshot changed.  On error (e.g. a read-only
  * disk) the current CAs stay in use; retried at the next tick. */
 int wi_ca_tick(wi_ca *ca, time_t now, bool *ret_changed) WI_WUR;
-/* Publishes a successor now (active after max_svid_ttl) unless one waits. */
-int wi_ca_rotate_now(wi_ca *ca, time_t now) WI_WUR;
 /* CAs prepared, activated and retired since open, for metrics. */
 uint64_t wi_ca_rotation_events(wi_ca *ca);
 

@@ -366,10 +366,7 @@ int wi_jwt_keys_open_rotating(const wi_jwt_keys_options *o, time_t now, wi_jwt_k
 		WI_TRY(add_slot(k, now, now));
 		atomic_store(&k->events, 0); /* not a rotation */
 	}
-	bool changed = false;
-	WI_TRY(wi_jwt_keys_tick(k, now, &changed));
-	if (!k->cur)
-		WI_TRY(publish(k, now));
+	WI_TRY(wi_jwt_keys_tick(k, now, NULL)); /* publishes the first snapshot */
 	*ret = TAKE_PTR(k);
 	return 0;
 }
@@ -428,15 +425,6 @@ int wi_jwt_keys_tick(wi_jwt_keys *k, time_t now, bool *ret_changed)
 	if (ret_changed)
 		*ret_changed = changed;
 	return rc;
-}
-
-int wi_jwt_keys_rotate_now(wi_jwt_keys *k, time_t now)
-{
-	ssize_t a = wi_rotation_active(k->rot, now);
-	if (a >= 0 && (size_t)a + 1 < wi_rotation_count(k->rot))
-		return 0; /* a successor is already published */
-	WI_TRY(add_slot(k, now, now + (time_t)wi_rotation_lead(k->rot)));
-	return publish(k, now);
 }
 
 uint64_t wi_jwt_keys_rotation_events(wi_jwt_keys *k)

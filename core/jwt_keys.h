@@ -58,9 +58,6 @@ wi_jwt_keys *wi_jwt_keys_free(wi_jwt_keys *k);
  * error (e.g. a read-only disk) the current keys stay in use; retried at the
  * next tick. */
 int wi_jwt_keys_tick(wi_jwt_keys *k, time_t now, bool *ret_changed) WI_WUR;
-/* Starts a rotation now (successor published now, active after token_ttl),
- * unless one is already waiting. */
-int wi_jwt_keys_rotate_now(wi_jwt_keys *k, time_t now) WI_WUR;
 /* Key changes so far (prepared, activated, retired), for metrics. */
 uint64_t wi_jwt_keys_rotation_events(wi_jwt_keys *k);
 

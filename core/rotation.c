@@ -126,11 +126,6 @@ uint64_t wi_rotation_next_seq(const wi_rotation *r)
 	return next;
 }
 
-int64_t wi_rotation_lead(const wi_rotation *r)
-{
-	return r->p.lead;
-}
-
 ssize_t wi_rotation_active(const wi_rotation *r, time_t now)
 {
 	if (r->n == 0)

@@ -60,8 +60,6 @@ const wi_rotation_slot *wi_rotation_slot_at(const wi_rotation *r, size_t i);
 bool wi_rotation_has_seq(const wi_rotation *r, uint64_t seq);
 /* A sequence number no slot has used yet. */
 uint64_t wi_rotation_next_seq(const wi_rotation *r);
-/* The policy's lead (publish-before-sign time), seconds. */
-int64_t wi_rotation_lead(const wi_rotation *r);
 /* Index of the active slot at `now`; -1 when the set is empty. */
 ssize_t wi_rotation_active(const wi_rotation *r, time_t now);
 

@@ -460,17 +460,20 @@ static void test_jwt_rotation(void **state)
 	assert_int_equal(wi_jwks_count(wi_jwt_keyset_jwks(ks0)), 1);
 	wi_jwt_keyset_unref(ks0);
 
-	/* rotate_now publishes a successor at once, active after the ttl. */
-	assert_int_equal(wi_jwt_keys_rotate_now(k, gone + 1), 0);
+	/* The next rotation follows the schedule: the successor of the active
+	 * key is published lead before its activation. */
+	time_t next = T0 + JWT_R + JWT_R;
+	assert_int_equal(wi_jwt_keys_tick(k, next - JWT_TTL, &changed), 0);
+	assert_true(changed);
 	assert_int_equal(wi_jwks_count(wi_jwt_keys_jwks(k)), 2);
 	wi_jwt_keyset *ks = wi_jwt_keys_get(k);
-	assert_int_equal(wi_jwt_keyset_next_activation(ks), gone + 1 + JWT_TTL);
+	assert_int_equal(wi_jwt_keyset_next_activation(ks), next);
 	wi_jwt_keyset_unref(ks);
 	wi_jwt_keys_free(k);
 
 	/* An orphan key file (crash before the manifest) is removed at open. */
 	write_text(jdir, "signing.9.key.pem", "junk");
-	k = open_jwt(f, gone + 2);
+	k = open_jwt(f, next - JWT_TTL + 1);
 	assert_false(exists(jdir, "signing.9.key.pem"));
 	wi_jwt_keys_free(k);
 	free(kid0);
