@@ -12,13 +12,11 @@ attests them with different unix:path selectors.
   trust domain, a huge body, wrong content type, duplicates, config entries.
 - A config entry removed from the file disappears on SIGHUP (and its stream ends).
 """
-import http.client
 import json
 import os
 import queue
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -52,20 +50,10 @@ with grpc.insecure_channel(sys.argv[1]) as ch:
 """
 
 
-class UnixHTTP(http.client.HTTPConnection):
-    def __init__(self, path, timeout=10):
-        super().__init__("localhost", timeout=timeout)
-        self.unix_path = path
-
-    def connect(self):
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(self.timeout)
-        s.connect(self.unix_path)
-        self.sock = s
+UnixHTTP = h.UnixHTTP
 
 
-def admin_socket(d):
-    return os.path.join(os.path.dirname(d.socket), "admin.sock")
+admin_socket = h.admin_socket
 
 
 def admin(d, method, path, body=None, ctype="application/json"):

@@ -13,7 +13,6 @@
 - a malformed `metrics_listen` or `--log-format` refused at start with a clear error.
 """
 
-import http.client
 import json
 import os
 import socket
@@ -81,15 +80,7 @@ def http_get(url, method="GET"):
         return e.code, e.headers.get("Content-Type", ""), e.read().decode()
 
 
-class UnixHTTP(http.client.HTTPConnection):
-    def __init__(self, path):
-        super().__init__("localhost", timeout=30)
-        self.unix_path = path
-
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(self.timeout)
-        self.sock.connect(self.unix_path)
+UnixHTTP = h.UnixHTTP
 
 
 def unix_post(sock, path, form):

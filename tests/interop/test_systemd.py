@@ -20,7 +20,6 @@ directory, for cmake --install).
 """
 
 import configparser
-import http.client
 import json
 import os
 import pwd
@@ -424,16 +423,7 @@ class Notify(unittest.TestCase):
 
 
 # ---- graceful shutdown -----------------------------------------------------------------
-class UnixHTTP(http.client.HTTPConnection):
-    def __init__(self, path, timeout=30.0):
-        super().__init__("localhost", timeout=timeout)
-        self.unix_path = path
-
-    def connect(self):
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(self.timeout)
-        s.connect(self.unix_path)
-        self.sock = s
+UnixHTTP = h.UnixHTTP
 
 
 SLOW_UNARY = r'''

@@ -265,7 +265,7 @@ def start_daemon(testcase_cls, **kw):
 class UnixHTTP(http.client.HTTPConnection):
     """http.client over AF_UNIX."""
 
-    def __init__(self, path, timeout=10):
+    def __init__(self, path, timeout=30):
         super().__init__("localhost", timeout=timeout)
         self.unix_path = path
 
