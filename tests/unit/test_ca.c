@@ -1325,6 +1325,62 @@ static void test_upstream_mode(void **state)
 	upstream_free(&u2);
 }
 
+/* Upstream mode with rotation: the intermediate rotates on schedule while the
+ * bundle (the upstream root) never changes, so bundle streams are not pushed;
+ * SVIDs of the outgoing and of the incoming intermediate both verify. */
+static void test_upstream_rotation(void **state)
+{
+	fx *f = *state;
+	time_t now = time(NULL);
+	upstream_files u;
+	make_upstream(f, now, now + 2 * CA_TTL, &u);
+	wi_ca_options o = opts_for(f);
+	o.upstream_cert_path = u.cert;
+	o.upstream_key_path = u.key;
+	o.rotate_every = 86400;
+	wi_ca *ca = open_ca(&o, now);
+	wi_ca_snapshot *v = wi_ca_snapshot_get(ca);
+	uint64_t gen = wi_ca_snapshot_generation(v);
+	wi_ca_snapshot_unref(v);
+	const char *id = "spiffe://" TD "/up/rot";
+	wi_x509_svid *before = mint(ca, id, MAX_SVID_TTL, now);
+	STACK_OF(X509) *c1 = svid_chain(before);
+
+	bool changed = false;
+	time_t prep = now + 86400 - MAX_SVID_TTL;
+	assert_int_equal(wi_ca_tick(ca, prep, &changed), 0);
+	assert_true(changed);
+	v = wi_ca_snapshot_get(ca);
+	assert_int_equal(wi_ca_snapshot_generation(v), gen); /* bundle untouched */
+	assert_int_equal(wi_ca_snapshot_next_activation(v), now + 86400);
+	wi_ca_snapshot_unref(v);
+	assert_int_equal(wi_ca_tick(ca, now + 86400, &changed), 0);
+	assert_true(changed);
+	wi_x509_svid *after = mint(ca, id, MAX_SVID_TTL, now + 86400);
+	STACK_OF(X509) *c2 = svid_chain(after);
+	assert_int_not_equal(X509_cmp(sk_X509_value(c1, 1), sk_X509_value(c2, 1)), 0);
+	check_intermediate(sk_X509_value(c2, 1), u.root, prep, now + 2 * CA_TTL); /* made when prepared */
+	STACK_OF(X509) *anchors = ca_bundle(ca);
+	assert_int_equal(sk_X509_num(anchors), 1);
+	assert_int_equal(X509_cmp(sk_X509_value(anchors, 0), u.root), 0);
+	check_chain_verifies(c1, anchors, now + 10);
+	check_chain_verifies(c2, anchors, now + 86400 + 10);
+	/* Retired after the last SVID of the old intermediate expired; the
+	 * bundle is still the same. */
+	assert_int_equal(wi_ca_tick(ca, now + 86400 + MAX_SVID_TTL, &changed), 0);
+	assert_true(changed);
+	v = wi_ca_snapshot_get(ca);
+	assert_int_equal(wi_ca_snapshot_generation(v), gen);
+	wi_ca_snapshot_unref(v);
+	free_certs(anchors);
+	free_certs(c1);
+	free_certs(c2);
+	wi_x509_svid_unref(before);
+	wi_x509_svid_unref(after);
+	wi_ca_free(ca);
+	upstream_free(&u);
+}
+
 static void test_upstream_chain_file_and_cap(void **state)
 {
 	fx *f = *state;
@@ -1508,6 +1564,7 @@ int main(void)
 		T(test_mint_unique),
 		T(test_mint_concurrent),
 		T(test_upstream_mode),
+		T(test_upstream_rotation),
 		T(test_upstream_chain_file_and_cap),
 		T(test_upstream_rejects),
 	};
