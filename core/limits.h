@@ -44,6 +44,9 @@
 /* The state directory counts as full below this many free bytes (health
  * turns NOT_SERVING): room for SQLite's WAL and a key rotation. */
 #define WI_STORAGE_FREE_MIN (256u * 1024u)
+/* The daemon's tick: stream pushes, rotation steps and health checks run at
+ * most this long after they fall due. */
+#define WI_TICK_SECONDS 1
 /* Backdating of notBefore against clock skew (as SPIRE does). */
 #define WI_CERT_BACKDATE_SECONDS 10
 

@@ -75,9 +75,11 @@ wi_x509_cache *wi_x509_cache_free(wi_x509_cache *c)
 	return NULL;
 }
 
-/* When to re-mint: between 40 % and 50 % of the lifetime, at random, so
- * that identities minted together do not all rotate together (Workload API:
- * servers should splay widespread updates), and never past half-life. */
+/* When to re-mint: in the 10 % of the lifetime before half-life, at random,
+ * so that identities minted together do not all rotate together (Workload
+ * API: servers should splay widespread updates), and one daemon tick early,
+ * so that the push (made at the first tick at or after this time) still
+ * reaches the stream before half-life. */
 static time_t jittered_refresh(const wi_x509_svid *svid, time_t minted_at)
 {
 	/* Measured from the mint, not from notBefore, which is backdated for
@@ -85,6 +87,8 @@ static time_t jittered_refresh(const wi_x509_svid *svid, time_t minted_at)
 	time_t start = minted_at > wi_x509_svid_not_before(svid) ? minted_at : wi_x509_svid_not_before(svid);
 	time_t life = wi_x509_svid_not_after(svid) - start;
 	time_t half = start + life / 2;
+	if (half - WI_TICK_SECONDS > start)
+		half -= WI_TICK_SECONDS;
 	uint32_t r = 0;
 	if (life <= 0 || RAND_bytes((unsigned char *)&r, sizeof(r)) != 1)
 		return half;

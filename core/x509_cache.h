@@ -1,6 +1,7 @@
 /* core/x509_cache.h — minted X.509-SVIDs shared by every caller of one
  * identity (DESIGN §7): one SVID per (SPIFFE ID, TTL), handed out until a
- * jittered point between 40 % and 50 % of its lifetime (so a fresh caller never
+ * jittered point in the 10 % of its lifetime before half-life, one daemon tick
+ * (WI_TICK_SECONDS) early (so a fresh caller never
  * receives an SVID past half-life, and identities minted together spread their
  * rotations), then re-minted.  Misses are minted one at a time, so a crowd of
  * callers of one identity costs one signature, not one each.
@@ -23,7 +24,8 @@ wi_x509_cache *wi_x509_cache_free(wi_x509_cache *c);
 
 /* A new reference to a current SVID for (spiffe_id, ttl) at time `now`, and
  * (if ret_refresh_at) the time from which the cache will hand out a new one:
- * between 40 % and 50 % of its lifetime, jittered per SVID. */
+ * in the 10 % of its lifetime before half-life minus one tick, jittered per
+ * SVID (so the push made at the next tick still lands before half-life). */
 int wi_x509_cache_get(wi_x509_cache *c, const char *spiffe_id, int64_t ttl, time_t now,
 		      wi_x509_svid **ret, time_t *ret_refresh_at) WI_WUR;
 /* Drops SVIDs past their refresh time. */

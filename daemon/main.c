@@ -20,6 +20,7 @@
 #include "core/ca.h"
 #include "core/jwt_keys.h"
 #include "core/config.h"
+#include "core/limits.h"
 #include "core/fsutil.h"
 #include "core/log.h"
 #include "daemon/admin_entries.h"
@@ -30,7 +31,7 @@
 #include "workload-api/server.h"
 
 /* Stream pushes are checked every tick; closed connections swept less often. */
-#define TICK_INTERVAL_MS 1000
+#define TICK_INTERVAL_MS (WI_TICK_SECONDS * 1000)
 #define SWEEP_EVERY_TICKS 2
 
 typedef struct daemon_state {
