@@ -24,7 +24,6 @@
  * duplicates the SKI, and signs with a per-call EVP_PKEY_CTX. */
 #include "core/ca.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -705,43 +704,6 @@ static int retire_slot(wi_ca *ca, uint64_t seq)
 	return 0;
 }
 
-/* Whether `name` is exactly ca.<seq><suffix> with seq > 0 (decimal). */
-static bool slot_file_seq(const char *name, const char *suffix, uint64_t *ret)
-{
-	if (strncmp(name, "ca.", 3) != 0 || name[3] < '1' || name[3] > '9')
-		return false;
-	char *end = NULL;
-	errno = 0;
-	unsigned long long seq = strtoull(name + 3, &end, 10);
-	if (errno != 0 || strcmp(end, suffix) != 0)
-		return false;
-	*ret = (uint64_t)seq;
-	return true;
-}
-
-/* Files of slots the manifest does not name. */
-static int remove_orphans(wi_ca *ca)
-{
-	DIR *d = opendir(ca->dir);
-	WI_CHECK(d != NULL, WI_E_IO, "CA: open %s: %s", ca->dir, strerror(errno));
-	struct dirent *e;
-	int rc = 0;
-	while (rc == 0 && (e = readdir(d)) != NULL) {
-		uint64_t seq = 0;
-		if (strcmp(e->d_name, CA_KEY_FILE) == 0 || strcmp(e->d_name, CA_CERT_FILE) == 0)
-			seq = 0;
-		else if (!slot_file_seq(e->d_name, ".key.pem", &seq) && !slot_file_seq(e->d_name, ".crt.pem", &seq))
-			continue;
-		if (wi_rotation_has_seq(ca->rot, seq))
-			continue;
-		if (unlinkat(dirfd(d), e->d_name, 0) < 0 && errno != ENOENT)
-			rc = wi__error_set(WI_E_IO, __FILE__, __LINE__, "CA: remove orphan %s: %s", e->d_name,
-					   strerror(errno));
-	}
-	closedir(d);
-	return rc;
-}
-
 /* Every slot of the manifest, loaded.  The active slot is regenerated in
  * place when absent or unsuitable; another unusable slot is dropped. */
 static int load_slots(wi_ca *ca, time_t now)
@@ -927,7 +889,9 @@ int wi_ca_open(const wi_ca_options *opts, time_t now, wi_ca **ret)
 				.linger = opts->max_svid_ttl};
 	WI_TRY(wi_rotation_open(ca->dir, "ca", &p, &ca->rot));
 	WI_TRY(load_slots(ca, now));
-	WI_TRY(remove_orphans(ca));
+	static const char *const ca_suffixes[] = {".key.pem", ".crt.pem", NULL};
+	static const char *const ca_seq0[] = {CA_KEY_FILE, CA_CERT_FILE, NULL};
+	WI_TRY(wi_rotation_remove_orphans(ca->rot, ca->dir, "ca.", ca_suffixes, ca_seq0));
 	if (ca->n == 0)
 		WI_TRY(add_slot(ca, now, now)); /* first start */
 	/* An active CA expiring within 2 * max SVID TTL (the daemon was down

@@ -8,7 +8,6 @@
 #include "core/jwt_keys.h"
 
 #include <errno.h>
-#include <dirent.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
@@ -269,32 +268,6 @@ static int retire_slot(wi_jwt_keys *k, uint64_t seq)
 	return 0;
 }
 
-/* Removes key files that no manifest slot names (a crash between a key write
- * and the manifest, or between the manifest and an unlink). */
-static int remove_orphans(wi_jwt_keys *k)
-{
-	DIR *d = opendir(k->dir);
-	WI_CHECK(d != NULL, WI_E_IO, "jwt keys: open %s: %s", k->dir, strerror(errno));
-	struct dirent *e;
-	int rc = 0;
-	while (rc == 0 && (e = readdir(d)) != NULL) {
-		uint64_t seq = 0;
-		int end = 0;
-		if (strcmp(e->d_name, "signing.key.pem") == 0)
-			seq = 0;
-		else if (sscanf(e->d_name, "signing.%" SCNu64 ".key.pem%n", &seq, &end) != 1 ||
-			 e->d_name[end] != '\0' || seq == 0)
-			continue;
-		if (wi_rotation_has_seq(k->rot, seq))
-			continue;
-		if (unlinkat(dirfd(d), e->d_name, 0) < 0 && errno != ENOENT)
-			rc = wi__error_set(WI_E_IO, __FILE__, __LINE__, "jwt keys: remove orphan %s: %s",
-					   e->d_name, strerror(errno));
-	}
-	closedir(d);
-	return rc;
-}
-
 /* Loads every slot's key.  A manifest-less directory with the historic
  * signing.key.pem adopts it as slot 0. */
 static int load_slots(wi_jwt_keys *k, time_t now)
@@ -350,7 +323,9 @@ int wi_jwt_keys_open_rotating(const wi_jwt_keys_options *o, time_t now, wi_jwt_k
 				.linger = o->token_ttl + WI_JWT_LEEWAY_SECONDS};
 	WI_TRY(wi_rotation_open(k->dir, MANIFEST_NAME, &p, &k->rot));
 	WI_TRY(load_slots(k, now));
-	WI_TRY(remove_orphans(k));
+	static const char *const key_suffixes[] = {".key.pem", NULL};
+	static const char *const key_seq0[] = {"signing.key.pem", NULL};
+	WI_TRY(wi_rotation_remove_orphans(k->rot, k->dir, "signing.", key_suffixes, key_seq0));
 	/* A successor of another type than now asked must not take over. */
 	for (size_t i = 0; i < wi_rotation_count(k->rot); i++) {
 		const wi_rotation_slot *s = wi_rotation_slot_at(k->rot, i);

@@ -1,10 +1,13 @@
 /* core/rotation.c — rotation schedule and manifest.  See rotation.h. */
 #include "core/rotation.h"
 
+#include <dirent.h>
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -164,6 +167,55 @@ bool wi_rotation_retire_due(const wi_rotation *r, time_t now, uint64_t *ret_seq)
 		}
 	}
 	return false;
+}
+
+/* The seq of a file named exactly <prefix><seq><suffix> with seq > 0. */
+static bool file_seq(const char *name, const char *prefix, const char *suffix, uint64_t *ret)
+{
+	size_t pl = strlen(prefix);
+	if (strncmp(name, prefix, pl) != 0 || name[pl] < '1' || name[pl] > '9')
+		return false;
+	char *end = NULL;
+	errno = 0;
+	unsigned long long seq = strtoull(name + pl, &end, 10);
+	if (errno != 0 || strcmp(end, suffix) != 0)
+		return false;
+	*ret = (uint64_t)seq;
+	return true;
+}
+
+static bool slot_file(const char *name, const char *prefix, const char *const *suffixes,
+		      const char *const *seq0_names, uint64_t *ret)
+{
+	for (size_t i = 0; seq0_names[i]; i++) {
+		if (strcmp(name, seq0_names[i]) == 0) {
+			*ret = 0;
+			return true;
+		}
+	}
+	for (size_t i = 0; suffixes[i]; i++)
+		if (file_seq(name, prefix, suffixes[i], ret))
+			return true;
+	return false;
+}
+
+int wi_rotation_remove_orphans(const wi_rotation *r, const char *dir, const char *prefix,
+			       const char *const *suffixes, const char *const *seq0_names)
+{
+	DIR *d = opendir(dir);
+	WI_CHECK(d != NULL, WI_E_IO, "rotation: open %s: %s", dir, strerror(errno));
+	struct dirent *e;
+	int rc = 0;
+	while (rc == 0 && (e = readdir(d)) != NULL) {
+		uint64_t seq = 0;
+		if (!slot_file(e->d_name, prefix, suffixes, seq0_names, &seq) || wi_rotation_has_seq(r, seq))
+			continue;
+		if (unlinkat(dirfd(d), e->d_name, 0) < 0 && errno != ENOENT)
+			rc = wi__error_set(WI_E_IO, __FILE__, __LINE__, "rotation: remove orphan %s/%s: %s", dir,
+					   e->d_name, strerror(errno));
+	}
+	closedir(d);
+	return rc;
 }
 
 static int save(const wi_rotation *r)

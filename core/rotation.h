@@ -68,6 +68,15 @@ bool wi_rotation_prepare_due(const wi_rotation *r, time_t now, time_t *ret_activ
 /* The seq of a slot due for retirement at `now`, if any. */
 bool wi_rotation_retire_due(const wi_rotation *r, time_t now, uint64_t *ret_seq);
 
+/* Removes from `dir` the key files of slots the manifest does not name (a
+ * crash between a key write and the manifest, or between the manifest and
+ * an unlink): files named <prefix><seq><suffix> for seq > 0 (decimal, no
+ * leading zero) and each suffix of the NULL-terminated `suffixes`, and for
+ * seq 0 the historic names in the NULL-terminated `seq0_names`.  Other files
+ * are left alone. */
+int wi_rotation_remove_orphans(const wi_rotation *r, const char *dir, const char *prefix,
+			       const char *const *suffixes, const char *const *seq0_names) WI_WUR;
+
 /* Adds a slot and rewrites the manifest (the slot's files must exist). */
 int wi_rotation_add(wi_rotation *r, uint64_t seq, time_t prepared, time_t activate) WI_WUR;
 /* Removes a slot and rewrites the manifest (delete its files afterwards). */
