@@ -353,6 +353,7 @@ int wi_daemon_metrics_start(const wi_daemon_metrics_options *opts, wi_daemon_met
 		.max_body = opts->entries ? WI_ADMIN_BODY_MAX : ADMIN_BODY_MAX, /* entry imports */
 		.max_connections = ADMIN_CONNECTIONS_MAX,
 		.io_timeout_ms = WI_TTS_IO_TIMEOUT_MS,
+		.workers = 1, /* operator traffic: one thread is plenty */
 	};
 	int rc = wi_tts_http_start(&ho, &m->http);
 	if (rc == 0 && opts->metrics_listen) {
@@ -364,6 +365,7 @@ int wi_daemon_metrics_start(const wi_daemon_metrics_options *opts, wi_daemon_met
 			.max_body = ADMIN_BODY_MAX,
 			.max_connections = ADMIN_CONNECTIONS_MAX,
 			.io_timeout_ms = WI_TTS_IO_TIMEOUT_MS,
+			.workers = 1,
 		};
 		rc = wi_tts_http_start(&to, &m->tcp_http);
 	}

@@ -245,6 +245,7 @@ int wi_daemon_tts_start(uv_loop_t *loop, const wi_config *c, wi_attestor *attest
 			.max_body = WI_TTS_BODY_MAX,
 			.max_connections = WI_TTS_CONNECTIONS_MAX,
 			.io_timeout_ms = WI_TTS_IO_TIMEOUT_MS,
+			.workers = 0, /* one per core: exchanges are CPU-bound */
 		};
 		rc = wi_tts_http_start(&ho, &t->http);
 	}

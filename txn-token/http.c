@@ -1,30 +1,33 @@
 /* txn-token/http.c — the TTS HTTP front end on libh2o 2.2.5 (Debian's libuv
  * build) and the daemon's libuv loop.
  *
- * Threading.  Everything here runs on the loop thread except the application
- * handler, which runs on the libuv thread pool (uv_queue_work).  Before a
- * request is queued, everything the handler may read (method, path, query,
- * media type, body, caller) is copied out of h2o's memory into one `pending`
- * block; the handler never sees h2o memory.  The answer is sent from the
- * after-work callback, on the loop.
+ * Threading.  The daemon's loop (`loop` of the options) owns the listening
+ * sockets: it accepts, reads a Unix caller's credentials (wi_peer) and hands
+ * the descriptor to the worker holding the fewest connections, through that
+ * worker's inbox and uv_async_t.  Each worker is a thread with its own libuv
+ * loop and h2o context (h2o's model: one context per thread, one shared
+ * globalconf).  Everything about a connection happens on its worker: h2o
+ * parses, on_req runs the application handler in place and answers.  So a
+ * request crosses no thread; a connection crosses once.
  *
  * Lifetimes.
- * - conn: one per accepted socket; embeds the uv handle, owns the wi_peer
- *   (Unix) or the TLS peer ID.  Reference-counted on the loop thread: one
- *   reference for the open handle (dropped in the uv close callback that h2o
- *   calls after its own socket is freed, so the handle memory is released
- *   only in its close callback), one per request in the thread pool and one
- *   while the socket lingers after h2o closed it.  So a handler may read
- *   `caller->peer` even if the connection closes meanwhile.
- * - request: h2o frees a request's pool when the request is disposed.  A
- *   small tracker allocated in that pool (h2o_mem_alloc_shared) points back
- *   to our pending block; its dispose callback marks the request gone, and
- *   the after-work callback then drops the handler's answer instead of
- *   touching freed memory.  (With HTTP/1.1 h2o keeps the request until it is
- *   answered, so this guards the HTTP/2 path and any future h2o change.)
- * - server: counted references for itself (until stop), each listener handle
- *   and each conn record; the last one disposes the h2o context and frees the
- *   object from a close callback (see finish()).
+ * - conn: one per accepted socket, on its worker; embeds the uv handle, owns
+ *   the wi_peer (Unix) or the TLS peer ID.  Reference-counted on the worker:
+ *   one reference for the open handle (dropped in the uv close callback that
+ *   h2o calls after its own socket is freed, so the handle memory is released
+ *   only in its close callback) and one while the socket lingers after h2o
+ *   closed it.
+ * - worker: one reference for itself until it is told to stop and one per
+ *   conn record; the last one disposes its h2o context, closes its async
+ *   handle, and its loop then ends: the thread marks itself done and wakes
+ *   the server's `done` async on the daemon's loop, which joins it.
+ * - server: counted references (daemon's loop) for itself until stop, each
+ *   listener handle and each worker not yet joined; the last one closes the
+ *   server's own handles and frees the object from their close callbacks
+ *   (see finish()), after the h2o config, which every context shared.
+ * h2o keeps small per-thread caches of request-pool chunks and socket buffers
+ * (h2o_mem_alloc_recycle); libh2o 2.2.5 has no call to empty them, so a
+ * worker thread that ends leaves them behind (tests/lsan.supp names them).
  *
  * Connection records are reached from an h2o request through the socket's
  * public `on_close.data` field (h2o's HTTP server path leaves it unused).
@@ -49,9 +52,10 @@
  *   not re-armed by each read, so slow clients cannot trickle), the TLS
  *   handshake timeout and the HTTP/2 idle timeout.  h2o 2.2.5 has no write
  *   timeout; our answers are small and fit in the socket buffer.
- * - connections: max_connections sockets handed to h2o at once, across both
- *   listeners; beyond it a new connection is closed at once (counted, not
- *   logged: this layer does not log).  A lingering socket no longer counts;
+ * - connections: max_connections sockets accepted and not yet disposed by
+ *   h2o, across the listeners and workers; beyond it a new connection is
+ *   closed at once (counted, not logged).  An accept that fails for want of
+ *   descriptors or memory pauses accepting for ACCEPT_BACKOFF_MS.  A lingering socket no longer counts;
  *   it holds a descriptor for at most io_timeout_ms.
  * HTTP/2 (h2c upgrade, prior knowledge) is disabled: we serve HTTP/1.1.
  *
@@ -66,14 +70,14 @@
  *   from a loop callback, so context_dispose() below does the same steps
  *   without it and we wait for the timers' close callbacks ourselves;
  * - h2o cannot close an HTTP/1 connection on request: stop shuts the
- *   sockets down and h2o closes them on the end-of-file it then reads.
- * And one libuv field: when no memory is left for a connection record, the
- *   already accepted descriptor libuv holds (uv_stream_t.accepted_fd) is
- *   closed, or libuv would stop accepting altogether. */
+ *   sockets down and h2o closes them on the end-of-file it then reads. */
 #include "txn-token/http.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -99,6 +103,14 @@
 /* Most bytes a lingering close discards before it gives up on a client. */
 #define LINGER_DISCARD_MAX (8u * 1024u * 1024u)
 
+/* An accept that fails for want of descriptors or memory pauses accepting
+ * this long (a level-triggered listener would spin otherwise). */
+#define ACCEPT_BACKOFF_MS 100
+/* Most connections taken from one listener per readiness event. */
+#define ACCEPT_BATCH 32
+
+typedef enum lkind { L_UNIX = 0, L_TLS, L_TCP, L_KINDS } lkind;
+
 typedef union any_stream {
 	uv_handle_t handle;
 	uv_stream_t stream;
@@ -106,26 +118,28 @@ typedef union any_stream {
 	uv_tcp_t tcp;
 } any_stream;
 
+typedef struct worker worker;
+
+/* A listening socket, watched on the daemon's loop. */
 typedef struct listener {
-	any_stream h; /* first: the close callback casts the handle back */
+	uv_poll_t poll;
 	wi_tts_http *server;
-	bool tls;
-	bool plain_tcp; /* TCP without TLS (metrics): no caller identity */
-	bool inited;
+	int fd;      /* -1: none */
+	lkind kind;
+	bool inited; /* poll handle initialised (closed by stop) */
 } listener;
 
 typedef struct conn {
-	any_stream h; /* first: see listener */
-	wi_tts_http *server;
-	h2o_linklist_t link; /* in server->conns while h2o holds the socket */
+	any_stream h; /* first: the close callback casts the handle back */
+	worker *w;
+	h2o_linklist_t link; /* in w->conns while h2o holds the socket */
 	h2o_socket_t *sock;  /* NULL once h2o disposed of it */
 	wi_peer *peer;       /* Unix listener */
 	char *tls_peer_id;   /* TLS listener: verified SVID's SPIFFE ID, or NULL */
-	bool tls;
-	bool plain_tcp;
+	lkind kind;
 	bool tls_peer_checked;
+	bool counted;        /* holds a slot of max_connections */
 	unsigned refs;
-	unsigned busy; /* requests in the thread pool */
 	/* Lingering close after an error h2o answers by itself (see linger_start). */
 	int linger_fd;          /* a dup of the socket, or -1 */
 	uv_poll_t linger_poll;
@@ -133,6 +147,36 @@ typedef struct conn {
 	size_t linger_left;     /* bytes still to discard */
 	int linger_open;        /* linger handles not yet closed */
 } conn;
+
+/* An accepted descriptor on its way to a worker. */
+typedef struct handoff {
+	struct handoff *next;
+	int fd;
+	lkind kind;
+	wi_peer *peer;
+} handoff;
+
+struct worker {
+	wi_tts_http *server;
+	uv_loop_t loop;
+	uv_async_t async; /* inbox and stop */
+	uv_thread_t thread;
+	h2o_context_t ctx;
+	h2o_accept_ctx_t accept[L_KINDS];
+	bool loop_inited, async_inited, started, joined; /* daemon's loop */
+	pthread_mutex_t lock;
+	handoff *inbox; /* under lock */
+	handoff **inbox_tail;
+	bool stop;      /* under lock */
+	/* the worker's own thread: */
+	bool stopping;
+	bool responding; /* set while our own answer passes the filters */
+	h2o_linklist_t conns;
+	h2o_linklist_t lingering; /* conns draining a client after h2o closed them */
+	size_t refs;              /* see the file comment */
+	atomic_size_t load;       /* connections it holds; read by the acceptor */
+	atomic_bool done;         /* its loop has ended */
+};
 
 typedef struct our_handler {
 	h2o_handler_t super;
@@ -145,7 +189,7 @@ typedef struct our_filter {
 } our_filter;
 
 struct wi_tts_http {
-	uv_loop_t *loop;
+	uv_loop_t *loop; /* the daemon's */
 	wi_http_handler handler;
 	void *handler_ud;
 	size_t max_body;
@@ -154,52 +198,30 @@ struct wi_tts_http {
 	SSL_CTX *tls_ctx;
 
 	h2o_globalconf_t config;
-	h2o_context_t ctx;
 	bool config_inited;
-	bool ctx_inited;
-	h2o_accept_ctx_t accept_unix;
-	h2o_accept_ctx_t accept_tls;
-	h2o_accept_ctx_t accept_tcp;
 
-	listener unix_l;
-	listener tls_l;
-	listener tcp_l;
+	listener listeners[L_KINDS];
 	char *unix_path;
 	bool unix_bound; /* the socket file at unix_path is ours (dev/ino) */
 	dev_t unix_dev;
 	ino_t unix_ino;
 
-	h2o_linklist_t conns;
-	h2o_linklist_t lingering; /* conns draining a client after h2o closed them */
-	size_t n_open;    /* sockets h2o holds, against max_connections */
-	size_t refs;      /* see the file comment */
-	uint64_t refused; /* connections closed at accept */
+	worker *workers;
+	size_t n_workers;
+	size_t next_worker;  /* round-robin start among equally loaded workers */
+	uv_async_t done;     /* a worker's loop ended */
+	uv_timer_t backoff;  /* accepting paused (EMFILE ...) */
+	bool handles_inited;
+	int handles_open;    /* done + backoff, while closing */
+
+	atomic_size_t n_open; /* connections counted against max_connections */
+	size_t refs;          /* see the file comment */
+	uint64_t refused;     /* connections closed at accept */
 	bool stopping;
-	bool responding;  /* set while our own answer passes the filters */
-	uv_prepare_t fin[2];
-};
-
-/* A request on its way through the thread pool. */
-typedef struct tracker tracker;
-typedef struct pending {
-	uv_work_t work;
-	wi_tts_http *server;
-	conn *c;
-	h2o_req_t *req;   /* NULL once h2o disposed of the request */
-	tracker *tr;      /* in req's pool; NULL with req */
-	bool head;
-	wi_http_caller caller;
-	wi_http_request request;
-	wi_http_response response;
-	size_t strings_len;
-	char strings[]; /* method, path, query, media type, body: each NUL-terminated */
-} pending;
-
-struct tracker {
-	pending *p;
 };
 
 static void server_unref(wi_tts_http *s);
+static void worker_unref(worker *w);
 static void conn_unref(conn *c);
 
 /* ---- responses --------------------------------------------------------------- */
@@ -296,8 +318,14 @@ static void on_body_loan_dispose(void *data)
 	free(l->body);
 }
 
-/* Sends `resp` on `req` and takes resp->body.  Loop thread only. */
-static void respond(wi_tts_http *s, h2o_req_t *req, wi_http_response *resp, bool head)
+/* The worker whose context serves `req`. */
+static worker *req_worker(h2o_req_t *req)
+{
+	return H2O_STRUCT_FROM_MEMBER(worker, ctx, req->conn->ctx);
+}
+
+/* Sends `resp` on `req` and takes resp->body.  On req's worker. */
+static void respond(worker *w, h2o_req_t *req, wi_http_response *resp, bool head)
 {
 	static h2o_generator_t generator = {NULL, NULL}; /* one final h2o_send */
 	int status = resp->status ? resp->status : 200;
@@ -336,23 +364,23 @@ static void respond(wi_tts_http *s, h2o_req_t *req, wi_http_response *resp, bool
 		loan->len = resp->body_len;
 		buf = h2o_iovec_init(body, len);
 	}
-	s->responding = true;
+	w->responding = true;
 	h2o_start_response(req, &generator);
-	s->responding = false;
+	w->responding = false;
 	if (head || bodyless || len == 0)
 		h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
 	else
 		h2o_send(req, &buf, 1, H2O_SEND_STATE_FINAL);
 }
 
-static void respond_error(wi_tts_http *s, h2o_req_t *req, int status, const char *error,
+static void respond_error(worker *w, h2o_req_t *req, int status, const char *error,
 			  const char *description)
 {
 	/* One line per refusal, with the reason (never request bytes). */
 	wi_log(WI_LOG_INFO, "http_refused", "status=%d error=%s reason=\"%s\"", status, error, description);
 	wi_http_response r = {0};
 	wi_http_oauth_error(&r, status, error, description);
-	respond(s, req, &r, h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD")));
+	respond(w, req, &r, h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD")));
 }
 
 /* ---- the filter that turns h2o's own error answers into RFC 6749 JSON -------- */
@@ -380,12 +408,13 @@ static void replace_do_send(h2o_ostream_t *self_, h2o_req_t *req, h2o_iovec_t *b
 static void on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
 {
 	wi_tts_http *s = ((our_filter *)self)->server;
-	if (!s->responding && req->res.status >= 400) {
+	worker *w = req_worker(req);
+	if (!w->responding && req->res.status >= 400) {
 		/* h2o closes the connection after this answer, possibly with body
 		 * bytes unread: keep a way to drain them (see linger_start). */
 		h2o_socket_t *sock = req->conn->callbacks->get_socket ? req->conn->callbacks->get_socket(req->conn) : NULL;
 		conn *c = sock ? sock->on_close.data : NULL;
-		int fd = c && c->server == s && c->linger_fd < 0 ? h2o_socket_get_fd(sock) : -1;
+		int fd = c && c->w == w && w->server == s && c->linger_fd < 0 ? h2o_socket_get_fd(sock) : -1;
 		if (fd >= 0)
 			c->linger_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
 		wi_http_response r = {0};
@@ -473,55 +502,15 @@ static void conn_unref(conn *c)
 {
 	if (--c->refs > 0)
 		return;
-	wi_tts_http *s = c->server;
+	worker *w = c->w;
+	if (c->counted) {
+		atomic_fetch_sub(&w->server->n_open, 1);
+		atomic_fetch_sub(&w->load, 1);
+	}
 	wi_peer_free(c->peer);
 	free(c->tls_peer_id);
 	free(c);
-	server_unref(s);
-}
-
-static void on_tracker_dispose(void *data)
-{
-	tracker *t = data;
-	if (t->p) {
-		t->p->req = NULL;
-		t->p->tr = NULL;
-	}
-}
-
-static void work_cb(uv_work_t *w)
-{
-	pending *p = H2O_STRUCT_FROM_MEMBER(pending, work, w);
-	p->server->handler(p->server->handler_ud, &p->request, &p->response);
-}
-
-static void after_work_cb(uv_work_t *w, int status)
-{
-	pending *p = H2O_STRUCT_FROM_MEMBER(pending, work, w);
-	wi_tts_http *s = p->server;
-	h2o_req_t *req = p->req;
-	if (p->tr)
-		p->tr->p = NULL;
-	if (p->c->busy)
-		p->c->busy--;
-	if (req) {
-		if (status != 0)
-			wi_http_oauth_error(&p->response, 503, "temporarily_unavailable", "request cancelled");
-		/* Stopping: this answer still goes out (a token was issued), then
-		 * h2o closes the connection instead of waiting for another request. */
-		if (s->stopping)
-			req->http1_is_persistent = 0;
-		respond(s, req, &p->response, p->head);
-	}
-	/* else: the client went away; the answer is dropped. */
-	if (p->response.body) {
-		OPENSSL_cleanse(p->response.body, p->response.body_len);
-		free(p->response.body);
-	}
-	OPENSSL_cleanse(p->strings, p->strings_len); /* the body holds tokens */
-	conn *c = p->c;
-	free(p);
-	conn_unref(c);
+	worker_unref(w);
 }
 
 /* Copies s[0..len) into *cursor as a C string and advances it. */
@@ -550,19 +539,23 @@ static h2o_iovec_t media_type(h2o_iovec_t v)
 	return h2o_iovec_init(v.base + start, end - start);
 }
 
+/* Requests up to this size are copied to the stack, larger ones to the heap. */
+#define REQUEST_COPY_STACK 4096
+
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
 	wi_tts_http *s = ((our_handler *)self)->server;
+	worker *w = req_worker(req);
 	h2o_socket_t *sock = req->conn->callbacks->get_socket ? req->conn->callbacks->get_socket(req->conn) : NULL;
 	conn *c = sock ? sock->on_close.data : NULL;
-	if (!c || c->server != s) {
-		respond_error(s, req, 500, "server_error", "connection state lost");
+	if (!c || c->w != w || w->server != s) {
+		respond_error(w, req, 500, "server_error", "connection state lost");
 		return 0;
 	}
 
 	size_t body_len = req->entity.base ? req->entity.len : 0;
 	if (body_len > s->max_body) {
-		respond_error(s, req, 413, "invalid_request", "request body too large");
+		respond_error(w, req, 413, "invalid_request", "request body too large");
 		return 0;
 	}
 
@@ -570,65 +563,61 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 	ssize_t at = h2o_find_header(&req->headers, H2O_TOKEN_CONTENT_TYPE, -1);
 	if (at != -1) {
 		if (h2o_find_header(&req->headers, H2O_TOKEN_CONTENT_TYPE, at) != -1) {
-			respond_error(s, req, 400, "invalid_request", "more than one Content-Type");
+			respond_error(w, req, 400, "invalid_request", "more than one Content-Type");
 			return 0;
 		}
 		ct = media_type(req->headers.entries[at].value);
 	}
 
-	if (c->tls && !c->tls_peer_checked) {
+	if (c->kind == L_TLS && !c->tls_peer_checked) {
 		c->tls_peer_id = tls_peer_id(sock, s->tls_ctx);
 		c->tls_peer_checked = true;
 	}
 
 	size_t path_len = req->query_at != SIZE_MAX && req->query_at <= req->path.len ? req->query_at : req->path.len;
 	size_t query_len = path_len < req->path.len ? req->path.len - path_len - 1 : 0;
-	/* All parts are bounded: headers by H2O_MAX_REQLEN, the body by max_body
-	 * (checked at start to leave room for this sum). */
+	/* The handler gets NUL-terminated copies, never h2o memory.  All parts
+	 * are bounded: headers by H2O_MAX_REQLEN, the body by max_body (checked
+	 * at start to leave room for this sum). */
 	size_t strings_len = req->method.len + path_len + query_len + ct.len + body_len + 5;
-	pending *p = calloc(1, sizeof(*p) + strings_len);
-	if (!p) {
-		respond_error(s, req, 503, "temporarily_unavailable", "out of memory");
+	char on_stack[REQUEST_COPY_STACK];
+	char *strings = strings_len <= sizeof(on_stack) ? on_stack : malloc(strings_len);
+	if (!strings) {
+		respond_error(w, req, 503, "temporarily_unavailable", "out of memory");
 		return 0;
 	}
-	p->server = s;
-	p->c = c;
-	p->req = req;
-	p->strings_len = strings_len;
-	p->head = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
-
-	char *cur = p->strings;
-	p->request.method = put_string(&cur, req->method.base, req->method.len);
-	p->request.path = put_string(&cur, req->path.base, path_len);
-	p->request.query = put_string(&cur, req->path.base + path_len + (query_len ? 1 : 0), query_len);
+	wi_http_caller caller = {
+		.authn = c->kind == L_TLS ? WI_HTTP_AUTHN_TLS : c->kind == L_TCP ? WI_HTTP_AUTHN_TCP : WI_HTTP_AUTHN_UNIX,
+		.peer = c->peer,
+		.tls_peer_id = c->tls_peer_id,
+	};
+	wi_http_request request = {.caller = &caller};
+	char *cur = strings;
+	request.method = put_string(&cur, req->method.base, req->method.len);
+	request.path = put_string(&cur, req->path.base, path_len);
+	request.query = put_string(&cur, req->path.base + path_len + (query_len ? 1 : 0), query_len);
 	char *mt = (char *)put_string(&cur, ct.base, ct.len);
 	h2o_strtolower(mt, ct.len);
-	p->request.content_type = mt;
-	p->request.body = (const uint8_t *)put_string(&cur, req->entity.base, body_len);
-	p->request.body_len = body_len;
+	request.content_type = mt;
+	request.body = (const uint8_t *)put_string(&cur, req->entity.base, body_len);
+	request.body_len = body_len;
+	bool head = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
 
-	p->caller.authn = c->tls ? WI_HTTP_AUTHN_TLS : c->plain_tcp ? WI_HTTP_AUTHN_TCP : WI_HTTP_AUTHN_UNIX;
-	p->caller.peer = c->peer;
-	p->caller.tls_peer_id = c->tls_peer_id;
-	p->request.caller = &p->caller;
-	p->response.status = 200;
-	p->response.content_type = "application/json";
+	wi_http_response response = {.status = 200, .content_type = "application/json"};
+	s->handler(s->handler_ud, &request, &response);
 
-	int r = uv_queue_work(s->loop, &p->work, work_cb, after_work_cb);
-	if (r != 0) {
-		free(p);
-		respond_error(s, req, 503, "temporarily_unavailable", "cannot schedule the request");
-		return 0;
-	}
-	/* From here after_work_cb owns p and runs exactly once. */
-	c->refs++;
-	c->busy++;
-	p->tr = h2o_mem_alloc_shared(&req->pool, sizeof(*p->tr), on_tracker_dispose);
-	p->tr->p = p;
+	OPENSSL_cleanse(strings, strings_len); /* the body holds tokens */
+	if (strings != on_stack)
+		free(strings);
+	/* Stopping: this answer still goes out (a token may have been issued),
+	 * then h2o closes the connection instead of waiting for another request. */
+	if (w->stopping)
+		req->http1_is_persistent = 0;
+	respond(w, req, &response, head);
 	return 0;
 }
 
-/* ---- connections ----------------------------------------------------------------- */
+/* ---- connections (on their worker) --------------------------------------------------- */
 
 static void on_linger_closed(uv_handle_t *h)
 {
@@ -657,6 +646,7 @@ static void on_linger_timeout(uv_timer_t *t)
 
 static void on_linger_readable(uv_poll_t *p, int status, int events)
 {
+	(void)events;
 	conn *c = p->data;
 	if (status < 0) {
 		linger_end(c);
@@ -687,22 +677,22 @@ static void on_linger_readable(uv_poll_t *p, int status, int events)
  * closes, io_timeout_ms passes or LINGER_DISCARD_MAX bytes were dropped. */
 static void linger_start(conn *c)
 {
-	wi_tts_http *s = c->server;
+	worker *w = c->w;
 	(void)shutdown(c->linger_fd, SHUT_WR);
 	c->linger_poll.data = c;
 	c->linger_timer.data = c;
-	if (s->stopping || uv_poll_init(s->loop, &c->linger_poll, c->linger_fd) != 0) {
+	if (w->stopping || uv_poll_init(&w->loop, &c->linger_poll, c->linger_fd) != 0) {
 		close(c->linger_fd);
 		c->linger_fd = -1;
 		return;
 	}
-	(void)uv_timer_init(s->loop, &c->linger_timer);
+	(void)uv_timer_init(&w->loop, &c->linger_timer);
 	c->linger_open = 2;
 	c->linger_left = LINGER_DISCARD_MAX;
 	c->refs++;
-	h2o_linklist_insert(&s->lingering, &c->link);
+	h2o_linklist_insert(&w->lingering, &c->link);
 	if (uv_poll_start(&c->linger_poll, UV_READABLE | UV_DISCONNECT, on_linger_readable) != 0 ||
-	    uv_timer_start(&c->linger_timer, on_linger_timeout, s->io_timeout_ms, 0) != 0)
+	    uv_timer_start(&c->linger_timer, on_linger_timeout, w->server->io_timeout_ms, 0) != 0)
 		linger_end(c);
 }
 
@@ -712,91 +702,74 @@ static void on_sock_dispose(void *data)
 	conn *c = data;
 	c->sock = NULL;
 	h2o_linklist_unlink(&c->link);
-	c->server->n_open--;
+	if (c->counted) {
+		c->counted = false;
+		atomic_fetch_sub(&c->w->server->n_open, 1);
+		atomic_fetch_sub(&c->w->load, 1);
+	}
 	if (c->linger_fd >= 0)
 		linger_start(c);
 }
 
-/* The uv close callback of an accepted handle (h2o freed its socket first). */
+/* The uv close callback of a connection's handle (h2o freed its socket first). */
 static void on_conn_closed(uv_handle_t *h)
 {
 	conn_unref((conn *)h);
 }
 
-static void on_connection(uv_stream_t *ls, int status)
+/* A descriptor that never became a connection: its slot is given back. */
+static void handoff_drop(wi_tts_http *s, worker *w, handoff *h)
 {
-	listener *l = (listener *)ls;
-	wi_tts_http *s = l->server;
-	if (status < 0)
-		return; /* libuv retries on its own (EMFILE etc.) */
+	close(h->fd);
+	wi_peer_free(h->peer);
+	atomic_fetch_sub(&s->n_open, 1);
+	atomic_fetch_sub(&w->load, 1);
+}
 
-	conn *c = calloc(1, sizeof(*c));
+/* Starts serving an accepted descriptor on worker `w` (its thread). */
+static void worker_take(worker *w, handoff *h)
+{
+	conn *c = w->stopping ? NULL : calloc(1, sizeof(*c));
 	if (!c) {
-		/* Without a handle the connection cannot be accepted, and libuv stops
-		 * watching the listener until it is: drop the fd libuv holds. */
-		if (ls->accepted_fd >= 0) {
-			close(ls->accepted_fd);
-			ls->accepted_fd = -1;
-		}
-		s->refused++;
+		handoff_drop(w->server, w, h);
 		return;
 	}
-	c->server = s;
-	c->tls = l->tls;
-	c->plain_tcp = l->plain_tcp;
+	c->w = w;
+	c->kind = h->kind;
 	c->linger_fd = -1;
 	c->refs = 1;
-	s->refs++;
-	if (l->tls || l->plain_tcp)
-		(void)uv_tcp_init(s->loop, &c->h.tcp);
-	else
-		(void)uv_pipe_init(s->loop, &c->h.pipe, 0);
-
-	bool ok = uv_accept(ls, &c->h.stream) == 0 && !s->stopping && s->n_open < s->max_connections;
-	if (ok && !l->tls && !l->plain_tcp) {
-		/* Who is calling, read before h2o sees a byte (DESIGN §4: attested
-		 * like a Workload API caller). */
-		uv_os_fd_t fd = -1;
-		ok = uv_fileno(&c->h.handle, &fd) == 0 && wi_peer_from_socket(fd, &c->peer) == 0;
+	int r;
+	if (h->kind == L_UNIX) {
+		(void)uv_pipe_init(&w->loop, &c->h.pipe, 0);
+		r = uv_pipe_open(&c->h.pipe, h->fd);
+	} else {
+		(void)uv_tcp_init(&w->loop, &c->h.tcp);
+		r = uv_tcp_open(&c->h.tcp, h->fd);
+		if (r == 0)
+			(void)uv_tcp_nodelay(&c->h.tcp, 1); /* answers are one write each */
 	}
-	if (!ok) {
-		s->refused++;
+	if (r != 0) {
+		/* The handle does not own the descriptor: close both. */
+		handoff_drop(w->server, w, h);
+		w->refs++;
 		uv_close(&c->h.handle, on_conn_closed);
 		return;
 	}
-
+	c->peer = h->peer;
+	c->counted = true;
+	w->refs++;
 	h2o_socket_t *sock = h2o_uv_socket_create(&c->h.stream, on_conn_closed);
 	sock->on_close.cb = on_sock_dispose;
 	sock->on_close.data = c;
 	c->sock = sock;
-	h2o_linklist_insert(&s->conns, &c->link);
-	s->n_open++;
-	h2o_accept(l->tls ? &s->accept_tls : l->plain_tcp ? &s->accept_tcp : &s->accept_unix, sock);
+	h2o_linklist_insert(&w->conns, &c->link);
+	h2o_accept(&w->accept[h->kind], sock);
 }
 
-/* ---- start and stop ------------------------------------------------------------------ */
+/* ---- workers ------------------------------------------------------------------------- */
 
-static void on_listener_closed(uv_handle_t *h)
-{
-	server_unref(((listener *)h)->server);
-}
-
-static void on_fin1_closed(uv_handle_t *h)
-{
-	wi_tts_http *s = H2O_STRUCT_FROM_MEMBER(wi_tts_http, fin[1], (uv_prepare_t *)h);
-	free(s->unix_path);
-	free(s);
-}
-
-/* Runs in a closing pass strictly after the one that finalised every handle
- * closed together with fin[0] (the h2o timers): only then is `s` unused. */
-static void on_fin0_closed(uv_handle_t *h)
-{
-	wi_tts_http *s = H2O_STRUCT_FROM_MEMBER(wi_tts_http, fin[0], (uv_prepare_t *)h);
-	uv_close((uv_handle_t *)&s->fin[1], on_fin1_closed);
-}
-
-/* h2o_context_dispose of libh2o 2.2.5 without its trailing uv_run. */
+/* h2o_context_dispose of libh2o 2.2.5 without its trailing uv_run (we are in
+ * a callback of the context's loop). */
 static void context_dispose(h2o_context_t *ctx)
 {
 	h2o_globalconf_t *config = ctx->globalconf;
@@ -833,16 +806,252 @@ static void context_dispose(h2o_context_t *ctx)
 		h2o_mem_release_shared(ctx->_timestamp_cache.value);
 }
 
-/* Last reference gone: no listener, connection or request is left. */
-static void finish(wi_tts_http *s)
+/* Last reference of a worker gone (its thread): no connection is left.  The
+ * loop ends once the context's timers and the async handle are closed. */
+static void worker_unref(worker *w)
 {
-	/* fin[0] first: the two-step close below does not depend on the order
-	 * in which libuv finalises handles closed in the same pass. */
-	uv_close((uv_handle_t *)&s->fin[0], on_fin0_closed);
-	if (s->ctx_inited)
-		context_dispose(&s->ctx);
+	if (--w->refs > 0)
+		return;
+	context_dispose(&w->ctx);
+	uv_close((uv_handle_t *)&w->async, NULL);
+}
+
+/* Told to stop (its thread): idle connections are shut down, so h2o sees
+ * end-of-file and closes them through its own path; lingering ones end. */
+static void worker_stop(worker *w)
+{
+	w->stopping = true;
+	h2o_context_request_shutdown(&w->ctx);
+	for (h2o_linklist_t *n = w->conns.next; n != &w->conns; n = n->next) {
+		conn *c = H2O_STRUCT_FROM_MEMBER(conn, link, n);
+		int fd = c->sock ? h2o_socket_get_fd(c->sock) : -1;
+		if (fd >= 0)
+			(void)shutdown(fd, SHUT_RDWR);
+	}
+	while (!h2o_linklist_is_empty(&w->lingering))
+		linger_end(H2O_STRUCT_FROM_MEMBER(conn, link, w->lingering.next));
+	worker_unref(w);
+}
+
+static void on_worker_async(uv_async_t *a)
+{
+	worker *w = a->data;
+	pthread_mutex_lock(&w->lock);
+	handoff *q = w->inbox;
+	w->inbox = NULL;
+	w->inbox_tail = &w->inbox;
+	bool stop = w->stop;
+	pthread_mutex_unlock(&w->lock);
+	while (q) {
+		handoff *next = q->next;
+		worker_take(w, q);
+		free(q);
+		q = next;
+	}
+	if (stop && !w->stopping)
+		worker_stop(w);
+}
+
+static void worker_main(void *arg)
+{
+	worker *w = arg;
+	wi_tts_http *s = w->server;
+	h2o_context_init(&w->ctx, &w->loop, &s->config);
+	w->accept[L_UNIX] = (h2o_accept_ctx_t){.ctx = &w->ctx, .hosts = s->config.hosts};
+	w->accept[L_TLS] = (h2o_accept_ctx_t){.ctx = &w->ctx, .hosts = s->config.hosts, .ssl_ctx = s->tls_ctx};
+	w->accept[L_TCP] = (h2o_accept_ctx_t){.ctx = &w->ctx, .hosts = s->config.hosts};
+	(void)uv_run(&w->loop, UV_RUN_DEFAULT);
+	(void)uv_loop_close(&w->loop);
+	atomic_store(&w->done, true);
+	uv_async_send(&s->done); /* the server outlives every worker it has not joined */
+}
+
+/* Daemon's loop: joins the workers whose loops have ended. */
+static void on_done(uv_async_t *a)
+{
+	wi_tts_http *s = a->data;
+	size_t joined = 0;
+	for (size_t i = 0; i < s->n_workers; i++) {
+		worker *w = &s->workers[i];
+		if (!w->started || w->joined || !atomic_load(&w->done))
+			continue;
+		/* Returns once the thread is past its uv_async_send on `done`. */
+		(void)uv_thread_join(&w->thread);
+		pthread_mutex_destroy(&w->lock);
+		w->joined = true;
+		joined++;
+	}
+	while (joined--)
+		server_unref(s); /* the last one may free s */
+}
+
+/* Asks worker `w` to stop (any thread but its own). */
+static void worker_request_stop(worker *w)
+{
+	pthread_mutex_lock(&w->lock);
+	w->stop = true;
+	pthread_mutex_unlock(&w->lock);
+	uv_async_send(&w->async);
+}
+
+/* Builds and starts worker i; on failure nothing of it is left. */
+static int worker_start(wi_tts_http *s, worker *w)
+{
+	w->server = s;
+	w->refs = 1;
+	w->inbox_tail = &w->inbox;
+	h2o_linklist_init_anchor(&w->conns);
+	h2o_linklist_init_anchor(&w->lingering);
+	int r = uv_loop_init(&w->loop);
+	WI_CHECK(r == 0, WI_E_IO, "worker loop: %s", uv_strerror(r));
+	r = uv_async_init(&w->loop, &w->async, on_worker_async);
+	if (r == 0) {
+		w->async.data = w;
+		pthread_mutex_init(&w->lock, NULL);
+		r = uv_thread_create(&w->thread, worker_main, w);
+		if (r == 0) {
+			w->started = true;
+			s->refs++;
+			return 0;
+		}
+		pthread_mutex_destroy(&w->lock);
+		uv_close((uv_handle_t *)&w->async, NULL);
+		(void)uv_run(&w->loop, UV_RUN_DEFAULT); /* not this loop's callback: fine */
+	}
+	(void)uv_loop_close(&w->loop);
+	WI_FAIL(WI_E_IO, "worker thread: %s", uv_strerror(r));
+}
+
+/* The worker holding the fewest connections (round robin among equals). */
+static worker *pick_worker(wi_tts_http *s)
+{
+	worker *best = NULL;
+	size_t best_load = SIZE_MAX;
+	for (size_t k = 0; k < s->n_workers; k++) {
+		worker *w = &s->workers[(s->next_worker + k) % s->n_workers];
+		size_t load = w->started ? atomic_load_explicit(&w->load, memory_order_relaxed) : SIZE_MAX;
+		if (w->started && load < best_load) {
+			best = w;
+			best_load = load;
+		}
+	}
+	s->next_worker = (s->next_worker + 1) % s->n_workers;
+	return best;
+}
+
+/* ---- accepting (daemon's loop) ---------------------------------------------------------- */
+
+static void listeners_poll(wi_tts_http *s, bool on);
+
+static void on_listener_readable(uv_poll_t *p, int status, int events);
+
+static void on_backoff(uv_timer_t *t)
+{
+	wi_tts_http *s = t->data;
+	if (!s->stopping)
+		listeners_poll(s, true);
+}
+
+static void listeners_poll(wi_tts_http *s, bool on)
+{
+	for (size_t i = 0; i < L_KINDS; i++) {
+		listener *l = &s->listeners[i];
+		if (!l->inited)
+			continue;
+		if (on)
+			(void)uv_poll_start(&l->poll, UV_READABLE, on_listener_readable);
+		else
+			(void)uv_poll_stop(&l->poll);
+	}
+}
+
+/* Hands one accepted descriptor to a worker, or closes it. */
+static void dispatch(wi_tts_http *s, lkind kind, int fd)
+{
+	wi_peer *peer = NULL;
+	worker *w = NULL;
+	handoff *h = NULL;
+	bool ok = !s->stopping && atomic_load(&s->n_open) < s->max_connections;
+	/* Who is calling, read before h2o sees a byte (DESIGN §4: attested like
+	 * a Workload API caller). */
+	if (ok && kind == L_UNIX)
+		ok = wi_peer_from_socket(fd, &peer) == 0;
+	if (ok)
+		ok = (w = pick_worker(s)) != NULL && (h = malloc(sizeof(*h))) != NULL;
+	if (!ok) {
+		wi_peer_free(peer);
+		close(fd);
+		s->refused++;
+		return;
+	}
+	*h = (handoff){.fd = fd, .kind = kind, .peer = peer};
+	atomic_fetch_add(&s->n_open, 1);
+	atomic_fetch_add(&w->load, 1);
+	pthread_mutex_lock(&w->lock);
+	*w->inbox_tail = h;
+	w->inbox_tail = &h->next;
+	pthread_mutex_unlock(&w->lock);
+	uv_async_send(&w->async);
+}
+
+static void on_listener_readable(uv_poll_t *p, int status, int events)
+{
+	(void)events;
+	listener *l = (listener *)p;
+	wi_tts_http *s = l->server;
+	if (status < 0 || s->stopping)
+		return;
+	for (int i = 0; i < ACCEPT_BATCH; i++) {
+		int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
+				continue;
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+				listeners_poll(s, false);
+				(void)uv_timer_start(&s->backoff, on_backoff, ACCEPT_BACKOFF_MS, 0);
+			}
+			return; /* EAGAIN: drained */
+		}
+		dispatch(s, l->kind, fd);
+	}
+}
+
+/* ---- start and stop ------------------------------------------------------------------ */
+
+static void on_listener_closed(uv_handle_t *h)
+{
+	listener *l = (listener *)h;
+	close(l->fd);
+	l->fd = -1;
+	server_unref(l->server);
+}
+
+static void free_server(wi_tts_http *s)
+{
 	if (s->config_inited)
 		h2o_config_dispose(&s->config);
+	free(s->workers);
+	free(s->unix_path);
+	free(s);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+	wi_tts_http *s = h->data;
+	if (--s->handles_open == 0)
+		free_server(s);
+}
+
+/* Last reference gone: no listener, worker or connection is left. */
+static void finish(wi_tts_http *s)
+{
+	if (!s->handles_inited) {
+		free_server(s);
+		return;
+	}
+	s->handles_open = 2;
+	uv_close((uv_handle_t *)&s->done, on_handle_closed);
+	uv_close((uv_handle_t *)&s->backoff, on_handle_closed);
 }
 
 static void server_unref(wi_tts_http *s)
@@ -851,7 +1060,19 @@ static void server_unref(wi_tts_http *s)
 		finish(s);
 }
 
-static int listen_unix(wi_tts_http *s, const char *path, unsigned mode)
+static int listen_fd(wi_tts_http *s, listener *l, lkind kind, int fd)
+{
+	l->server = s;
+	l->kind = kind;
+	l->fd = fd;
+	int r = uv_poll_init(s->loop, &l->poll, fd);
+	WI_CHECK(r == 0, WI_E_IO, "poll listener: %s", uv_strerror(r));
+	l->inited = true;
+	s->refs++;
+	return 0;
+}
+
+static int listen_unix(wi_tts_http *s, const char *path, unsigned mode, int *ret_fd)
 {
 	struct stat st;
 	if (lstat(path, &st) == 0) {
@@ -862,14 +1083,11 @@ static int listen_unix(wi_tts_http *s, const char *path, unsigned mode)
 	} else {
 		WI_CHECK_ERRNO(errno == ENOENT, "lstat %s: %s", path, strerror(errno));
 	}
-
-	listener *l = &s->unix_l;
-	(void)uv_pipe_init(s->loop, &l->h.pipe, 0);
-	l->server = s;
-	l->inited = true;
-	s->refs++;
-	int r = uv_pipe_bind(&l->h.pipe, path);
-	WI_CHECK(r == 0, WI_E_IO, "bind %s: %s", path, uv_strerror(r));
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	memcpy(sun.sun_path, path, strlen(path) + 1); /* length checked by check_options */
+	_cleanup_(closep) int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	WI_CHECK_ERRNO(fd >= 0, "socket: %s", strerror(errno));
+	WI_CHECK(bind(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0, WI_E_IO, "bind %s: %s", path, strerror(errno));
 	WI_CHECK_ERRNO(lstat(path, &st) == 0 && S_ISSOCK(st.st_mode), "lstat %s: %s", path, strerror(errno));
 	s->unix_bound = true;
 	s->unix_dev = st.st_dev;
@@ -878,26 +1096,24 @@ static int listen_unix(wi_tts_http *s, const char *path, unsigned mode)
 	 * symlink is followed (glibc does this through O_PATH). */
 	WI_CHECK_ERRNO(fchmodat(AT_FDCWD, path, mode & 07777, AT_SYMLINK_NOFOLLOW) == 0, "chmod %s: %s", path,
 		       strerror(errno));
-	r = uv_listen(&l->h.stream, WI_LISTEN_BACKLOG, on_connection);
-	WI_CHECK(r == 0, WI_E_IO, "listen %s: %s", path, uv_strerror(r));
+	WI_CHECK(listen(fd, WI_LISTEN_BACKLOG) == 0, WI_E_IO, "listen %s: %s", path, strerror(errno));
+	*ret_fd = TAKE_FD(fd);
 	return 0;
 }
 
 /* A TCP listener: with TLS (tls_listen) or plain HTTP (tcp_listen). */
-static int listen_tcp(wi_tts_http *s, listener *l, bool tls, const char *spec, const struct sockaddr_storage *addr)
+static int listen_tcp(const char *spec, const struct sockaddr_storage *addr, int *ret_fd)
 {
-	int r = uv_tcp_init(s->loop, &l->h.tcp);
-	WI_CHECK(r == 0, WI_E_IO, "tcp init: %s", uv_strerror(r));
-	l->server = s;
-	l->tls = tls;
-	l->plain_tcp = !tls;
-	l->inited = true;
-	s->refs++;
-	unsigned flags = addr->ss_family == AF_INET6 ? UV_TCP_IPV6ONLY : 0;
-	r = uv_tcp_bind(&l->h.tcp, (const struct sockaddr *)addr, flags);
-	WI_CHECK(r == 0, WI_E_IO, "bind %s: %s", spec, uv_strerror(r));
-	r = uv_listen(&l->h.stream, WI_LISTEN_BACKLOG, on_connection);
-	WI_CHECK(r == 0, WI_E_IO, "listen %s: %s", spec, uv_strerror(r));
+	_cleanup_(closep) int fd = socket(addr->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	WI_CHECK_ERRNO(fd >= 0, "socket: %s", strerror(errno));
+	int one = 1;
+	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (addr->ss_family == AF_INET6)
+		(void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	socklen_t len = addr->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+	WI_CHECK(bind(fd, (const struct sockaddr *)addr, len) == 0, WI_E_IO, "bind %s: %s", spec, strerror(errno));
+	WI_CHECK(listen(fd, WI_LISTEN_BACKLOG) == 0, WI_E_IO, "listen %s: %s", spec, strerror(errno));
+	*ret_fd = TAKE_FD(fd);
 	return 0;
 }
 
@@ -908,6 +1124,7 @@ static int check_options(const wi_tts_http_options *o, struct sockaddr_storage *
 	WI_CHECK(o->unix_socket_path || o->tls_listen || o->tcp_listen, WI_E_CONFIG, "no HTTP listener configured");
 	WI_CHECK(o->max_connections > 0, WI_E_CONFIG, "max_connections must be positive");
 	WI_CHECK(o->io_timeout_ms > 0, WI_E_CONFIG, "io_timeout_ms must be positive");
+	WI_CHECK(o->workers <= WI_HTTP_WORKERS_MAX, WI_E_CONFIG, "at most %u HTTP workers", WI_HTTP_WORKERS_MAX);
 	/* max_body + 1 goes to h2o, and request sizes are summed with it. */
 	WI_CHECK(o->max_body <= SIZE_MAX / 4, WI_E_CONFIG, "max_body too large");
 	if (o->unix_socket_path) {
@@ -924,6 +1141,25 @@ static int check_options(const wi_tts_http_options *o, struct sockaddr_storage *
 	return 0;
 }
 
+static unsigned default_workers(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n < 1 ? 1 : n > WI_HTTP_WORKERS_MAX ? WI_HTTP_WORKERS_MAX : (unsigned)n;
+}
+
+/* The listening sockets, bound and listening but not yet watched. */
+static int bind_listeners(wi_tts_http *s, const wi_tts_http_options *o, const struct sockaddr_storage *tls_addr,
+			  const struct sockaddr_storage *tcp_addr, int fds[L_KINDS])
+{
+	if (o->unix_socket_path)
+		WI_TRY(listen_unix(s, s->unix_path, o->unix_socket_mode, &fds[L_UNIX]));
+	if (o->tls_listen)
+		WI_TRY(listen_tcp(o->tls_listen, tls_addr, &fds[L_TLS]));
+	if (o->tcp_listen)
+		WI_TRY(listen_tcp(o->tcp_listen, tcp_addr, &fds[L_TCP]));
+	return 0;
+}
+
 int wi_tts_http_start(const wi_tts_http_options *o, wi_tts_http **ret)
 {
 	struct sockaddr_storage tls_addr, tcp_addr;
@@ -931,9 +1167,11 @@ int wi_tts_http_start(const wi_tts_http_options *o, wi_tts_http **ret)
 
 	wi_tts_http *s = calloc(1, sizeof(*s));
 	WI_CHECK_ALLOC(s);
+	s->n_workers = o->workers ? o->workers : default_workers();
+	s->workers = calloc(s->n_workers, sizeof(*s->workers));
 	s->unix_path = o->unix_socket_path ? strdup(o->unix_socket_path) : NULL;
-	if (o->unix_socket_path && !s->unix_path) {
-		free(s);
+	if (!s->workers || (o->unix_socket_path && !s->unix_path)) {
+		free_server(s);
 		WI_FAIL(WI_E_NOMEM, "allocation");
 	}
 	s->loop = o->loop;
@@ -944,12 +1182,8 @@ int wi_tts_http_start(const wi_tts_http_options *o, wi_tts_http **ret)
 	s->io_timeout_ms = o->io_timeout_ms;
 	s->tls_ctx = o->tls_ctx;
 	s->refs = 1;
-	h2o_linklist_init_anchor(&s->conns);
-	h2o_linklist_init_anchor(&s->lingering);
-	(void)uv_prepare_init(s->loop, &s->fin[0]);
-	(void)uv_prepare_init(s->loop, &s->fin[1]);
-	/* From here every failure is undone by wi_tts_http_stop (handles must
-	 * be closed on the loop before their memory goes). */
+	for (size_t i = 0; i < L_KINDS; i++)
+		s->listeners[i].fd = -1;
 
 	h2o_config_init(&s->config);
 	s->config_inited = true;
@@ -969,23 +1203,43 @@ int wi_tts_http_start(const wi_tts_http_options *o, wi_tts_http **ret)
 	ft->super.on_setup_ostream = on_setup_ostream;
 	ft->server = s;
 
-	h2o_context_init(&s->ctx, s->loop, &s->config);
-	s->ctx_inited = true;
-	s->accept_unix = (h2o_accept_ctx_t){.ctx = &s->ctx, .hosts = s->config.hosts};
-	s->accept_tls = (h2o_accept_ctx_t){.ctx = &s->ctx, .hosts = s->config.hosts, .ssl_ctx = o->tls_ctx};
-	s->accept_tcp = (h2o_accept_ctx_t){.ctx = &s->ctx, .hosts = s->config.hosts};
-
-	int rc = 0;
-	if (o->unix_socket_path)
-		rc = listen_unix(s, s->unix_path, o->unix_socket_mode);
-	if (rc == 0 && o->tls_listen)
-		rc = listen_tcp(s, &s->tls_l, true, o->tls_listen, &tls_addr);
-	if (rc == 0 && o->tcp_listen)
-		rc = listen_tcp(s, &s->tcp_l, false, o->tcp_listen, &tcp_addr);
+	/* Sockets first: a bad address or path fails before any thread exists. */
+	int fds[L_KINDS] = {-1, -1, -1};
+	int rc = bind_listeners(s, o, &tls_addr, &tcp_addr, fds);
+	if (rc == 0) {
+		(void)uv_async_init(s->loop, &s->done, on_done);
+		(void)uv_timer_init(s->loop, &s->backoff);
+		s->done.data = s;
+		s->backoff.data = s;
+		s->handles_inited = true;
+	}
+	for (size_t i = 0; rc == 0 && i < s->n_workers; i++)
+		rc = worker_start(s, &s->workers[i]);
+	for (size_t i = 0; i < L_KINDS; i++) {
+		if (fds[i] < 0)
+			continue;
+		if (rc == 0)
+			rc = listen_fd(s, &s->listeners[i], (lkind)i, fds[i]);
+		if (!s->listeners[i].inited)
+			close(fds[i]);
+	}
 	if (rc < 0) {
+		/* Workers already started have no connection yet: stop and join
+		 * them here, then let stop undo the rest on the loop. */
+		for (size_t i = 0; i < s->n_workers; i++) {
+			worker *w = &s->workers[i];
+			if (!w->started)
+				continue;
+			worker_request_stop(w);
+			(void)uv_thread_join(&w->thread);
+			pthread_mutex_destroy(&w->lock);
+			w->joined = true;
+			s->refs--;
+		}
 		wi_tts_http_stop(s);
 		return rc;
 	}
+	listeners_poll(s, true);
 	*ret = s;
 	return 0;
 }
@@ -995,30 +1249,20 @@ void wi_tts_http_stop(wi_tts_http *s)
 	if (!s || s->stopping)
 		return;
 	s->stopping = true;
-	if (s->unix_l.inited)
-		uv_close(&s->unix_l.h.handle, on_listener_closed);
-	if (s->tls_l.inited)
-		uv_close(&s->tls_l.h.handle, on_listener_closed);
-	if (s->tcp_l.inited)
-		uv_close(&s->tcp_l.h.handle, on_listener_closed);
+	for (size_t i = 0; i < L_KINDS; i++)
+		if (s->listeners[i].inited)
+			uv_close((uv_handle_t *)&s->listeners[i].poll, on_listener_closed);
+	if (s->handles_inited)
+		(void)uv_timer_stop(&s->backoff);
 	struct stat st;
 	if (s->unix_bound && lstat(s->unix_path, &st) == 0 && st.st_dev == s->unix_dev &&
 	    st.st_ino == s->unix_ino)
 		(void)unlink(s->unix_path); /* only our own socket, never a successor's */
-	if (s->ctx_inited)
-		h2o_context_request_shutdown(&s->ctx);
-	/* h2o 2.2.5 cannot close an HTTP/1 connection from outside.  Shutting
-	 * an idle socket down makes h2o see end-of-file and close it through its
-	 * own path.  A connection with a request in the thread pool is left to
-	 * finish: its answer is sent with the connection marked non-persistent
-	 * (after_work_cb), and h2o closes it then. */
-	for (h2o_linklist_t *n = s->conns.next; n != &s->conns; n = n->next) {
-		conn *c = H2O_STRUCT_FROM_MEMBER(conn, link, n);
-		int fd = c->sock ? h2o_socket_get_fd(c->sock) : -1;
-		if (fd >= 0 && c->busy == 0)
-			(void)shutdown(fd, SHUT_RDWR);
-	}
-	while (!h2o_linklist_is_empty(&s->lingering))
-		linger_end(H2O_STRUCT_FROM_MEMBER(conn, link, s->lingering.next));
+	/* h2o 2.2.5 cannot close an HTTP/1 connection from outside: each worker
+	 * shuts its sockets down (worker_stop), after answering the request it
+	 * may be handling. */
+	for (size_t i = 0; i < s->n_workers; i++)
+		if (s->workers[i].started && !s->workers[i].joined)
+			worker_request_stop(&s->workers[i]);
 	server_unref(s);
 }

@@ -3,9 +3,12 @@
  * (callers attested like Workload API callers) and, when configured,
  * HTTPS on TCP where the client may present an X.509-SVID.
  *
- * Application handlers never run on the loop: each request is handed to the
- * libuv thread pool (uv_queue_work) and answered from its completion on the
- * loop; a request whose client went away meanwhile is dropped safely.
+ * Threading: the daemon's loop only accepts (and, on the Unix socket, reads
+ * the caller's credentials); each accepted connection is handed to one of the
+ * server's worker threads (the one holding the fewest connections), each with
+ * its own libuv loop and h2o context.  A worker parses, runs the application
+ * handler in place and answers, so a request costs no thread hand-off; only a
+ * new connection crosses threads.  Handlers run on several workers at once.
  *
  * Bounds (hostile clients): body size (413 beyond, checked before buffering
  * the whole body when Content-Length says so), header size, connections at
@@ -56,8 +59,10 @@ typedef struct wi_http_response {
 	const char *allow;        /* for 405: the Allow header value (static) */
 } wi_http_response;
 
-/* Runs on a thread-pool thread.  Must fill `resp`; must not keep pointers
- * into `req` after returning. */
+/* Runs on one of the server's worker threads, several at once.  Must fill
+ * `resp`; must not keep pointers into `req` after returning.  A handler that
+ * blocks (a JWKS fetch, bounded by its own timeouts) delays only the other
+ * connections of its worker. */
 typedef void (*wi_http_handler)(void *ud, const wi_http_request *req, wi_http_response *resp);
 
 typedef struct wi_tts_http_options {
@@ -73,6 +78,8 @@ typedef struct wi_tts_http_options {
 	size_t max_body;          /* e.g. 64 KiB */
 	size_t max_connections;   /* across listeners */
 	uint64_t io_timeout_ms;   /* idle and slow-client timeout */
+	unsigned workers;         /* worker threads; 0: one per online CPU (at most
+				     WI_HTTP_WORKERS_MAX) */
 } wi_tts_http_options;
 
 typedef struct wi_tts_http wi_tts_http;
@@ -80,8 +87,10 @@ typedef struct wi_tts_http wi_tts_http;
 /* Binds the listeners (a stale Unix socket file is replaced; another kind of
  * file is an error) and starts accepting on the loop. */
 int wi_tts_http_start(const wi_tts_http_options *opts, wi_tts_http **ret) WI_WUR;
-/* Stops accepting and closes connections; the object is freed from its last
- * close callback on the loop (so call it on the loop, then run the loop). */
+/* Stops accepting and closes connections; a request being handled is
+ * answered first (its connection then closes).  The workers finish on their
+ * own threads; the object is freed from its last close callback on the loop
+ * (so call it on the loop, then run the loop until it is idle). */
 void wi_tts_http_stop(wi_tts_http *h);
 
 /* Fills an RFC 6749 §5.2 error response: {"error":..., "error_description":...}

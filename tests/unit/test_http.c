@@ -39,6 +39,7 @@
 
 #include "core/ca.h"
 #include "core/error.h"
+#include "core/limits.h"
 #include "core/svid.h"
 #include "txn-token/http.h"
 
@@ -315,6 +316,7 @@ static void server_defaults(server *sv)
 	sv->opts.max_body = MAX_BODY;
 	sv->opts.max_connections = 64;
 	sv->opts.io_timeout_ms = 5000;
+	sv->opts.workers = 2; /* not the machine's core count: the tests need two */
 	handler_reset();
 }
 
@@ -906,6 +908,64 @@ static void test_stop_with_work_in_flight(void **state)
 	nftw(sv.dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+static bool three_waiting(void)
+{
+	return H.waiting >= 3;
+}
+
+static bool two_waiting(void)
+{
+	return H.waiting >= 2;
+}
+
+/* Connections are spread over the workers, each running its handlers in
+ * place: three workers run three handlers at once; one worker runs one at a
+ * time.  The caller attested at accept reaches the handler on its worker. */
+static void test_workers(void **state)
+{
+	(void)state;
+	server sv;
+	server_defaults(&sv);
+	sv.opts.workers = 3;
+	server_start(&sv);
+	bg_request b[3];
+	for (int i = 0; i < 3; i++) {
+		b[i] = (bg_request){.sock = sv.sock, .url = "http://localhost/wait", .timeout_ms = 5000};
+		assert_int_equal(pthread_create(&b[i].th, NULL, bg_main, &b[i]), 0);
+	}
+	if (!wait_for(three_waiting, 5000))
+		fail_msg("three workers ran %d handlers at once", H.waiting);
+	release_handlers();
+	for (int i = 0; i < 3; i++) {
+		pthread_join(b[i].th, NULL);
+		assert_int_equal(b[i].r.rc, CURLE_OK);
+		assert_int_equal(b[i].r.status, 200);
+		json_t *o = json_loads(b[i].r.body, 0, NULL);
+		assert_non_null(o);
+		assert_int_equal(json_integer_value(json_object_get(o, "pid")), getpid());
+		json_decref(o);
+		reply_free(&b[i].r);
+	}
+	server_stop(&sv);
+
+	server_defaults(&sv);
+	sv.opts.workers = 1;
+	server_start(&sv);
+	for (int i = 0; i < 2; i++) {
+		b[i] = (bg_request){.sock = sv.sock, .url = "http://localhost/wait", .timeout_ms = 5000};
+		assert_int_equal(pthread_create(&b[i].th, NULL, bg_main, &b[i]), 0);
+	}
+	assert_true(wait_for(one_waiting, 5000));
+	assert_false(wait_for(two_waiting, 300)); /* the second waits for the worker */
+	release_handlers();
+	for (int i = 0; i < 2; i++) {
+		pthread_join(b[i].th, NULL);
+		assert_int_equal(b[i].r.status, 200);
+		reply_free(&b[i].r);
+	}
+	server_stop(&sv);
+}
+
 static void test_max_connections(void **state)
 {
 	(void)state;
@@ -1024,6 +1084,10 @@ static void test_start_errors(void **state)
 	nftw(sv.dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 	server_defaults(&sv);
 	sv.opts.io_timeout_ms = 0;
+	assert_int_equal(server_run(&sv), WI_E_CONFIG);
+	nftw(sv.dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	server_defaults(&sv);
+	sv.opts.workers = WI_HTTP_WORKERS_MAX + 1;
 	assert_int_equal(server_run(&sv), WI_E_CONFIG);
 	nftw(sv.dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 	char longp[200];
@@ -1315,6 +1379,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_idle_timeout, teardown),
 		cmocka_unit_test_teardown(test_client_gone, teardown),
 		cmocka_unit_test_teardown(test_stop_with_work_in_flight, teardown),
+		cmocka_unit_test_teardown(test_workers, teardown),
 		cmocka_unit_test_teardown(test_max_connections, teardown),
 		cmocka_unit_test_teardown(test_start_errors, teardown),
 		cmocka_unit_test_teardown(test_tls, teardown),
