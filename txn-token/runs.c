@@ -1,4 +1,12 @@
-/* txn-token/runs.c — pidfd watchers that revoke a dead agent's runs. */
+/* txn-token/runs.c — pidfd watchers that revoke a dead agent's runs.
+ *
+ * One watch per live agent process, on the loop.  A run of a process already
+ * watched is added to its watch under the lock by the calling thread (no
+ * syscall, no wake of the loop): an agent making many exchanges costs one
+ * list insert each.  Only the first run of a process crosses to the loop,
+ * which starts polling a duplicate of its pidfd.  Expired runs are dropped
+ * as a watch's list grows, so a long-lived agent's list stays as long as its
+ * live runs. */
 #include "txn-token/runs.h"
 
 #include <fcntl.h>
@@ -10,6 +18,10 @@
 #include <unistd.h>
 
 #include "core/log.h"
+
+/* A watch's run list is swept for expired runs when it reaches this many
+ * entries, and then again each time it doubles. */
+#define RUNS_PRUNE_MIN 64
 
 typedef struct run {
 	struct run *next;
@@ -24,9 +36,10 @@ typedef struct watch {
 	int pidfd;
 	int pid;
 	uint64_t start_time;
-	run *runs;
+	run *runs;       /* under the lock */
+	size_t n_runs;   /* under the lock */
+	size_t prune_at; /* under the lock */
 	struct wi_runs *owner;
-	bool closing;
 } watch;
 
 /* A track request on its way to the loop. */
@@ -43,76 +56,136 @@ struct wi_runs {
 	uv_loop_t *loop;
 	uv_async_t async;
 	wi_revocations *rev;
-	pthread_mutex_t lock; /* guards `queue` */
+	pthread_mutex_t lock; /* guards `queue`, `watches` and every watch's runs */
 	pending *queue;
-	watch *watches; /* loop thread only */
+	watch *watches; /* changed on the loop thread only, always under the lock */
 	atomic_uint_fast64_t revoked;
 	atomic_bool stopping;
 };
 
-static void revoke_all(wi_runs *r, watch *w)
+static void free_runs(run *x)
 {
-	for (run *x = w->runs; x; x = x->next) {
+	while (x) {
+		run *n = x->next;
+		free(x);
+		x = n;
+	}
+}
+
+static run *run_new(const char *txn, time_t exp)
+{
+	size_t n = strlen(txn);
+	run *x = malloc(sizeof(*x) + n + 1);
+	if (x) {
+		x->exp = exp;
+		memcpy(x->txn, txn, n + 1);
+	}
+	return x;
+}
+
+/* Under the lock: adds `x` to `w`, first dropping expired runs when the list
+ * has grown to its sweep mark (amortised O(1) per run). */
+static void watch_add_run(watch *w, run *x, time_t now)
+{
+	if (w->n_runs >= w->prune_at) {
+		size_t kept = 0;
+		for (run **pp = &w->runs; *pp;) {
+			run *y = *pp;
+			if (y->exp < now) { /* expired: nothing left to revoke */
+				*pp = y->next;
+				free(y);
+			} else {
+				pp = &y->next;
+				kept++;
+			}
+		}
+		w->n_runs = kept;
+		w->prune_at = kept * 2 > RUNS_PRUNE_MIN ? kept * 2 : RUNS_PRUNE_MIN;
+	}
+	x->next = w->runs;
+	w->runs = x;
+	w->n_runs++;
+}
+
+static watch *find_watch(wi_runs *r, int pid, uint64_t start_time)
+{
+	for (watch *w = r->watches; w; w = w->next)
+		if (w->pid == pid && w->start_time == start_time)
+			return w;
+	return NULL;
+}
+
+static void revoke_list(wi_runs *r, int pid, run *list)
+{
+	time_t now = time(NULL);
+	for (run *x = list; x; x = x->next) {
+		if (x->exp < now)
+			continue; /* expired: dead already */
 		if (wi_revocations_add(r->rev, WI_REVOKE_TXN, x->txn, x->exp) < 0) {
-			wi_log(WI_LOG_ERROR, "run_revoke_failed", "pid=%d: %s", w->pid, wi_error_detail());
+			wi_log(WI_LOG_ERROR, "run_revoke_failed", "pid=%d: %s", pid, wi_error_detail());
 			continue;
 		}
 		atomic_fetch_add(&r->revoked, 1);
-		wi_log(WI_LOG_INFO, "run_revoked", "pid=%d reason=\"agent process exited\"", w->pid);
+		wi_log(WI_LOG_INFO, "run_revoked", "pid=%d reason=\"agent process exited\"", pid);
 	}
 }
 
 static void on_watch_closed(uv_handle_t *h)
 {
 	watch *w = h->data;
-	while (w->runs) {
-		run *n = w->runs->next;
-		free(w->runs);
-		w->runs = n;
-	}
 	close(w->pidfd);
 	free(w);
 }
 
-static void drop_watch(wi_runs *r, watch *w)
+/* Loop thread: unlinks `w` and returns its runs (the caller owns them). */
+static run *drop_watch(wi_runs *r, watch *w)
 {
+	pthread_mutex_lock(&r->lock);
 	for (watch **pp = &r->watches; *pp; pp = &(*pp)->next)
 		if (*pp == w) {
 			*pp = w->next;
 			break;
 		}
-	w->closing = true;
+	run *list = w->runs;
+	w->runs = NULL;
+	pthread_mutex_unlock(&r->lock);
 	uv_poll_stop(&w->poll);
 	uv_close((uv_handle_t *)&w->poll, on_watch_closed);
+	return list;
 }
 
 static void on_exit_readable(uv_poll_t *h, int status, int events)
 {
+	(void)status;
+	(void)events;
 	watch *w = h->data;
-	/* A pidfd polls readable once its process has exited. */
-	revoke_all(w->owner, w);
-	drop_watch(w->owner, w);
+	wi_runs *r = w->owner;
+	int pid = w->pid;
+	/* A pidfd polls readable once its process has exited.  Unlinked first,
+	 * under the lock: a run tracked from now on starts a watch of its own,
+	 * which finds the process gone and revokes at once. */
+	run *list = drop_watch(r, w);
+	revoke_list(r, pid, list);
+	free_runs(list);
 }
 
+/* Loop thread: the first run of a process (or one more, if another request
+ * started the watch meanwhile). */
 static void start_watch(wi_runs *r, pending *p)
 {
-	for (watch *w = r->watches; w; w = w->next) {
-		if (w->pid == p->pid && w->start_time == p->start_time) {
-			size_t n = strlen(p->txn);
-			run *x = malloc(sizeof(*x) + n + 1);
-			if (x) {
-				x->exp = p->exp;
-				memcpy(x->txn, p->txn, n + 1);
-				x->next = w->runs;
-				w->runs = x;
-			}
-			close(p->pidfd);
-			return;
-		}
+	run *x = run_new(p->txn, p->exp);
+	pthread_mutex_lock(&r->lock);
+	watch *have = find_watch(r, p->pid, p->start_time);
+	if (have && x)
+		watch_add_run(have, x, time(NULL));
+	pthread_mutex_unlock(&r->lock);
+	if (have) {
+		if (!x)
+			wi_log(WI_LOG_WARN, "run_watch_failed", "pid=%d: out of memory; the run is not tracked", p->pid);
+		close(p->pidfd);
+		return;
 	}
-	size_t tl = strlen(p->txn);
 	watch *w = calloc(1, sizeof(*w));
-	run *x = malloc(sizeof(*x) + tl + 1);
 	if (!w || !x || uv_poll_init(r->loop, &w->poll, p->pidfd) != 0) {
 		/* Cannot watch: fail safe by revoking now rather than let the run
 		 * outlive its agent unnoticed. */
@@ -124,17 +197,19 @@ static void start_watch(wi_runs *r, pending *p)
 		close(p->pidfd);
 		return;
 	}
-	x->exp = p->exp;
-	memcpy(x->txn, p->txn, tl + 1);
 	x->next = NULL;
 	w->pidfd = p->pidfd;
 	w->pid = p->pid;
 	w->start_time = p->start_time;
 	w->runs = x;
+	w->n_runs = 1;
+	w->prune_at = RUNS_PRUNE_MIN;
 	w->owner = r;
 	w->poll.data = w;
+	pthread_mutex_lock(&r->lock);
 	w->next = r->watches;
 	r->watches = w;
+	pthread_mutex_unlock(&r->lock);
 	uv_poll_start(&w->poll, UV_READABLE, on_exit_readable);
 }
 
@@ -175,6 +250,20 @@ int wi_runs_new(uv_loop_t *loop, wi_revocations *rev, wi_runs **ret)
 
 int wi_runs_track(wi_runs *r, int pidfd, int pid, uint64_t start_time, const char *txn, time_t exp)
 {
+	if (atomic_load(&r->stopping))
+		return 0; /* daemon stop: no watcher will run any more */
+	/* Fast path: the process is watched already. */
+	run *x = run_new(txn, exp);
+	WI_CHECK_ALLOC(x);
+	pthread_mutex_lock(&r->lock);
+	watch *w = find_watch(r, pid, start_time);
+	if (w)
+		watch_add_run(w, x, time(NULL));
+	pthread_mutex_unlock(&r->lock);
+	if (w)
+		return 0;
+	free(x);
+
 	size_t n = strlen(txn);
 	pending *p = malloc(sizeof(*p) + n + 1);
 	WI_CHECK_ALLOC(p);
@@ -209,7 +298,7 @@ void wi_runs_stop(wi_runs *r)
 	atomic_store(&r->stopping, true);
 	on_async(&r->async); /* drain: close queued pidfds */
 	while (r->watches)
-		drop_watch(r, r->watches);
+		free_runs(drop_watch(r, r->watches));
 	/* The async handle stays open for late wi_runs_track calls, but must
 	 * not keep the loop running. */
 	uv_unref((uv_handle_t *)&r->async);
@@ -227,4 +316,14 @@ void wi_runs_free(wi_runs *r)
 uint64_t wi_runs_revoked(wi_runs *r)
 {
 	return atomic_load(&r->revoked);
+}
+
+size_t wi_runs_tracked(wi_runs *r)
+{
+	size_t n = 0;
+	pthread_mutex_lock(&r->lock);
+	for (watch *w = r->watches; w; w = w->next)
+		n += w->n_runs;
+	pthread_mutex_unlock(&r->lock);
+	return n;
 }

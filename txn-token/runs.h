@@ -4,11 +4,13 @@
  * process exited), its runs are revoked by txn until their expiry.
  *
  * wi_runs_track may be called from any thread; the pidfds are watched on the
- * loop (the request is handed over with a uv_async_t).  Must be created and
+ * loop (a process's first run is handed over with a uv_async_t; later runs of
+ * a watched process are added in place).  Must be created and
  * freed on the loop thread. */
 #ifndef WI_TXN_TOKEN_RUNS_H
 #define WI_TXN_TOKEN_RUNS_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -34,5 +36,7 @@ void wi_runs_free(wi_runs *r);
 
 /* Runs revoked so far because their process exited (tests, metrics). */
 uint64_t wi_runs_revoked(wi_runs *r);
+/* Runs held by the watches now (expired ones are swept as lists grow). */
+size_t wi_runs_tracked(wi_runs *r);
 
 #endif

@@ -1,0 +1,136 @@
+/* Unit tests: runs die with their agent (txn-token/runs.c): the first run of
+ * a process starts a pidfd watch on the loop, later runs join it without the
+ * loop, expired runs are swept as a list grows, and the exit of the process
+ * revokes every live run it held; a process already gone is revoked at once. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "tests/unit/testutil.h"
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#include "core/store.h"
+#include "txn-token/revocations.h"
+#include "txn-token/runs.h"
+
+static int pidfd_of(pid_t pid)
+{
+	int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+	assert_true(fd >= 0);
+	return fd;
+}
+
+/* Runs the loop until cond() holds or 5 s pass. */
+static bool loop_until(uv_loop_t *loop, bool (*cond)(void *), void *arg)
+{
+	for (int i = 0; i < 500; i++) {
+		uv_run(loop, UV_RUN_NOWAIT);
+		if (cond(arg))
+			return true;
+		usleep(10 * 1000);
+	}
+	return false;
+}
+
+static wi_runs *R;
+
+static bool tracked_one(void *arg)
+{
+	(void)arg;
+	return wi_runs_tracked(R) >= 1;
+}
+
+static bool revoked_n(void *arg)
+{
+	return wi_runs_revoked(R) >= *(uint64_t *)arg;
+}
+
+static void test_runs_die_with_agent(void **state)
+{
+	(void)state;
+	char dir[64];
+	assert_non_null(wi_test_mkdtemp(dir, sizeof(dir), "runs"));
+	time_t now = time(NULL);
+	wi_store *store = NULL;
+	wi_revocations *rev = NULL;
+	assert_int_equal(wi_store_open(dir, &store), 0);
+	assert_int_equal(wi_revocations_open(store, now, &rev), 0);
+	uv_loop_t loop;
+	assert_int_equal(uv_loop_init(&loop), 0);
+	assert_int_equal(wi_runs_new(&loop, rev, &R), 0);
+
+	int gate[2];
+	assert_int_equal(pipe(gate), 0);
+	pid_t child = fork();
+	assert_true(child >= 0);
+	if (child == 0) {
+		char b;
+		close(gate[1]);
+		ssize_t k = read(gate[0], &b, 1); /* until the parent closes its end */
+		_exit(k == 0 ? 0 : 1);
+	}
+	close(gate[0]);
+	int pidfd = pidfd_of(child);
+
+	/* the first run crosses to the loop */
+	assert_int_equal(wi_runs_track(R, pidfd, child, 42, "txn-1", now + 300), 0);
+	assert_true(loop_until(&loop, tracked_one, NULL));
+	/* the next joins the watch at once, no loop iteration needed */
+	assert_int_equal(wi_runs_track(R, pidfd, child, 42, "txn-2", now + 300), 0);
+	assert_int_equal(wi_runs_tracked(R), 2);
+	/* many expired runs: swept as the list grows, the live two stay */
+	for (int i = 0; i < 300; i++) {
+		char txn[32];
+		snprintf(txn, sizeof(txn), "old-%d", i);
+		assert_int_equal(wi_runs_track(R, pidfd, child, 42, txn, now - 10), 0);
+	}
+	size_t n = wi_runs_tracked(R);
+	if (n < 2 || n > 65)
+		fail_msg("%zu runs held after the sweep", n);
+	/* the same pid with another start time is another process: its own watch */
+	assert_int_equal(wi_runs_track(R, pidfd, child, 43, "txn-3", now + 300), 0);
+	assert_false(wi_revocations_is_revoked(rev, "txn-1", NULL, NULL, 0, now));
+
+	/* the agent exits: every live run of both watches is revoked */
+	close(gate[1]);
+	assert_int_equal(waitpid(child, NULL, 0), child);
+	uint64_t want = 3;
+	assert_true(loop_until(&loop, revoked_n, &want));
+	assert_int_equal(wi_runs_revoked(R), 3); /* the expired ones are not */
+	assert_true(wi_revocations_is_revoked(rev, "txn-1", NULL, NULL, 0, now));
+	assert_true(wi_revocations_is_revoked(rev, "txn-2", NULL, NULL, 0, now));
+	assert_true(wi_revocations_is_revoked(rev, "txn-3", NULL, NULL, 0, now));
+	assert_int_equal(wi_runs_tracked(R), 0);
+
+	/* a process already gone: revoked as soon as the loop sees it */
+	assert_int_equal(wi_runs_track(R, pidfd, child, 42, "txn-late", now + 300), 0);
+	want = 4;
+	assert_true(loop_until(&loop, revoked_n, &want));
+	assert_true(wi_revocations_is_revoked(rev, "txn-late", NULL, NULL, 0, now));
+	close(pidfd);
+
+	wi_runs_free(R);
+	assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	wi_revocations_free(rev);
+	wi_store_close(store);
+	wi_test_rmtree(dir);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_runs_die_with_agent),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
