@@ -48,5 +48,10 @@ size_t wi_jwks_count(const wi_jwks *s);
 wi_jwks *wi_jwks_ref(wi_jwks *s);
 /* Accepts NULL; returns NULL. */
 wi_jwks *wi_jwks_unref(wi_jwks *s);
+/* For _cleanup_(wi_jwks_unrefp). */
+static inline void wi_jwks_unrefp(wi_jwks **p)
+{
+	wi_jwks_unref(*p);
+}
 
 #endif

@@ -19,6 +19,7 @@
 #include "core/jwt_claims.h"
 #include "core/jwk.h"
 #include "core/limits.h"
+#include "txn-token/subject_cache.h"
 
 typedef struct issuer {
 	const wi_issuer_config *cfg;
@@ -33,6 +34,7 @@ struct wi_issuers {
 	issuer **v; /* pointers: an issuer's mutex never moves */
 	size_t n;
 	atomic_llong abort_at_ms; /* CLOCK_MONOTONIC ms from which fetches abort; 0 = never */
+	wi_subject_cache *verified; /* tokens that verified, by digest (see subject_cache.h) */
 };
 
 static long long mono_ms(void)
@@ -62,7 +64,8 @@ int wi_issuers_new(const wi_config *c, wi_issuers **ret)
 	WI_CHECK_ALLOC(s);
 	s->n = wi_config_issuer_count(c);
 	s->v = calloc(s->n ? s->n : 1, sizeof(*s->v));
-	if (!s->v) {
+	if (!s->v || wi_subject_cache_new(WI_SUBJECT_CACHE_SLOTS, &s->verified) < 0) {
+		free(s->v);
 		free(s);
 		WI_FAIL(WI_E_NOMEM, "allocation");
 	}
@@ -125,8 +128,14 @@ wi_issuers *wi_issuers_free(wi_issuers *s)
 		free(s->v[i]);
 	}
 	free(s->v);
+	wi_subject_cache_free(s->verified);
 	free(s);
 	return NULL;
+}
+
+void wi_issuers_cache_stats(const wi_issuers *s, uint64_t *ret_hits, uint64_t *ret_misses)
+{
+	wi_subject_cache_stats(s->verified, ret_hits, ret_misses);
 }
 
 /* ---- fetching a JWKS URL ------------------------------------------------ */
@@ -294,10 +303,47 @@ static int peek(const char *token, size_t len, char **ret_iss, char **ret_kid)
 	return 0;
 }
 
+/* A token that verified moments ago under the issuer's current key set: its
+ * claims, re-checked for time, without a signature check.  False (nothing
+ * written) on a miss, a changed key set or expired claims. */
+static bool verified_before(wi_issuers *s, const uint8_t *digest, time_t now, const wi_issuer_config **ret_issuer,
+			    json_t **ret_claims)
+{
+	const void *owner = NULL;
+	wi_jwks *was = NULL;
+	json_t *claims = NULL;
+	if (wi_subject_cache_get(s->verified, digest, now, &owner, &was, &claims) < 0)
+		return false;
+	issuer *is = (issuer *)owner;
+	wi_jwks *cur = NULL;
+	/* The same key set object, referenced by the entry, so its address was
+	 * not reused: a re-fetched, reloaded or rotated JWKS is another object. */
+	bool ok = current_keys(is, &s->abort_at_ms, NULL, now, &cur) == 0 && cur == was &&
+		  wi_jwt_check_times(claims, now, NULL) == 0;
+	wi_jwks_unref(cur);
+	wi_jwks_unref(was);
+	if (!ok) {
+		json_decref(claims);
+		wi_error_clear(); /* the full path below says why, if it fails */
+		return false;
+	}
+	*ret_issuer = is->cfg;
+	*ret_claims = claims;
+	return true;
+}
+
 int wi_issuers_verify(wi_issuers *s, const char *token, time_t now, const wi_issuer_config **ret_issuer,
 		      json_t **ret_claims)
 {
 	size_t len = strlen(token);
+	WI_CHECK(len <= WI_JWT_MAX_LEN, WI_E_TOO_BIG, "token longer than %u bytes", (unsigned)WI_JWT_MAX_LEN);
+	uint8_t digest[WI_SUBJECT_DIGEST_LEN];
+	bool digested = wi_subject_cache_digest(token, len, digest) == 0;
+	if (!digested)
+		wi_error_clear(); /* no cache for this one; verify as usual */
+	if (digested && verified_before(s, digest, now, ret_issuer, ret_claims))
+		return 0;
+
 	_cleanup_(freep) char *iss = NULL;
 	_cleanup_(freep) char *kid = NULL;
 	WI_TRY(peek(token, len, &iss, &kid));
@@ -306,14 +352,12 @@ int wi_issuers_verify(wi_issuers *s, const char *token, time_t now, const wi_iss
 		if (strcmp(s->v[i]->cfg->issuer, iss) == 0)
 			is = s->v[i];
 	WI_CHECK(is, WI_E_INVAL, "issuer is not trusted");
-	wi_jwks *keys = NULL;
+	_cleanup_(wi_jwks_unrefp) wi_jwks *keys = NULL;
 	WI_TRY(current_keys(is, &s->abort_at_ms, kid, now, &keys));
 	wi_jws_verify_opts opts = {.allowed_algs = is->cfg->algorithms, .max_token_len = WI_JWT_MAX_LEN};
 	json_auto_t *hdr = NULL;
 	json_auto_t *claims = NULL;
-	int rc = wi_jws_verify(token, len, keys, &opts, &hdr, &claims);
-	wi_jwks_unref(keys);
-	WI_TRY(rc);
+	WI_TRY(wi_jws_verify(token, len, keys, &opts, &hdr, &claims));
 	/* The verified claims must name the same issuer we chose keys for. */
 	const char *viss = wi_jwt_string_claim(claims, "iss");
 	WI_CHECK(viss && strcmp(viss, is->cfg->issuer) == 0, WI_E_INVAL, "issuer mismatch");
@@ -329,9 +373,17 @@ int wi_issuers_verify(wi_issuers *s, const char *token, time_t now, const wi_iss
 	for (size_t i = 0; i < is->cfg->n_audiences && !aud_ok; i++)
 		aud_ok = wi_jwt_check_audience(claims, is->cfg->audiences[i]) == 0;
 	WI_CHECK(aud_ok, WI_E_INVAL, "audience mismatch");
-	WI_TRY(wi_jwt_check_times(claims, now, NULL));
+	int64_t exp = 0;
+	WI_TRY(wi_jwt_check_times(claims, now, &exp));
 	const char *sub = wi_jwt_string_claim(claims, "sub");
 	WI_CHECK(sub && *sub, WI_E_INVAL, "sub claim is missing");
+	/* Everything above depends only on the bytes, the key set and the
+	 * clock: remember it until the token expires (bounded), and recheck the
+	 * clock and the key set on a hit. */
+	if (digested) {
+		int64_t until = exp < (int64_t)now + WI_SUBJECT_CACHE_TTL_MAX ? exp : (int64_t)now + WI_SUBJECT_CACHE_TTL_MAX;
+		wi_subject_cache_put(s->verified, digest, is, keys, claims, now, (time_t)until);
+	}
 	*ret_issuer = is->cfg;
 	*ret_claims = TAKE_PTR(claims);
 	return 0;

@@ -13,6 +13,12 @@
  * cached for the response's Cache-Control max-age (bounded), re-fetched at most
  * once per WI_JWKS_REFETCH_MIN_SECONDS on an unknown kid, and a failed fetch is
  * remembered for as long, so a dead IdP costs one timeout, not one per request.
+ *
+ * A token that verified is remembered by its SHA-256 (txn-token/subject_cache.h)
+ * for at most WI_SUBJECT_CACHE_TTL_MAX seconds and never past its exp: the same
+ * bytes presented again under the same key set object skip the signature
+ * check, while typ, aud, iss and sub were settled by the bytes and the times
+ * are checked again.  A re-fetched or reloaded JWKS starts afresh.
  * Thread-safe. */
 #ifndef WI_TXN_TOKEN_ISSUERS_H
 #define WI_TXN_TOKEN_ISSUERS_H
@@ -47,5 +53,8 @@ void wi_issuers_abort(wi_issuers *s, unsigned grace_ms);
  * that holds no token material. */
 int wi_issuers_verify(wi_issuers *s, const char *token, time_t now, const wi_issuer_config **ret_issuer,
 		      json_t **ret_claims) WI_WUR;
+
+/* Subject tokens answered from the verified cache, and those verified in full. */
+void wi_issuers_cache_stats(const wi_issuers *s, uint64_t *ret_hits, uint64_t *ret_misses);
 
 #endif

@@ -23,6 +23,8 @@
 #include "core/json.h"
 #include "core/jwk.h"
 #include "core/jws.h"
+#include "core/jwt_claims.h"
+#include "core/limits.h"
 #include "core/jwt_keys.h"
 #include "core/jwt_svid.h"
 #include "core/keys.h"
@@ -497,6 +499,67 @@ static void test_principal_revocation(void **state)
 	free(t);
 }
 
+/* A subject token that verified is remembered by digest: the same bytes skip
+ * the signature check, but never the clock, and only for a bounded time. */
+static void test_verified_subject_cache(void **state)
+{
+	(void)state;
+	char *ut = user_token(IDP, "wimsed", "read", F.now, F.now + 300);
+	const wi_issuer_config *is = NULL;
+	json_t *c = NULL;
+	uint64_t hits, misses;
+	assert_int_equal(wi_issuers_verify(F.issuers, ut, F.now, &is, &c), 0);
+	wi_issuers_cache_stats(F.issuers, &hits, &misses);
+	assert_int_equal(hits, 0);
+	assert_int_equal(misses, 1);
+	/* the caller owns its copy: changing it changes nothing cached */
+	assert_int_equal(json_object_set_new(c, "sub", json_string("mallory")), 0);
+	json_decref(c);
+	c = NULL;
+	assert_int_equal(wi_issuers_verify(F.issuers, ut, F.now + 1, &is, &c), 0);
+	wi_issuers_cache_stats(F.issuers, &hits, &misses);
+	assert_int_equal(hits, 1);
+	assert_string_equal(is->issuer, IDP);
+	assert_string_equal(wi_jwt_string_claim(c, "sub"), "alice");
+	json_decref(c);
+	c = NULL;
+
+	/* other bytes are another token: one changed signature byte fails */
+	char *bad = strdup(ut);
+	size_t n = strlen(bad);
+	bad[n - 2] = bad[n - 2] == 'A' ? 'B' : 'A';
+	assert_int_not_equal(wi_issuers_verify(F.issuers, bad, F.now + 1, &is, &c), 0);
+	assert_null(c);
+	assert_int_not_equal(wi_issuers_verify(F.issuers, bad, F.now + 1, &is, &c), 0); /* failures never cached */
+	wi_issuers_cache_stats(F.issuers, &hits, &misses);
+	assert_int_equal(hits, 1);
+	assert_int_equal(misses, 3);
+
+	/* remembered for WI_SUBJECT_CACHE_TTL_MAX at most: then verified again */
+	assert_int_equal(wi_issuers_verify(F.issuers, ut, F.now + WI_SUBJECT_CACHE_TTL_MAX + 1, &is, &c), 0);
+	json_decref(c);
+	c = NULL;
+	wi_issuers_cache_stats(F.issuers, &hits, &misses);
+	assert_int_equal(hits, 1);
+	assert_int_equal(misses, 4);
+
+	/* never past the token's exp, whatever was cached */
+	char *short_lived = user_token(IDP, "wimsed", "read", F.now, F.now + 20);
+	assert_int_equal(wi_issuers_verify(F.issuers, short_lived, F.now, &is, &c), 0);
+	json_decref(c);
+	c = NULL;
+	assert_int_equal(wi_issuers_verify(F.issuers, short_lived, F.now + 20 + WI_JWT_LEEWAY_SECONDS + 1, &is, &c),
+			 WI_E_EXPIRED);
+	assert_null(c);
+
+	/* and a cached token still goes through the exchange's own checks */
+	wi_txn_caller nopol = caller_for(NOPOL);
+	expect_err(&nopol, form_of(BASE_FORM("read", ut, WI_TOKEN_TYPE_ACCESS), NULL), 400, "unauthorized_client", NULL);
+	free(ut);
+	free(bad);
+	free(short_lived);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -507,6 +570,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_replacement, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_autonomous_and_actor_tokens, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_principal_revocation, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_verified_subject_cache, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
