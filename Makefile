@@ -35,6 +35,7 @@ test-asan: deps
 	cmake --build $(ASAN) -j$(JOBS)
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=1 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
 	  ctest --test-dir $(ASAN) --output-on-failure -j2 --timeout 900
 
 # Binaries into $(PREFIX)/bin, the unit, sysusers.d and tmpfiles.d files under

@@ -8,7 +8,11 @@
  *
  * token: obtains a user token from the development issuer
  * (POST /dev/user-token) once, then POSTs the same RFC 8693 form to /token
- * for every request.  introspect: exchanges once, then POSTs
+ * for every request.  --subjects N (token mode): N distinct user tokens are
+ * fetched first and the requests cycle through them, so that (with N well
+ * above the daemon's WI_SUBJECT_CACHE_SLOTS) nearly every exchange verifies
+ * its subject token's signature instead of finding it verified already.
+ * introspect: exchanges once, then POSTs
  * token=<the Txn-Token> to /introspect for every request.  echo: POSTs the
  * same form to the bare libh2o server (bench/echo_http.c), asking for a
  * --resp-size body.
@@ -97,12 +101,11 @@ static int form_add(CURL *h, char *body, size_t cap, const char *name, const cha
 	return n < 0 || (size_t)n >= cap - len ? -1 : 0;
 }
 
-static char *user_token(const char *socket, struct curl_slist *hdrs)
+/* One user token from the development issuer, over `h` (kept alive). */
+static char *user_token_on(CURL *h, const char *socket, struct curl_slist *hdrs)
 {
-	CURL *h = curl_easy_init();
-	if (!h)
-		return NULL;
-	hslot s = {0};
+	static hslot s;
+	memset(&s, 0, sizeof(s));
 	char body[256] = "";
 	char *tok = NULL;
 	if (form_add(h, body, sizeof(body), "sub", "bench-user") == 0 &&
@@ -121,8 +124,56 @@ static char *user_token(const char *socket, struct curl_slist *hdrs)
 			fprintf(stderr, "wi-bench: /dev/user-token: HTTP %ld: %s\n", status, s.first);
 		}
 	}
+	return tok;
+}
+
+static char *user_token(const char *socket, struct curl_slist *hdrs)
+{
+	CURL *h = curl_easy_init();
+	char *tok = h ? user_token_on(h, socket, hdrs) : NULL;
 	curl_easy_cleanup(h);
 	return tok;
+}
+
+/* The RFC 8693 form for one subject token. */
+static int exchange_form(CURL *tmp, char *body, size_t cap, const char *subject)
+{
+	body[0] = '\0';
+	if (form_add(tmp, body, cap, "grant_type", "urn:ietf:params:oauth:grant-type:token-exchange") < 0 ||
+	    form_add(tmp, body, cap, "requested_token_type", "urn:ietf:params:oauth:token-type:txn_token") < 0 ||
+	    form_add(tmp, body, cap, "audience", "example.org") < 0 ||
+	    form_add(tmp, body, cap, "scope", "calendar.read") < 0 ||
+	    form_add(tmp, body, cap, "subject_token", subject) < 0 ||
+	    form_add(tmp, body, cap, "subject_token_type", "urn:ietf:params:oauth:token-type:access_token") < 0)
+		return -1;
+	return 0;
+}
+
+/* --subjects: n forms, each with a user token of its own (NULL on failure). */
+static char **distinct_forms(const char *socket, struct curl_slist *hdrs, int n)
+{
+	CURL *h = curl_easy_init();
+	char **forms = calloc((size_t)n, sizeof(*forms));
+	int i = 0;
+	for (; h && forms && i < n; i++) {
+		char *t = user_token_on(h, socket, hdrs);
+		char *b = t ? malloc(4096) : NULL;
+		if (!b || exchange_form(h, b, 4096, t) < 0) {
+			free(t);
+			free(b);
+			break;
+		}
+		free(t);
+		forms[i] = b;
+	}
+	curl_easy_cleanup(h);
+	if (i < n) {
+		for (int k = 0; forms && k < i; k++)
+			free(forms[k]);
+		free(forms);
+		return NULL;
+	}
+	return forms;
 }
 
 /* POSTs body to url once (keep-alive not needed); the JSON answer's
@@ -163,11 +214,12 @@ int wi_bench_http(int argc, char **argv)
 		{"warmup", required_argument, NULL, 'w'},      {"resp-size", required_argument, NULL, 'r'},
 		{"token-socket", required_argument, NULL, 't'}, {"https", required_argument, NULL, 'H'},
 		{"cert", required_argument, NULL, 'E'},	{"key", required_argument, NULL, 'K'},
-		{"cacert", required_argument, NULL, 'A'},	{0},
+		{"cacert", required_argument, NULL, 'A'},	{"subjects", required_argument, NULL, 'S'},
+		{0},
 	};
 	const char *socket = NULL, *mode = NULL, *token_socket = NULL, *https = NULL;
 	tls_files tf = {0};
-	int conc = 1, resp_size = 0;
+	int conc = 1, resp_size = 0, n_subjects = 0;
 	double duration = 2.0, warmup = 0.3;
 	int ch;
 	optind = 1;
@@ -184,6 +236,7 @@ int wi_bench_http(int argc, char **argv)
 		case 'E': tf.cert = optarg; break;
 		case 'K': tf.key = optarg; break;
 		case 'A': tf.cacert = optarg; break;
+		case 'S': n_subjects = (int)wi_bench_num("--subjects", optarg); break;
 		default: return 2;
 		}
 	}
@@ -192,6 +245,10 @@ int wi_bench_http(int argc, char **argv)
 	if (!socket || !mode || (!echo && !intro && strcmp(mode, "token") != 0) || conc < 1 || conc > MAX_CONC) {
 		fprintf(stderr, "wi-bench http: --socket and --mode token|introspect|echo required; "
 			"1 <= concurrency <= %d\n", MAX_CONC);
+		return 2;
+	}
+	if (n_subjects < 0 || n_subjects > 65536 || (n_subjects && (echo || intro))) {
+		fprintf(stderr, "wi-bench http: --subjects 1..65536, with --mode token only\n");
 		return 2;
 	}
 	if (https && (echo || !tf.cert || !tf.key || !tf.cacert)) {
@@ -218,20 +275,18 @@ int wi_bench_http(int argc, char **argv)
 	CURL *tmp = curl_easy_init();
 	if (!tmp)
 		return 1;
-	body[0] = '\0';
 	const char *subject = ut ? ut : "x";
-	if (form_add(tmp, body, sizeof(body), "grant_type", "urn:ietf:params:oauth:grant-type:token-exchange") < 0 ||
-	    form_add(tmp, body, sizeof(body), "requested_token_type", "urn:ietf:params:oauth:token-type:txn_token") <
-		    0 ||
-	    form_add(tmp, body, sizeof(body), "audience", "example.org") < 0 ||
-	    form_add(tmp, body, sizeof(body), "scope", "calendar.read") < 0 ||
-	    form_add(tmp, body, sizeof(body), "subject_token", subject) < 0 ||
-	    form_add(tmp, body, sizeof(body), "subject_token_type", "urn:ietf:params:oauth:token-type:access_token") <
-		    0) {
+	if (exchange_form(tmp, body, sizeof(body), subject) < 0) {
 		fprintf(stderr, "wi-bench: form too large\n");
 		return 1;
 	}
 	curl_easy_cleanup(tmp);
+	char **forms = n_subjects ? distinct_forms(socket, hdrs, n_subjects) : NULL;
+	if (n_subjects && !forms) {
+		fprintf(stderr, "wi-bench: cannot obtain %d user tokens\n", n_subjects);
+		return 1;
+	}
+	size_t next_form = 0;
 	char url[400];
 	snprintf(url, sizeof(url), "%s/token", base);
 	if (intro) {
@@ -301,6 +356,11 @@ int wi_bench_http(int argc, char **argv)
 			}
 			curl_multi_remove_handle(m, h);
 			if (t1 < win_end && lat.errors < 1000) {
+				if (forms) {
+					const char *f = forms[next_form++ % (size_t)n_subjects];
+					curl_easy_setopt(h, CURLOPT_POSTFIELDS, f);
+					curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)strlen(f));
+				}
 				s->got = 0;
 				s->first[0] = '\0';
 				s->t0 = wi_bench_now_ns();
@@ -323,6 +383,9 @@ int wi_bench_http(int argc, char **argv)
 	curl_slist_free_all(hdrs);
 	free(slots);
 	free(ut);
+	for (int k = 0; forms && k < n_subjects; k++)
+		free(forms[k]);
+	free(forms);
 	wi_bench_lat_free(&lat);
 	curl_global_cleanup();
 	return rc;
