@@ -178,7 +178,7 @@ static void shutdown_loop(daemon_state *d)
 	wi_daemon_metrics_stop(d->metrics); /* metrics: closes the admin socket */
 	/* Now, not after the loop: new Workload API calls are refused at once
 	 * and its drain overlaps the token service's (whose requests finish on
-	 * the thread pool meanwhile), so both fit in one stop budget. */
+	 * its worker threads meanwhile), so both fit in one stop budget. */
 	wi_wl_server_stop(d->wl);
 }
 
@@ -480,10 +480,6 @@ int main(int argc, char **argv)
 			   log_json >= 0 ? log_json == 1 : wi_config_log_json(d.config));
 	signal(SIGPIPE, SIG_IGN);
 	umask(077);
-	/* Token-service handlers run on libuv's thread pool and may wait on an
-	 * IdP's JWKS (bounded by its timeout): more than the default 4 threads,
-	 * set before the pool starts. */
-	setenv("UV_THREADPOOL_SIZE", "16", 0);
 	/* libcurl (JWKS fetching) must be initialised once, before any thread. */
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
 		fprintf(stderr, "wimsed: cannot initialise libcurl\n");

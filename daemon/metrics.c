@@ -241,7 +241,7 @@ static char *render_status(const wi_daemon_metrics *m)
 	return j ? json_dumps(j, JSON_COMPACT) : NULL;
 }
 
-/* ---- HTTP handler (thread pool) ------------------------------------------- */
+/* ---- HTTP handler (the admin server's worker thread) ------------------------------------------- */
 
 static bool caller_is_operator(const wi_http_caller *c)
 {

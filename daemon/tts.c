@@ -303,8 +303,8 @@ void wi_daemon_tts_stop(wi_daemon_tts *t)
 	if (t->http)
 		wi_tts_http_stop(t->http);
 	t->http = NULL;
-	/* Requests still in the thread pool may track a run: keep the tracker
-	 * alive (but idle) until they are done (wi_daemon_tts_close). */
+	/* Requests still running on the HTTP workers may track a run: keep the
+	 * tracker alive (but idle) until they are done (wi_daemon_tts_close). */
 	wi_runs_stop(t->runs);
 }
 

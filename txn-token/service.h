@@ -16,7 +16,8 @@
  * (draft-ietf-oauth-spiffe-client-auth).  Admin: a Unix caller whose
  * selectors include the config's admin_selectors.
  *
- * wi_tts_handle is a wi_http_handler: it runs on thread-pool threads. */
+ * wi_tts_handle is a wi_http_handler: it runs on the HTTP worker threads,
+ * several at once. */
 #ifndef WI_TXN_TOKEN_SERVICE_H
 #define WI_TXN_TOKEN_SERVICE_H
 
