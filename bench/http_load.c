@@ -104,8 +104,7 @@ static int form_add(CURL *h, char *body, size_t cap, const char *name, const cha
 /* One user token from the development issuer, over `h` (kept alive). */
 static char *user_token_on(CURL *h, const char *socket, struct curl_slist *hdrs)
 {
-	static hslot s;
-	memset(&s, 0, sizeof(s));
+	hslot s = {0};
 	char body[256] = "";
 	char *tok = NULL;
 	if (form_add(h, body, sizeof(body), "sub", "bench-user") == 0 &&

@@ -718,11 +718,11 @@ static void on_conn_closed(uv_handle_t *h)
 }
 
 /* A descriptor that never became a connection: its slot is given back. */
-static void handoff_drop(wi_tts_http *s, worker *w, handoff *h)
+static void handoff_drop(worker *w, handoff *h)
 {
 	close(h->fd);
 	wi_peer_free(h->peer);
-	atomic_fetch_sub(&s->n_open, 1);
+	atomic_fetch_sub(&w->server->n_open, 1);
 	atomic_fetch_sub(&w->load, 1);
 }
 
@@ -731,7 +731,7 @@ static void worker_take(worker *w, handoff *h)
 {
 	conn *c = w->stopping ? NULL : calloc(1, sizeof(*c));
 	if (!c) {
-		handoff_drop(w->server, w, h);
+		handoff_drop(w, h);
 		return;
 	}
 	c->w = w;
@@ -750,7 +750,7 @@ static void worker_take(worker *w, handoff *h)
 	}
 	if (r != 0) {
 		/* The handle does not own the descriptor: close both. */
-		handoff_drop(w->server, w, h);
+		handoff_drop(w, h);
 		w->refs++;
 		uv_close(&c->h.handle, on_conn_closed);
 		return;
@@ -922,15 +922,16 @@ static int worker_start(wi_tts_http *s, worker *w)
 	WI_FAIL(WI_E_IO, "worker thread: %s", uv_strerror(r));
 }
 
-/* The worker holding the fewest connections (round robin among equals). */
+/* The worker holding the fewest connections (round robin among equals).
+ * Only after a successful start: every worker is running. */
 static worker *pick_worker(wi_tts_http *s)
 {
 	worker *best = NULL;
 	size_t best_load = SIZE_MAX;
 	for (size_t k = 0; k < s->n_workers; k++) {
 		worker *w = &s->workers[(s->next_worker + k) % s->n_workers];
-		size_t load = w->started ? atomic_load_explicit(&w->load, memory_order_relaxed) : SIZE_MAX;
-		if (w->started && load < best_load) {
+		size_t load = atomic_load_explicit(&w->load, memory_order_relaxed);
+		if (load < best_load) {
 			best = w;
 			best_load = load;
 		}
