@@ -19,16 +19,13 @@
  * computation below stays inside an int for OpenSSL's block API. */
 #define B64_INPUT_MAX ((size_t)INT_MAX / 4 * 3 - 3)
 
-int wi_b64url_encode(const uint8_t *in, size_t len, char **ret, size_t *ret_len)
+int wi_b64url_encode_into(const uint8_t *in, size_t len, char *out, size_t cap, size_t *ret_len)
 {
-	WI_CHECK(ret != NULL && ret_len != NULL && (in != NULL || len == 0), WI_E_INVAL,
+	WI_CHECK(out != NULL && ret_len != NULL && (in != NULL || len == 0), WI_E_INVAL,
 		 "base64url: NULL argument");
 	WI_CHECK(len <= B64_INPUT_MAX, WI_E_TOO_BIG, "base64url: %zu bytes to encode", len);
-	size_t cap = 4 * ((len + 2) / 3) + 1; /* padded output plus NUL */
-	char *out = malloc(cap);
-	WI_CHECK_ALLOC(out);
+	WI_CHECK(WI_B64URL_ENCODE_CAP(len) <= cap, WI_E_TOO_BIG, "base64url: %zu bytes do not fit %zu", len, cap);
 	int n = len ? EVP_EncodeBlock((unsigned char *)out, in, (int)len) : 0;
-	out[n] = '\0';
 	/* RFC 4648 §5: '+' → '-', '/' → '_'; RFC 7515 §2: padding omitted. */
 	size_t o = 0;
 	for (int i = 0; i < n; i++) {
@@ -38,8 +35,26 @@ int wi_b64url_encode(const uint8_t *in, size_t len, char **ret, size_t *ret_len)
 		out[o++] = c == '+' ? '-' : c == '/' ? '_' : c;
 	}
 	out[o] = '\0';
-	*ret = out;
 	*ret_len = o;
+	return 0;
+}
+
+int wi_b64url_encode(const uint8_t *in, size_t len, char **ret, size_t *ret_len)
+{
+	WI_CHECK(ret != NULL && ret_len != NULL && (in != NULL || len == 0), WI_E_INVAL,
+		 "base64url: NULL argument");
+	WI_CHECK(len <= B64_INPUT_MAX, WI_E_TOO_BIG, "base64url: %zu bytes to encode", len);
+	size_t cap = WI_B64URL_ENCODE_CAP(len);
+	char *out = malloc(cap);
+	WI_CHECK_ALLOC(out);
+	size_t n = 0;
+	int r = wi_b64url_encode_into(in, len, out, cap, &n);
+	if (r < 0) {
+		free(out);
+		return r;
+	}
+	*ret = out;
+	*ret_len = n;
 	return 0;
 }
 

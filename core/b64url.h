@@ -12,6 +12,12 @@
 
 /* Encodes; *ret is NUL-terminated and malloc'd. */
 int wi_b64url_encode(const uint8_t *in, size_t len, char **ret, size_t *ret_len) WI_WUR;
+/* The buffer wi_b64url_encode_into needs for `len` bytes: the padded
+ * encoding plus a NUL (the result itself is shorter by the padding). */
+#define WI_B64URL_ENCODE_CAP(len) (4 * (((size_t)(len) + 2) / 3) + 1)
+/* Encodes into `out` (cap >= WI_B64URL_ENCODE_CAP(len), else WI_E_TOO_BIG
+ * and nothing written), NUL-terminated; *ret_len is the length without NUL. */
+int wi_b64url_encode_into(const uint8_t *in, size_t len, char *out, size_t cap, size_t *ret_len) WI_WUR;
 /* Decodes at most `max_out` bytes (WI_E_TOO_BIG beyond); WI_E_PARSE when
  * malformed.  *ret is malloc'd (one spare NUL byte after the data). */
 int wi_b64url_decode(const char *in, size_t len, size_t max_out, uint8_t **ret, size_t *ret_len) WI_WUR;

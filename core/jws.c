@@ -4,7 +4,9 @@
  * Verification order: sizes and shape first, then the protected header (alg
  * allow-list, forbidden members, kid lookup, key/alg match), then the
  * signature, and only then the claims JSON, so unauthenticated bytes reach
- * the JSON parser only as far as the header.
+ * the JSON parser only as far as the header (wi_jws_verify_pick, whose
+ * caller chooses keys by `iss`, parses the bounded claims before the
+ * signature, once).
  *
  * Speed: OpenSSL 3 fetches an algorithm implementation (name map, method
  * store) whenever an operation is set up from a name or a legacy EVP_MD, and
@@ -19,6 +21,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -118,11 +121,100 @@ static int ecdsa_der_to_raw(const uint8_t *der, size_t der_len, size_t coord, ui
 	return 0;
 }
 
-static int dump_b64(const json_t *j, size_t flags, char **ret, size_t *ret_len)
+/* The protected header for one (alg, kid, typ) is the same bytes on every
+ * sign, so each thread keeps the base64url of the last one it built: a
+ * signer signs with one kid until it rotates.  Longer kids or typs than fit
+ * are built every time. */
+#define HDR_KID_MAX 128
+#define HDR_TYP_MAX 64
+#define HDR_TEXT_MAX 512
+#define HDR_B64_CAP WI_B64URL_ENCODE_CAP(HDR_TEXT_MAX)
+
+typedef struct hdr_cache {
+	const char *alg; /* one of the static names; NULL: empty */
+	bool has_typ;
+	char kid[HDR_KID_MAX + 1];
+	char typ[HDR_TYP_MAX + 1];
+	char b64[HDR_B64_CAP];
+	size_t b64_len;
+} hdr_cache;
+
+static _Thread_local hdr_cache hdr_tls;
+
+static bool hdr_cache_hit(const hdr_cache *h, const char *alg, const char *kid, const char *typ)
 {
-	_cleanup_(freep) char *text = json_dumps(j, flags);
-	WI_CHECK_ALLOC(text);
-	return wi_b64url_encode((const uint8_t *)text, strlen(text), ret, ret_len);
+	return h->alg == alg && strcmp(h->kid, kid) == 0 && h->has_typ == (typ != NULL) &&
+	       (typ == NULL || strcmp(h->typ, typ) == 0);
+}
+
+/* Serialises `j` into `buf` when it fits, else into a malloc'd *ret_heap;
+ * *ret_text points at whichever holds it. */
+static int dump_into(const json_t *j, size_t flags, char *buf, size_t cap, char **ret_heap, const char **ret_text,
+		     size_t *ret_len)
+{
+	size_t n = json_dumpb(j, buf, cap, flags);
+	WI_CHECK(n > 0, WI_E_NOMEM, "jws sign: JSON serialisation");
+	if (n <= cap) {
+		*ret_text = buf;
+		*ret_len = n;
+		return 0;
+	}
+	char *heap = malloc(n);
+	WI_CHECK_ALLOC(heap);
+	if (json_dumpb(j, heap, n, flags) != n) {
+		free(heap);
+		WI_FAIL(WI_E_INTERNAL, "jws sign: JSON serialisation changed size");
+	}
+	*ret_heap = heap;
+	*ret_text = heap;
+	*ret_len = n;
+	return 0;
+}
+
+/* The base64url protected header {"alg","kid","typ"} (sorted, compact),
+ * from this thread's cache or built (and cached when it fits). */
+static int header_b64(const char *alg, const char *kid, const char *typ, char **ret_heap, const char **ret_b64,
+		      size_t *ret_len)
+{
+	hdr_cache *c = &hdr_tls;
+	if (hdr_cache_hit(c, alg, kid, typ)) {
+		*ret_b64 = c->b64;
+		*ret_len = c->b64_len;
+		return 0;
+	}
+	json_auto_t *hdr = json_object();
+	WI_CHECK_ALLOC(hdr);
+	/* json_string is NULL for text that is not UTF-8 (RFC 8725 §3.7). */
+	json_auto_t *jkid = json_string(kid);
+	json_auto_t *jtyp = typ ? json_string(typ) : NULL;
+	WI_CHECK(jkid != NULL && (typ == NULL || jtyp != NULL), WI_E_INVAL, "jws sign: kid and typ must be UTF-8");
+	WI_CHECK(json_object_set_new(hdr, "alg", json_string(alg)) == 0 && json_object_set(hdr, "kid", jkid) == 0 &&
+			 (jtyp == NULL || json_object_set(hdr, "typ", jtyp) == 0),
+		 WI_E_NOMEM, "jws sign: header");
+	char text[HDR_TEXT_MAX];
+	_cleanup_(freep) char *heap_text = NULL;
+	const char *t = NULL;
+	size_t tl = 0;
+	/* Deterministic: sorted and compact. */
+	WI_TRY(dump_into(hdr, JSON_COMPACT | JSON_SORT_KEYS, text, sizeof(text), &heap_text, &t, &tl));
+	bool cacheable = strlen(kid) <= HDR_KID_MAX && (!typ || strlen(typ) <= HDR_TYP_MAX) &&
+			 WI_B64URL_ENCODE_CAP(tl) <= sizeof(c->b64);
+	if (cacheable) {
+		c->alg = NULL; /* invalid while half-written */
+		WI_TRY(wi_b64url_encode_into((const uint8_t *)t, tl, c->b64, sizeof(c->b64), &c->b64_len));
+		snprintf(c->kid, sizeof(c->kid), "%s", kid);
+		snprintf(c->typ, sizeof(c->typ), "%s", typ ? typ : "");
+		c->has_typ = typ != NULL;
+		c->alg = alg;
+		*ret_b64 = c->b64;
+		*ret_len = c->b64_len;
+		return 0;
+	}
+	char *b = NULL;
+	WI_TRY(wi_b64url_encode((const uint8_t *)t, tl, &b, ret_len));
+	*ret_heap = b;
+	*ret_b64 = b;
+	return 0;
 }
 
 int wi_jws_sign(wi_signer *signer, const char *kid, const char *typ, const json_t *claims, char **ret)
@@ -136,38 +228,37 @@ int wi_jws_sign(wi_signer *signer, const char *kid, const char *typ, const json_
 							   : NULL;
 	WI_CHECK(alg != NULL, WI_E_INVAL, "jws sign: signer algorithm %d has no JWS name", (int)sa);
 
-	json_auto_t *hdr = json_object();
-	WI_CHECK_ALLOC(hdr);
-	/* json_string is NULL for text that is not UTF-8 (RFC 8725 §3.7). */
-	json_auto_t *jkid = json_string(kid);
-	json_auto_t *jtyp = typ ? json_string(typ) : NULL;
-	WI_CHECK(jkid != NULL && (typ == NULL || jtyp != NULL), WI_E_INVAL,
-		 "jws sign: kid and typ must be UTF-8");
-	WI_CHECK(json_object_set_new(hdr, "alg", json_string(alg)) == 0 &&
-			 json_object_set(hdr, "kid", jkid) == 0 &&
-			 (jtyp == NULL || json_object_set(hdr, "typ", jtyp) == 0),
-		 WI_E_NOMEM, "jws sign: header");
-	/* Deterministic serialisation: sorted compact header; claims in the
-	 * caller's insertion order, compact.  Same input, same bytes. */
-	_cleanup_(freep) char *h64 = NULL;
-	_cleanup_(freep) char *c64 = NULL;
-	size_t h64_len = 0, c64_len = 0;
-	WI_TRY(dump_b64(hdr, JSON_COMPACT | JSON_SORT_KEYS, &h64, &h64_len));
-	WI_TRY(dump_b64(claims, JSON_COMPACT, &c64, &c64_len));
+	_cleanup_(freep) char *h_heap = NULL;
+	const char *h64 = NULL;
+	size_t h64_len = 0;
+	WI_TRY(header_b64(alg, kid, typ, &h_heap, &h64, &h64_len));
+	/* Claims in the caller's insertion order, compact: same input, same
+	 * bytes.  Serialised once, on the stack when small (the usual case). */
+	char ctext_buf[4096];
+	_cleanup_(freep) char *c_heap = NULL;
+	const char *ctext = NULL;
+	size_t ctext_len = 0;
+	WI_TRY(dump_into(claims, JSON_COMPACT, ctext_buf, sizeof(ctext_buf), &c_heap, &ctext, &ctext_len));
 
+	/* One allocation for the whole token: b64(header) '.' b64(payload) '.'
+	 * b64(signature), each part encoded in place. */
+	size_t c64_cap = WI_B64URL_ENCODE_CAP(ctext_len);
+	size_t s64_cap = WI_B64URL_ENCODE_CAP(WI_JWS_SIG_MAX);
+	WI_CHECK(ctext_len <= WI_JWT_MAX_LEN, WI_E_TOO_BIG, "jws sign: claims of %zu bytes", ctext_len);
+	size_t cap = h64_len + 1 + c64_cap + 1 + s64_cap;
+	_cleanup_(freep) char *out = malloc(cap);
+	WI_CHECK_ALLOC(out);
+	memcpy(out, h64, h64_len);
+	out[h64_len] = '.';
+	size_t c64_len = 0;
+	WI_TRY(wi_b64url_encode_into((const uint8_t *)ctext, ctext_len, out + h64_len + 1, c64_cap, &c64_len));
 	/* RFC 7515 §5.1 step 8: JWS Signing Input = b64(header) '.' b64(payload). */
 	size_t input_len = h64_len + 1 + c64_len;
-	_cleanup_(freep) char *input = malloc(input_len + 1);
-	WI_CHECK_ALLOC(input);
-	memcpy(input, h64, h64_len);
-	input[h64_len] = '.';
-	memcpy(input + h64_len + 1, c64, c64_len);
-	input[input_len] = '\0';
 
 	uint8_t digest[EVP_MAX_MD_SIZE];
 	unsigned int dlen = 0;
 	const EVP_MD *sha256 = md_by_name("SHA256");
-	WI_CHECK_SSL(sha256 != NULL && EVP_Digest(input, input_len, digest, &dlen, sha256, NULL) == 1,
+	WI_CHECK_SSL(sha256 != NULL && EVP_Digest(out, input_len, digest, &dlen, sha256, NULL) == 1,
 		     "jws sign: SHA-256");
 	_cleanup_(freep) uint8_t *sig = NULL;
 	size_t sig_len = 0;
@@ -181,16 +272,11 @@ int wi_jws_sign(wi_signer *signer, const char *kid, const char *typ, const json_
 		sig_bytes = raw;
 		sig_len = sizeof(raw);
 	}
-	_cleanup_(freep) char *s64 = NULL;
-	size_t s64_len = 0;
-	WI_TRY(wi_b64url_encode(sig_bytes, sig_len, &s64, &s64_len));
-
-	char *out = malloc(input_len + 1 + s64_len + 1);
-	WI_CHECK_ALLOC(out);
-	memcpy(out, input, input_len);
+	WI_CHECK(sig_len <= WI_JWS_SIG_MAX, WI_E_CRYPTO, "jws sign: %zu-byte signature", sig_len);
 	out[input_len] = '.';
-	memcpy(out + input_len + 1, s64, s64_len + 1);
-	*ret = out;
+	size_t s64_len = 0;
+	WI_TRY(wi_b64url_encode_into(sig_bytes, sig_len, out + input_len + 1, s64_cap, &s64_len));
+	*ret = TAKE_PTR(out);
 	return 0;
 }
 
@@ -444,11 +530,13 @@ static int decode_part(const char *p, size_t n, size_t max, const char *what, ui
 	return 0;
 }
 
-int wi_jws_verify(const char *token, size_t len, const wi_jwks *keys, const wi_jws_verify_opts *opts,
-		  json_t **ret_header, json_t **ret_claims)
+/* Both verify entry points: either `keys` is given, or `pick` chooses them
+ * from the parsed (still unverified) header and claims. */
+static int verify_impl(const char *token, size_t len, const wi_jwks *keys, wi_jws_pick_keys_fn pick, void *ctx,
+		       const wi_jws_verify_opts *opts, json_t **ret_header, json_t **ret_claims)
 {
-	WI_CHECK(token != NULL && keys != NULL && ret_header != NULL && ret_claims != NULL, WI_E_INVAL,
-		 "jws verify: NULL argument");
+	WI_CHECK(token != NULL && (keys != NULL || pick != NULL) && ret_header != NULL && ret_claims != NULL,
+		 WI_E_INVAL, "jws verify: NULL argument");
 	unsigned allowed = opts && opts->allowed_algs ? opts->allowed_algs : WI_JWS_SPIFFE_ALGS;
 	size_t max_len = opts && opts->max_token_len ? opts->max_token_len : WI_JWT_MAX_LEN;
 	/* DESIGN §6: the token size is client-controlled; bounded first. */
@@ -480,11 +568,24 @@ int wi_jws_verify(const char *token, size_t len, const wi_jwks *keys, const wi_j
 	WI_TRY(decode_part(h64, h64_len, max_len, "header", &htext, &htext_len));
 	json_auto_t *hdr = NULL;
 	WI_TRY(wi_json_parse_object((const char *)htext, htext_len, "JWS header", &hdr));
+	json_auto_t *claims = NULL;
+	if (pick) {
+		WI_TRY(decode_part(c64, c64_len, max_len, "payload", &ctext, &ctext_len));
+		/* The picker needs `iss`: the claims are parsed (bounded) before
+		 * the signature check, once, and returned only if it holds. */
+		WI_TRY(wi_json_parse_object((const char *)ctext, ctext_len, "JWT claims", &claims));
+		unsigned picked_algs = 0;
+		WI_TRY(pick(ctx, hdr, claims, &keys, &picked_algs));
+		WI_CHECK(keys != NULL, WI_E_INTERNAL, "jws verify: no key set picked");
+		if (picked_algs)
+			allowed = picked_algs;
+	}
 	const alg_info *a = NULL;
 	EVP_PKEY *key = NULL;
 	WI_TRY(check_header(hdr, allowed, keys, &a, &key));
 
-	WI_TRY(decode_part(c64, c64_len, max_len, "payload", &ctext, &ctext_len));
+	if (!ctext)
+		WI_TRY(decode_part(c64, c64_len, max_len, "payload", &ctext, &ctext_len));
 	WI_TRY(decode_part(s64, s64_len, WI_JWS_SIG_MAX, "signature", &sig, &sig_len));
 	size_t want = sig_len_for(a, key);
 	WI_CHECK(sig_len == want, WI_E_CRYPTO, "signature is %zu bytes; %s with this key needs %zu",
@@ -492,9 +593,23 @@ int wi_jws_verify(const char *token, size_t len, const wi_jwks *keys, const wi_j
 	/* RFC 7515 §5.2 step 8: over the ASCII of b64(header) '.' b64(payload). */
 	WI_TRY(verify_signature(a, key, token, (size_t)(dots[1] - token), sig, sig_len));
 
-	json_auto_t *claims = NULL;
-	WI_TRY(wi_json_parse_object((const char *)ctext, ctext_len, "JWT claims", &claims));
+	if (!claims)
+		WI_TRY(wi_json_parse_object((const char *)ctext, ctext_len, "JWT claims", &claims));
 	*ret_header = TAKE_PTR(hdr);
 	*ret_claims = TAKE_PTR(claims);
 	return 0;
+}
+
+int wi_jws_verify(const char *token, size_t len, const wi_jwks *keys, const wi_jws_verify_opts *opts,
+		  json_t **ret_header, json_t **ret_claims)
+{
+	WI_CHECK(keys != NULL, WI_E_INVAL, "jws verify: NULL argument");
+	return verify_impl(token, len, keys, NULL, NULL, opts, ret_header, ret_claims);
+}
+
+int wi_jws_verify_pick(const char *token, size_t len, wi_jws_pick_keys_fn pick, void *ctx,
+		       const wi_jws_verify_opts *opts, json_t **ret_header, json_t **ret_claims)
+{
+	WI_CHECK(pick != NULL, WI_E_INVAL, "jws verify: NULL argument");
+	return verify_impl(token, len, NULL, pick, ctx, opts, ret_header, ret_claims);
 }

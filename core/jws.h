@@ -54,4 +54,19 @@ typedef struct wi_jws_verify_opts {
 int wi_jws_verify(const char *token, size_t len, const wi_jwks *keys, const wi_jws_verify_opts *opts,
 		  json_t **ret_header, json_t **ret_claims) WI_WUR;
 
+/* Chooses the key set, and the algorithms allowed with it, for a token from
+ * its parsed but unverified header and claims (e.g. by `iss` and `kid`):
+ * they only say which keys to try.  On 0, *ret_keys is a key set that `ctx`
+ * keeps alive until wi_jws_verify_pick returns and *ret_algs WI_JWS_* bits
+ * (0: the opts' allow-list); an error is returned by wi_jws_verify_pick as
+ * it is. */
+typedef int (*wi_jws_pick_keys_fn)(void *ctx, const json_t *header, const json_t *claims, const wi_jwks **ret_keys,
+				   unsigned *ret_algs);
+
+/* wi_jws_verify with the key set chosen by `pick`.  The header and claims
+ * are decoded and parsed once (under the same bounds) and returned only if
+ * the signature verifies; errors as wi_jws_verify, plus pick's own. */
+int wi_jws_verify_pick(const char *token, size_t len, wi_jws_pick_keys_fn pick, void *ctx,
+		       const wi_jws_verify_opts *opts, json_t **ret_header, json_t **ret_claims) WI_WUR;
+
 #endif

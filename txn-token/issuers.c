@@ -272,34 +272,31 @@ static int current_keys(issuer *is, const atomic_llong *abort_at, const char *ne
 	return 0;
 }
 
-/* Reads `iss` and the header's `kid` without trusting them: they only choose
- * which issuer's keys to try. */
-static int peek(const char *token, size_t len, char **ret_iss, char **ret_kid)
+/* Chooses the issuer by the token's `iss` and its keys by the header's
+ * `kid`, neither trusted: they only pick the keys to try; the verified claims
+ * are checked against the issuer afterwards. */
+typedef struct pick_ctx {
+	wi_issuers *s;
+	time_t now;
+	issuer *is;   /* out */
+	wi_jwks *keys; /* out, referenced */
+} pick_ctx;
+
+static int pick_keys(void *ctx, const json_t *hdr, const json_t *claims, const wi_jwks **ret_keys,
+		     unsigned *ret_algs)
 {
-	/* len <= WI_JWT_MAX_LEN: checked by the caller before hashing */
-	const char *d1 = memchr(token, '.', len);
-	WI_CHECK(d1, WI_E_PARSE, "token is not a compact JWS");
-	const char *d2 = memchr(d1 + 1, '.', (size_t)(token + len - d1 - 1));
-	WI_CHECK(d2, WI_E_PARSE, "token is not a compact JWS");
-	_cleanup_(freep) uint8_t *h = NULL;
-	_cleanup_(freep) uint8_t *c = NULL;
-	size_t hl, cl;
-	WI_TRY(wi_b64url_decode(token, (size_t)(d1 - token), WI_JWT_MAX_LEN, &h, &hl));
-	WI_TRY(wi_b64url_decode(d1 + 1, (size_t)(d2 - d1 - 1), WI_JWT_MAX_LEN, &c, &cl));
-	json_auto_t *hdr = NULL;
-	json_auto_t *claims = NULL;
-	WI_TRY(wi_json_parse_object((const char *)h, hl, "JWS header", &hdr));
-	WI_TRY(wi_json_parse_object((const char *)c, cl, "JWT claims", &claims));
+	pick_ctx *p = ctx;
 	const char *iss = wi_jwt_string_claim(claims, "iss");
 	WI_CHECK(iss, WI_E_INVAL, "iss claim is missing");
-	const char *kid = wi_jwt_string_claim(hdr, "kid");
-	*ret_iss = strdup(iss);
-	*ret_kid = kid ? strdup(kid) : NULL;
-	if (!*ret_iss || (kid && !*ret_kid)) {
-		free(*ret_iss);
-		free(*ret_kid);
-		WI_FAIL(WI_E_NOMEM, "allocation");
-	}
+	issuer *is = NULL;
+	for (size_t i = 0; i < p->s->n && !is; i++)
+		if (strcmp(p->s->v[i]->cfg->issuer, iss) == 0)
+			is = p->s->v[i];
+	WI_CHECK(is, WI_E_INVAL, "issuer is not trusted");
+	WI_TRY(current_keys(is, &p->s->abort_at_ms, wi_jwt_string_claim(hdr, "kid"), p->now, &p->keys));
+	p->is = is;
+	*ret_keys = p->keys;
+	*ret_algs = is->cfg->algorithms;
 	return 0;
 }
 
@@ -344,23 +341,18 @@ int wi_issuers_verify(wi_issuers *s, const char *token, time_t now, const wi_iss
 	if (digested && verified_before(s, digest, now, ret_issuer, ret_claims))
 		return 0;
 
-	_cleanup_(freep) char *iss = NULL;
-	_cleanup_(freep) char *kid = NULL;
-	WI_TRY(peek(token, len, &iss, &kid));
-	issuer *is = NULL;
-	for (size_t i = 0; i < s->n && !is; i++)
-		if (strcmp(s->v[i]->cfg->issuer, iss) == 0)
-			is = s->v[i];
-	WI_CHECK(is, WI_E_INVAL, "issuer is not trusted");
-	_cleanup_(wi_jwks_unrefp) wi_jwks *keys = NULL;
-	WI_TRY(current_keys(is, &s->abort_at_ms, kid, now, &keys));
-	wi_jws_verify_opts opts = {.allowed_algs = is->cfg->algorithms, .max_token_len = WI_JWT_MAX_LEN};
+	pick_ctx pc = {.s = s, .now = now};
 	json_auto_t *hdr = NULL;
 	json_auto_t *claims = NULL;
-	WI_TRY(wi_jws_verify(token, len, keys, &opts, &hdr, &claims));
-	/* The verified claims must name the same issuer we chose keys for. */
-	const char *viss = wi_jwt_string_claim(claims, "iss");
-	WI_CHECK(viss && strcmp(viss, is->cfg->issuer) == 0, WI_E_INVAL, "issuer mismatch");
+	/* The algorithm allow-list is the chosen issuer's (pick_keys). */
+	wi_jws_verify_opts opts = {.max_token_len = WI_JWT_MAX_LEN};
+	int rc = wi_jws_verify_pick(token, len, pick_keys, &pc, &opts, &hdr, &claims);
+	_cleanup_(wi_jwks_unrefp) wi_jwks *keys = pc.keys;
+	if (rc < 0)
+		return rc;
+	/* The issuer was chosen from these very claims (one parse), and they
+	 * verified under its keys. */
+	issuer *is = pc.is;
 	if (is->cfg->token_type) {
 		/* RFC 8725 §3.11 / RFC 9068 §2.1: explicit typing, case-insensitive,
 		 * with or without the "application/" prefix. */

@@ -930,6 +930,214 @@ static void test_jws_sign_verify_es256(void **state)
 	wi_signer_free(s);
 }
 
+/* The decoded protected header of a compact JWS (caller frees). */
+static char *header_of(const char *t)
+{
+	const char *d1 = strchr(t, '.');
+	assert_non_null(d1);
+	uint8_t *hb = NULL;
+	size_t hlen = 0;
+	assert_int_equal(wi_b64url_decode(t, (size_t)(d1 - t), 1024, &hb, &hlen), 0);
+	return (char *)hb;
+}
+
+/* Each thread remembers the header of its last (alg, kid, typ): every change
+ * of kid or typ, and kids too long to remember, must still give exactly the
+ * header asked for. */
+static void test_jws_sign_header_per_kid_and_typ(void **state)
+{
+	(void)state;
+	wi_signer *s = signer_for(k_ec);
+	json_t *claims = json_pack("{s:s}", "sub", SUB);
+	char long_kid[201];
+	memset(long_kid, 'k', 200);
+	long_kid[200] = '\0';
+	struct {
+		const char *kid, *typ, *want;
+	} seq[] = {
+		{"ec", "JWT", "{\"alg\":\"ES256\",\"kid\":\"ec\",\"typ\":\"JWT\"}"},
+		{"ec", "JWT", "{\"alg\":\"ES256\",\"kid\":\"ec\",\"typ\":\"JWT\"}"},
+		{"ec", NULL, "{\"alg\":\"ES256\",\"kid\":\"ec\"}"},
+		{"ec", "", "{\"alg\":\"ES256\",\"kid\":\"ec\",\"typ\":\"\"}"},
+		{"ec", "txn_token", "{\"alg\":\"ES256\",\"kid\":\"ec\",\"typ\":\"txn_token\"}"},
+		{"ec2", "txn_token", "{\"alg\":\"ES256\",\"kid\":\"ec2\",\"typ\":\"txn_token\"}"},
+		{"e\"c", NULL, "{\"alg\":\"ES256\",\"kid\":\"e\\\"c\"}"},
+		{"ec", "JWT", "{\"alg\":\"ES256\",\"kid\":\"ec\",\"typ\":\"JWT\"}"},
+	};
+	for (size_t i = 0; i < sizeof(seq) / sizeof(seq[0]); i++) {
+		char *t = NULL;
+		assert_int_equal(wi_jws_sign(s, seq[i].kid, seq[i].typ, claims, &t), 0);
+		char *h = header_of(t);
+		if (strcmp(h, seq[i].want) != 0)
+			fail_msg("step %zu: header %s, want %s", i, h, seq[i].want);
+		free(h);
+		free(t);
+	}
+	/* Too long to remember: built every time, still exact. */
+	for (int i = 0; i < 2; i++) {
+		char *t = NULL;
+		assert_int_equal(wi_jws_sign(s, long_kid, "JWT", claims, &t), 0);
+		char *h = header_of(t);
+		json_t *hj = json_loads(h, 0, NULL);
+		assert_non_null(hj);
+		assert_string_equal(json_string_value(json_object_get(hj, "kid")), long_kid);
+		json_decref(hj);
+		free(h);
+		free(t);
+	}
+	/* A kid that is not UTF-8 is refused even right after a good one. */
+	char *t = NULL, *none = (char *)0x1;
+	assert_int_equal(wi_jws_sign(s, "ec", "JWT", claims, &t), 0);
+	assert_int_equal(wi_jws_sign(s, "ec\xff", "JWT", claims, &none), WI_E_INVAL);
+	assert_int_equal(wi_jws_sign(s, "ec", "JWT\xff", claims, &none), WI_E_INVAL);
+	assert_ptr_equal(none, (char *)0x1);
+	free(t);
+	json_decref(claims);
+	wi_signer_free(s);
+}
+
+/* Claims larger than the on-stack serialisation buffer take the heap path;
+ * claims past WI_JWT_MAX_LEN are refused. */
+static void test_jws_sign_large_claims(void **state)
+{
+	(void)state;
+	wi_signer *s = signer_for(k_ec);
+	char *big = malloc(9001);
+	memset(big, 'x', 9000);
+	big[9000] = '\0';
+	json_t *claims = json_pack("{s:s, s:s}", "sub", SUB, "pad", big);
+	char *t = NULL;
+	assert_int_equal(wi_jws_sign(s, "ec", "JWT", claims, &t), 0);
+	json_t *h = NULL, *c = NULL;
+	wi_jws_verify_opts o = {.max_token_len = 32 * 1024};
+	assert_int_equal(wi_jws_verify(t, strlen(t), g_set, &o, &h, &c), 0);
+	assert_true(json_equal(c, claims));
+	json_decref(h);
+	json_decref(c);
+	free(t);
+	json_decref(claims);
+	char *huge = malloc(WI_JWT_MAX_LEN + 2);
+	memset(huge, 'y', WI_JWT_MAX_LEN + 1);
+	huge[WI_JWT_MAX_LEN + 1] = '\0';
+	claims = json_pack("{s:s}", "pad", huge);
+	char *none = (char *)0x1;
+	assert_int_equal(wi_jws_sign(s, "ec", "JWT", claims, &none), WI_E_TOO_BIG);
+	assert_ptr_equal(none, (char *)0x1);
+	json_decref(claims);
+	free(huge);
+	free(big);
+	wi_signer_free(s);
+}
+
+static void test_b64url_encode_into_bounds(void **state)
+{
+	(void)state;
+	char out[16];
+	size_t n = 99;
+	/* "foobar" needs 8 + NUL: 9 bytes. */
+	assert_int_equal(WI_B64URL_ENCODE_CAP(6), 9);
+	assert_int_equal(wi_b64url_encode_into((const uint8_t *)"foobar", 6, out, 9, &n), 0);
+	assert_string_equal(out, "Zm9vYmFy");
+	assert_int_equal(n, 8);
+	memset(out, '#', sizeof(out));
+	n = 99;
+	assert_int_equal(wi_b64url_encode_into((const uint8_t *)"foobar", 6, out, 8, &n), WI_E_TOO_BIG);
+	assert_int_equal(n, 99);
+	assert_int_equal(out[0], '#');
+	/* "fooba" pads to 8 characters, so needs 9 bytes even though the
+	 * result is 7. */
+	assert_int_equal(wi_b64url_encode_into((const uint8_t *)"fooba", 5, out, 8, &n), WI_E_TOO_BIG);
+	assert_int_equal(wi_b64url_encode_into((const uint8_t *)"fooba", 5, out, 9, &n), 0);
+	assert_string_equal(out, "Zm9vYmE");
+	assert_int_equal(wi_b64url_encode_into(NULL, 0, out, 1, &n), 0);
+	assert_string_equal(out, "");
+	assert_int_equal(n, 0);
+}
+
+typedef struct picker {
+	int calls;
+	int fail;	  /* error to return, 0 for none */
+	unsigned algs;	  /* returned allow-list */
+	const wi_jwks *keys;
+	char iss[64], kid[16];
+} picker;
+
+static int pick_for_test(void *ctx, const json_t *hdr, const json_t *claims, const wi_jwks **ret_keys,
+			 unsigned *ret_algs)
+{
+	picker *p = ctx;
+	p->calls++;
+	const char *iss = json_string_value(json_object_get(claims, "iss"));
+	const char *kid = json_string_value(json_object_get(hdr, "kid"));
+	snprintf(p->iss, sizeof(p->iss), "%s", iss ? iss : "");
+	snprintf(p->kid, sizeof(p->kid), "%s", kid ? kid : "");
+	if (p->fail)
+		return wi__error_set(p->fail, __FILE__, __LINE__, "picker says no");
+	*ret_keys = p->keys;
+	*ret_algs = p->algs;
+	return 0;
+}
+
+/* The picker sees the parsed, unverified header and claims; what it returns
+ * (keys, algorithms, error) decides, and the claims come back only verified. */
+static void test_jws_verify_pick(void **state)
+{
+	(void)state;
+	wi_signer *s = signer_for(k_ec);
+	json_t *claims = json_pack("{s:s, s:s}", "iss", "https://idp.example", "sub", SUB);
+	char *t = NULL;
+	assert_int_equal(wi_jws_sign(s, "ec", "JWT", claims, &t), 0);
+	json_t *h = NULL, *c = NULL;
+
+	picker p = {.keys = g_set};
+	assert_int_equal(wi_jws_verify_pick(t, strlen(t), pick_for_test, &p, NULL, &h, &c), 0);
+	assert_int_equal(p.calls, 1);
+	assert_string_equal(p.iss, "https://idp.example");
+	assert_string_equal(p.kid, "ec");
+	assert_true(json_equal(c, claims));
+	assert_string_equal(json_string_value(json_object_get(h, "kid")), "ec");
+	json_decref(h);
+	json_decref(c);
+
+	/* The picker's allow-list replaces the caller's. */
+	h = c = (json_t *)0x1;
+	picker rs_only = {.keys = g_set, .algs = WI_JWS_RS256};
+	assert_int_equal(wi_jws_verify_pick(t, strlen(t), pick_for_test, &rs_only, NULL, &h, &c), WI_E_INVAL);
+	wi_jws_verify_opts es_only = {.allowed_algs = WI_JWS_ES256};
+	picker rs_only2 = {.keys = g_set, .algs = WI_JWS_RS256};
+	assert_int_equal(wi_jws_verify_pick(t, strlen(t), pick_for_test, &rs_only2, &es_only, &h, &c), WI_E_INVAL);
+	/* Its error is returned as it is. */
+	picker no = {.keys = g_set, .fail = WI_E_UNAVAILABLE};
+	assert_int_equal(wi_jws_verify_pick(t, strlen(t), pick_for_test, &no, NULL, &h, &c), WI_E_UNAVAILABLE);
+	expect_detail("picker says no");
+	/* A key set without the kid. */
+	wi_jwks *other = NULL;
+	assert_int_equal(wi_jwks_new(&other), 0);
+	assert_int_equal(wi_jwks_add(other, "rsa", k_rsa), 0);
+	picker wrong = {.keys = other};
+	assert_int_equal(wi_jws_verify_pick(t, strlen(t), pick_for_test, &wrong, NULL, &h, &c), WI_E_INVAL);
+	/* A tampered payload: parsed for the picker, never returned. */
+	char *bad = strdup(t);
+	char *d1 = strchr(bad, '.');
+	d1[1] = d1[1] == 'e' ? 'f' : 'e';
+	picker p2 = {.keys = g_set};
+	int r = wi_jws_verify_pick(bad, strlen(bad), pick_for_test, &p2, NULL, &h, &c);
+	assert_true(r == WI_E_CRYPTO || r == WI_E_PARSE);
+	/* Not a JWS: the picker is never called. */
+	picker p3 = {.keys = g_set};
+	assert_int_equal(wi_jws_verify_pick("a.b", 3, pick_for_test, &p3, NULL, &h, &c), WI_E_PARSE);
+	assert_int_equal(p3.calls, 0);
+	assert_ptr_equal(h, (json_t *)0x1);
+	assert_ptr_equal(c, (json_t *)0x1);
+	assert_int_equal(wi_jws_verify_pick(t, strlen(t), NULL, &p3, NULL, &h, &c), WI_E_INVAL);
+
+	free(bad);
+	wi_jwks_unref(other);
+	free(t);
+	json_decref(claims);
+	wi_signer_free(s);
+}
+
 static void test_jws_sign_verify_rs256(void **state)
 {
 	(void)state;
@@ -1623,6 +1831,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_b64url_rfc4648_vectors),
+		cmocka_unit_test(test_b64url_encode_into_bounds),
 		cmocka_unit_test(test_b64url_round_trip_vs_reference),
 		cmocka_unit_test(test_b64url_strict_rejects),
 		cmocka_unit_test(test_jwk_round_trips),
@@ -1633,6 +1842,9 @@ int main(void)
 		cmocka_unit_test(test_jwks_parse_rejects),
 		cmocka_unit_test(test_jwk_short_ec_coordinate),
 		cmocka_unit_test(test_jws_sign_verify_es256),
+		cmocka_unit_test(test_jws_sign_header_per_kid_and_typ),
+		cmocka_unit_test(test_jws_sign_large_claims),
+		cmocka_unit_test(test_jws_verify_pick),
 		cmocka_unit_test(test_jws_sign_verify_rs256),
 		cmocka_unit_test(test_jws_verify_hand_built),
 		cmocka_unit_test(test_jws_alg_none_and_hmac),
