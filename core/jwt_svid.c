@@ -9,9 +9,9 @@
 #include <string.h>
 
 #include <openssl/crypto.h>
-#include <openssl/rand.h>
 
 #include "core/b64url.h"
+#include "core/rand.h"
 #include "core/cleanup.h"
 #include "core/jws.h"
 #include "core/jwt_claims.h"
@@ -60,7 +60,7 @@ int wi_jwt_svid_mint(wi_signer *signer, const char *kid, const char *spiffe_id, 
 	WI_CHECK(now > 0, WI_E_INVAL, "jwt-svid mint: invalid time");
 
 	uint8_t jti_raw[JTI_BYTES];
-	WI_CHECK_SSL(RAND_bytes(jti_raw, sizeof(jti_raw)) == 1, "jwt-svid mint: random jti");
+	WI_TRY(wi_rand_id_bytes(jti_raw, sizeof(jti_raw)));
 	_cleanup_(freep) char *jti = NULL;
 	size_t jti_len = 0;
 	WI_TRY(wi_b64url_encode(jti_raw, sizeof(jti_raw), &jti, &jti_len));

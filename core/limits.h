@@ -75,6 +75,11 @@
 /* Listen backlog of the Unix sockets. */
 #define WI_LISTEN_BACKLOG 512
 
+/* Random identifiers (core/rand.h): bytes drawn from OpenSSL per refill of
+ * a thread's buffer, and the most one call takes. */
+#define WI_RAND_ID_POOL 512
+#define WI_RAND_ID_MAX 64
+
 /* JWT: largest token accepted (JWT-SVID validation, subject tokens). */
 #define WI_JWT_MAX_LEN (16u * 1024u)
 /* Clock-skew leeway for exp/nbf/iat checks, seconds. */

@@ -6,10 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/rand.h>
 #include <openssl/sha.h>
 
 #include "core/b64url.h"
+#include "core/rand.h"
 #include "core/buf.h"
 #include "core/cleanup.h"
 #include "core/json.h"
@@ -162,7 +162,7 @@ static char *scopes_join(const scopes *s)
 static int random_id(char **ret)
 {
 	uint8_t r[16];
-	WI_CHECK_SSL(RAND_bytes(r, sizeof(r)) == 1, "RAND_bytes");
+	WI_TRY(wi_rand_id_bytes(r, sizeof(r)));
 	size_t len;
 	return wi_b64url_encode(r, sizeof(r), ret, &len);
 }

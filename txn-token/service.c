@@ -9,11 +9,11 @@
 #include <string.h>
 #include <time.h>
 
-#include <openssl/rand.h>
 
 #include "core/b64url.h"
 #include "core/cleanup.h"
 #include "core/jws.h"
+#include "core/rand.h"
 #include "core/jwt_claims.h"
 #include "core/jwt_svid.h"
 #include "core/limits.h"
@@ -416,7 +416,7 @@ static void do_dev_user_token(wi_tts *t, const wi_form *f, const caller *c, wi_h
 	uint8_t r[16];
 	char *jti = NULL;
 	size_t jl;
-	if (RAND_bytes(r, sizeof(r)) != 1 || wi_b64url_encode(r, sizeof(r), &jti, &jl) < 0) {
+	if (wi_rand_id_bytes(r, sizeof(r)) < 0 || wi_b64url_encode(r, sizeof(r), &jti, &jl) < 0) {
 		refuse(t, resp, "/dev/user-token", c->id, 500, "server_error", "no randomness");
 		return;
 	}
