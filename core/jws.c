@@ -242,9 +242,9 @@ int wi_jws_sign(wi_signer *signer, const char *kid, const char *typ, const json_
 
 	/* One allocation for the whole token: b64(header) '.' b64(payload) '.'
 	 * b64(signature), each part encoded in place. */
+	WI_CHECK(ctext_len <= WI_JWT_MAX_LEN, WI_E_TOO_BIG, "jws sign: claims of %zu bytes", ctext_len);
 	size_t c64_cap = WI_B64URL_ENCODE_CAP(ctext_len);
 	size_t s64_cap = WI_B64URL_ENCODE_CAP(WI_JWS_SIG_MAX);
-	WI_CHECK(ctext_len <= WI_JWT_MAX_LEN, WI_E_TOO_BIG, "jws sign: claims of %zu bytes", ctext_len);
 	size_t cap = h64_len + 1 + c64_cap + 1 + s64_cap;
 	_cleanup_(freep) char *out = malloc(cap);
 	WI_CHECK_ALLOC(out);
@@ -603,13 +603,11 @@ static int verify_impl(const char *token, size_t len, const wi_jwks *keys, wi_jw
 int wi_jws_verify(const char *token, size_t len, const wi_jwks *keys, const wi_jws_verify_opts *opts,
 		  json_t **ret_header, json_t **ret_claims)
 {
-	WI_CHECK(keys != NULL, WI_E_INVAL, "jws verify: NULL argument");
 	return verify_impl(token, len, keys, NULL, NULL, opts, ret_header, ret_claims);
 }
 
 int wi_jws_verify_pick(const char *token, size_t len, wi_jws_pick_keys_fn pick, void *ctx,
 		       const wi_jws_verify_opts *opts, json_t **ret_header, json_t **ret_claims)
 {
-	WI_CHECK(pick != NULL, WI_E_INVAL, "jws verify: NULL argument");
 	return verify_impl(token, len, NULL, pick, ctx, opts, ret_header, ret_claims);
 }

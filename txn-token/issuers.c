@@ -273,8 +273,9 @@ static int current_keys(issuer *is, const atomic_llong *abort_at, const char *ne
 }
 
 /* Chooses the issuer by the token's `iss` and its keys by the header's
- * `kid`, neither trusted: they only pick the keys to try; the verified claims
- * are checked against the issuer afterwards. */
+ * `kid`, neither trusted: they only pick the keys (and algorithms) to try,
+ * and the claims come back from wi_jws_verify_pick only if those keys
+ * verify them. */
 typedef struct pick_ctx {
 	wi_issuers *s;
 	time_t now;
