@@ -309,6 +309,18 @@ static void test_subject_token_errors(void **state)
 	char *wrong_iss = user_token("https://evil.test", "wimsed", "read", F.now, F.now + 300);
 	expect_err(&c, form_of(BASE_FORM("read", wrong_iss, WI_TOKEN_TYPE_ACCESS), NULL), 400, "invalid_request",
 		   "not trusted");
+	/* Signed by the trusted IdP's key, but without a usable iss: the key
+	 * set cannot be chosen, so the signature is never looked at. */
+	json_t *no_iss = json_pack("{s:s, s:s, s:I, s:s}", "sub", "alice", "aud", "wimsed", "exp", (json_int_t)F.now + 300,
+				   "scope", "read");
+	json_t *num_iss = json_pack("{s:i, s:s, s:s, s:I, s:s}", "iss", 7, "sub", "alice", "aud", "wimsed", "exp",
+				    (json_int_t)F.now + 300, "scope", "read");
+	char *t_no_iss = NULL, *t_num_iss = NULL;
+	assert_int_equal(wi_jws_sign(F.idp_signer, F.idp_kid, "at+jwt", no_iss, &t_no_iss), 0);
+	assert_int_equal(wi_jws_sign(F.idp_signer, F.idp_kid, "at+jwt", num_iss, &t_num_iss), 0);
+	expect_err(&c, form_of(BASE_FORM("read", t_no_iss, WI_TOKEN_TYPE_ACCESS), NULL), 400, "invalid_request", "iss");
+	expect_err(&c, form_of(BASE_FORM("read", t_num_iss, WI_TOKEN_TYPE_ACCESS), NULL), 400, "invalid_request", "iss");
+	json_decref(no_iss), json_decref(num_iss), free(t_no_iss), free(t_num_iss);
 	/* alg none, unsigned */
 	char *h = NULL, *b = NULL;
 	size_t l;
