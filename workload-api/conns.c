@@ -182,11 +182,13 @@ int wi__conns_lookup(wi__conns *t, const char *grpc_peer, wi__conn **ret)
 	WI_CHECK(errno == 0 && *end == '\0' && end != grpc_peer + 3 && fd >= 0, WI_E_UNAUTHENTICATED,
 		 "unexpected gRPC peer \"%.40s\"", grpc_peer);
 	pthread_mutex_lock(&t->lock);
+	/* No fstat here: a call holds its transport, and so its fd, open while it
+	 * runs, so by_fd[fd] is this call's socket.  A record whose socket closed
+	 * was either replaced by wi__conns_add (accept reused the number) or is
+	 * stale and swept later; a call cannot be on a closed fd. */
 	wi__conn *c = (size_t)fd < t->cap ? t->by_fd[fd] : NULL;
-	if (c && same_socket(c->fd, c->ino))
+	if (c)
 		c->refs++;
-	else
-		c = NULL;
 	pthread_mutex_unlock(&t->lock);
 	WI_CHECK(c, WI_E_UNAUTHENTICATED, "no connection record for %s", grpc_peer);
 	*ret = c;

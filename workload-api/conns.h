@@ -3,9 +3,10 @@
  *
  * A record is replaced when accept() hands out the same fd number again
  * (which proves the old socket was closed), and dropped by a sweep when the fd
- * no longer refers to the socket inode we accepted.  A lookup re-checks the
- * inode, so a call is never attributed to another connection.  A call holds
- * its transport (and so its fd) open while it runs. */
+ * no longer refers to the socket inode we accepted.  A call holds its
+ * transport (and so its fd) open while it runs, so the record found for a
+ * running call's "fd:<n>" is that call's connection: a lookup costs no
+ * syscall. */
 #ifndef WI_WORKLOAD_API_CONNS_H
 #define WI_WORKLOAD_API_CONNS_H
 

@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <cmocka.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -74,10 +75,62 @@ static void test_count_follows_adds_and_sweeps(void **state)
 	wi__conns_free(t);
 }
 
+static void lookup_fails(wi__conns *t, const char *grpc_peer)
+{
+	wi__conn *c = (wi__conn *)0x1;
+	assert_int_equal(wi__conns_lookup(t, grpc_peer, &c), WI_E_UNAUTHENTICATED);
+	assert_ptr_equal(c, (wi__conn *)0x1); /* untouched on failure */
+}
+
+static void test_lookup_finds_the_record_for_the_fd(void **state)
+{
+	(void)state;
+	wi__conns *t = NULL;
+	assert_int_equal(wi__conns_new(&t), 0);
+	int other = -1, fd = conn_pair(&other);
+	add_conn(t, fd);
+	char name[32];
+	snprintf(name, sizeof(name), "fd:%d", fd);
+	wi__conn *c = NULL;
+	assert_int_equal(wi__conns_lookup(t, name, &c), 0);
+	assert_non_null(c);
+	assert_int_equal(c->fd, fd);
+	assert_int_equal(wi_peer_pid(c->peer), getpid());
+	/* Peer strings that are not ours are refused, never guessed at. */
+	lookup_fails(t, NULL);
+	lookup_fails(t, "");
+	lookup_fails(t, "fd:");
+	lookup_fails(t, "fd:-1");
+	lookup_fails(t, "fd:12x");
+	lookup_fails(t, "fd:99999999999999999999999");
+	lookup_fails(t, "ipv4:127.0.0.1:1");
+	lookup_fails(t, "unix:/run/x");
+	lookup_fails(t, "fd:100000"); /* beyond the table */
+	/* A held record outlives the sweep that drops it from the table. */
+	close(fd);
+	close(other);
+	assert_int_equal(wi__conns_sweep(t), 0);
+	lookup_fails(t, name);
+	assert_int_equal(wi_peer_pid(c->peer), getpid());
+	wi__conns_release(t, c);
+	/* accept() reusing the number: the lookup finds the new connection. */
+	int fd2 = conn_pair(&other);
+	assert_int_equal(fd2, fd);
+	add_conn(t, fd2);
+	wi__conn *c2 = NULL;
+	assert_int_equal(wi__conns_lookup(t, name, &c2), 0);
+	assert_int_equal(c2->fd, fd2);
+	wi__conns_release(t, c2);
+	close(fd2);
+	close(other);
+	wi__conns_free(t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_count_follows_adds_and_sweeps),
+		cmocka_unit_test(test_lookup_finds_the_record_for_the_fd),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
