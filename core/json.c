@@ -2,6 +2,10 @@
 #include "core/json.h"
 
 #include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
 
 #include "core/limits.h"
 
@@ -77,5 +81,60 @@ int wi_json_parse_document(const char *s, size_t len, const char *what, json_t *
 		WI_FAIL(WI_E_PARSE, "%s is not a JSON object or array", what);
 	}
 	*ret = j;
+	return 0;
+}
+
+int wi_json_dump_into(const json_t *j, size_t flags, char *buf, size_t cap, char **ret_heap, const char **ret_text,
+		      size_t *ret_len)
+{
+	WI_CHECK(j, WI_E_INVAL, "JSON serialisation: no value");
+	size_t n = json_dumpb(j, buf, cap, flags);
+	WI_CHECK(n > 0, WI_E_NOMEM, "JSON serialisation");
+	if (n <= cap) {
+		*ret_text = buf;
+		*ret_len = n;
+		return 0;
+	}
+	OPENSSL_cleanse(buf, cap); /* the partial text */
+	char *heap = malloc(n);
+	WI_CHECK_ALLOC(heap);
+	if (json_dumpb(j, heap, n, flags) != n) {
+		OPENSSL_cleanse(heap, n);
+		free(heap);
+		WI_FAIL(WI_E_INTERNAL, "JSON serialisation changed size");
+	}
+	*ret_heap = heap;
+	*ret_text = heap;
+	*ret_len = n;
+	return 0;
+}
+
+/* Most bodies (a token response, an introspection reply) fit here. */
+#define DUMP_STACK_CAP 4096
+
+int wi_json_dump_alloc(const json_t *j, size_t flags, char **ret, size_t *ret_len)
+{
+	WI_CHECK(j, WI_E_INVAL, "JSON serialisation: no value");
+	char buf[DUMP_STACK_CAP];
+	size_t n = json_dumpb(j, buf, sizeof(buf), flags);
+	WI_CHECK(n > 0, WI_E_NOMEM, "JSON serialisation");
+	size_t held = n < sizeof(buf) ? n : sizeof(buf);
+	char *out = malloc(n + 1);
+	if (!out) {
+		OPENSSL_cleanse(buf, held);
+		WI_FAIL(WI_E_NOMEM, "allocation");
+	}
+	if (n <= sizeof(buf)) {
+		memcpy(out, buf, n);
+	} else if (json_dumpb(j, out, n, flags) != n) {
+		OPENSSL_cleanse(buf, held);
+		OPENSSL_cleanse(out, n);
+		free(out);
+		WI_FAIL(WI_E_INTERNAL, "JSON serialisation changed size");
+	}
+	OPENSSL_cleanse(buf, held);
+	out[n] = '\0';
+	*ret = out;
+	*ret_len = n;
 	return 0;
 }

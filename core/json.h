@@ -1,5 +1,6 @@
 /* core/json.h — strict parsing of untrusted JSON objects (JOSE headers and
- * claims, JWK Sets, admin API bodies).
+ * claims, JWK Sets, admin API bodies), and serialisation without stray
+ * copies for texts that carry secrets.
  *
  * jansson alone accepts duplicate member names (the last one wins) and nests
  * up to 2048 levels.  RFC 7515 §4 and RFC 7519 §4 let a parser either refuse
@@ -24,5 +25,16 @@ int wi_json_parse_object(const char *s, size_t len, const char *what, json_t **r
 /* The same checks, for a document that is an object or an array (the admin
  * API's entry import takes either). */
 int wi_json_parse_document(const char *s, size_t len, const char *what, json_t **ret) WI_WUR;
+
+/* Serialises `j` into buf[0..cap) when it fits, else into a malloc'd
+ * *ret_heap (the caller frees it); *ret_text and *ret_len say which holds the
+ * text (not NUL-terminated).  One pass when it fits, two when not. */
+int wi_json_dump_into(const json_t *j, size_t flags, char *buf, size_t cap, char **ret_heap, const char **ret_text,
+		      size_t *ret_len) WI_WUR;
+/* Serialises `j` into a new NUL-terminated string of exactly its size
+ * (*ret_len bytes before the NUL).  Unlike json_dumps, which grows a buffer by
+ * reallocation and frees it after copying, no copy of the text is left in
+ * freed or stack memory: use it for bodies that carry a token. */
+int wi_json_dump_alloc(const json_t *j, size_t flags, char **ret, size_t *ret_len) WI_WUR;
 
 #endif

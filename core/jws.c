@@ -147,30 +147,6 @@ static bool hdr_cache_hit(const hdr_cache *h, const char *alg, const char *kid, 
 	       (typ == NULL || strcmp(h->typ, typ) == 0);
 }
 
-/* Serialises `j` into `buf` when it fits, else into a malloc'd *ret_heap;
- * *ret_text points at whichever holds it. */
-static int dump_into(const json_t *j, size_t flags, char *buf, size_t cap, char **ret_heap, const char **ret_text,
-		     size_t *ret_len)
-{
-	size_t n = json_dumpb(j, buf, cap, flags);
-	WI_CHECK(n > 0, WI_E_NOMEM, "jws sign: JSON serialisation");
-	if (n <= cap) {
-		*ret_text = buf;
-		*ret_len = n;
-		return 0;
-	}
-	char *heap = malloc(n);
-	WI_CHECK_ALLOC(heap);
-	if (json_dumpb(j, heap, n, flags) != n) {
-		free(heap);
-		WI_FAIL(WI_E_INTERNAL, "jws sign: JSON serialisation changed size");
-	}
-	*ret_heap = heap;
-	*ret_text = heap;
-	*ret_len = n;
-	return 0;
-}
-
 /* The base64url protected header {"alg","kid","typ"} (sorted, compact),
  * from this thread's cache or built (and cached when it fits). */
 static int header_b64(const char *alg, const char *kid, const char *typ, char **ret_heap, const char **ret_b64,
@@ -196,7 +172,7 @@ static int header_b64(const char *alg, const char *kid, const char *typ, char **
 	const char *t = NULL;
 	size_t tl = 0;
 	/* Deterministic: sorted and compact. */
-	WI_TRY(dump_into(hdr, JSON_COMPACT | JSON_SORT_KEYS, text, sizeof(text), &heap_text, &t, &tl));
+	WI_TRY(wi_json_dump_into(hdr, JSON_COMPACT | JSON_SORT_KEYS, text, sizeof(text), &heap_text, &t, &tl));
 	bool cacheable = strlen(kid) <= HDR_KID_MAX && (!typ || strlen(typ) <= HDR_TYP_MAX) &&
 			 WI_B64URL_ENCODE_CAP(tl) <= sizeof(c->b64);
 	if (cacheable) {
@@ -238,7 +214,7 @@ int wi_jws_sign(wi_signer *signer, const char *kid, const char *typ, const json_
 	_cleanup_(freep) char *c_heap = NULL;
 	const char *ctext = NULL;
 	size_t ctext_len = 0;
-	WI_TRY(dump_into(claims, JSON_COMPACT, ctext_buf, sizeof(ctext_buf), &c_heap, &ctext, &ctext_len));
+	WI_TRY(wi_json_dump_into(claims, JSON_COMPACT, ctext_buf, sizeof(ctext_buf), &c_heap, &ctext, &ctext_len));
 
 	/* One allocation for the whole token: b64(header) '.' b64(payload) '.'
 	 * b64(signature), each part encoded in place. */

@@ -12,6 +12,7 @@
 
 #include "core/b64url.h"
 #include "core/cleanup.h"
+#include "core/json.h"
 #include "core/jws.h"
 #include "core/rand.h"
 #include "core/jwt_claims.h"
@@ -88,9 +89,13 @@ static wi_registry *registry(wi_tts *t)
 
 static void reply_json(wi_http_response *resp, int status, json_t *body, bool no_store)
 {
-	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	/* The body may carry the issued token: serialise it with no stray copy
+	 * (the server cleanses resp->body once sent). */
+	char *text = NULL;
+	size_t len = 0;
+	int r = body ? wi_json_dump_alloc(body, JSON_COMPACT, &text, &len) : WI_E_NOMEM;
 	json_decref(body);
-	if (!text) {
+	if (r < 0) {
 		wi_log(WI_LOG_ERROR, "txn_reply_failed", "status=500 reason=\"out of memory\"");
 		wi_http_oauth_error(resp, 500, "server_error", "out of memory");
 		return;
@@ -98,7 +103,7 @@ static void reply_json(wi_http_response *resp, int status, json_t *body, bool no
 	resp->status = status;
 	resp->content_type = "application/json";
 	resp->body = text;
-	resp->body_len = strlen(text);
+	resp->body_len = len;
 	resp->no_store = no_store;
 }
 
