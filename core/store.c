@@ -461,16 +461,28 @@ static int put_locked(wi_store *s, wi_revocation_kind kind, const char *value, s
 
 int wi_store_put_revocation(wi_store *s, wi_revocation_kind kind, const char *value, time_t until)
 {
-	WI_CHECK(s != NULL, WI_E_INVAL, "store: NULL argument");
-	size_t len = 0;
-	WI_TRY(check_revocation(kind, value, &len));
-	WI_CHECK(until > 0, WI_E_INVAL, "revocation until %lld is not a time", (long long)until);
+	return wi_store_put_revocations(s, kind, &value, &until, 1);
+}
+
+int wi_store_put_revocations(wi_store *s, wi_revocation_kind kind, const char *const *values, const time_t *untils,
+			     size_t n)
+{
+	WI_CHECK(s != NULL && (n == 0 || (values != NULL && untils != NULL)), WI_E_INVAL, "store: NULL argument");
+	/* Everything checked before the transaction opens. */
+	for (size_t i = 0; i < n; i++) {
+		size_t len = 0;
+		WI_TRY(check_revocation(kind, values[i], &len));
+		WI_CHECK(untils[i] > 0, WI_E_INVAL, "revocation until %lld is not a time", (long long)untils[i]);
+	}
+	if (n == 0)
+		return 0;
 
 	/* Cleanups run in reverse: statement reset, rollback, then unlock. */
 	_cleanup_(wi_mutex_unlockp) pthread_mutex_t *locked = wi_mutex_lock(&s->lock);
 	_cleanup_(tx_rollbackp) wi_store *tx = NULL;
 	WI_TRY(tx_begin(s, &tx));
-	WI_TRY(put_locked(s, kind, value, len, until));
+	for (size_t i = 0; i < n; i++)
+		WI_TRY(put_locked(s, kind, values[i], strlen(values[i]), untils[i]));
 	WI_TRY(tx_commit(s, &tx));
 	return 0;
 }

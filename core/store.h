@@ -36,6 +36,10 @@ typedef enum wi_revocation_kind {
 /* Records a revocation in force until `until` (unix seconds; the longest
  * lifetime of a token it can affect).  Re-revoking extends `until`. */
 int wi_store_put_revocation(wi_store *s, wi_revocation_kind kind, const char *value, time_t until) WI_WUR;
+/* Records n revocations of one kind in one transaction (one fsync): all of
+ * them or, on any error, none.  values[i] is in force until untils[i]. */
+int wi_store_put_revocations(wi_store *s, wi_revocation_kind kind, const char *const *values, const time_t *untils,
+			     size_t n) WI_WUR;
 /* Calls fn for every revocation with until > now; stops early if fn returns
  * non-zero (returned as is).  fn runs with the store locked: it must not call
  * back into the store. */

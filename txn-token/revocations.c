@@ -148,14 +148,16 @@ static pthread_rwlock_t *rdlock(wi_revocations *r)
 }
 
 
-/* Makes room for one more entry (load factor at most 1), so that linking it
- * later cannot fail.  Called with write_lock held. */
-static int reserve(wi_revocations *r, set *st)
+/* Makes room for `extra` more entries (load factor at most 1), so that
+ * linking them later cannot fail.  Called with write_lock held. */
+static int reserve(wi_revocations *r, set *st, size_t extra)
 {
-	if (st->size < st->n_buckets)
+	if (st->size + extra <= st->n_buckets)
 		return 0;
-	size_t n = st->n_buckets ? st->n_buckets * 2 : BUCKETS_MIN;
-	WI_CHECK(n > st->n_buckets && n <= SIZE_MAX / sizeof(entry *), WI_E_TOO_BIG, "revocation table size");
+	size_t n = st->n_buckets ? st->n_buckets : BUCKETS_MIN;
+	while (n < st->size + extra && n <= SIZE_MAX / 2 / sizeof(entry *))
+		n *= 2;
+	WI_CHECK(n >= st->size + extra && n <= SIZE_MAX / sizeof(entry *), WI_E_TOO_BIG, "revocation table size");
 	entry **nb = calloc(n, sizeof(*nb));
 	WI_CHECK_ALLOC(nb);
 	/* Readers walk the chains: the rehash is a published change. */
@@ -211,7 +213,7 @@ static int prepare_entry(wi_revocations *r, set *st, const char *value, size_t l
 	*e = (entry){.hash = h, .len = len};
 	memcpy(e->value, value, len);
 	e->value[len] = '\0';
-	WI_TRY(reserve(r, st));
+	WI_TRY(reserve(r, st, 1));
 	*ret_found = NULL;
 	*ret_fresh = TAKE_PTR(e);
 	return 0;
@@ -305,21 +307,88 @@ wi_revocations *wi_revocations_free(wi_revocations *r)
 
 int wi_revocations_add(wi_revocations *r, wi_revocation_kind kind, const char *value, time_t until)
 {
-	WI_CHECK(r != NULL, WI_E_INVAL, "revocations: NULL argument");
-	size_t len = 0;
-	WI_TRY(check_value(kind, value, &len));
-	WI_CHECK(until > 0, WI_E_INVAL, "revocation until %lld is not a time", (long long)until);
+	return wi_revocations_add_many(r, kind, &value, &until, 1);
+}
+
+/* One value of a batch: its hash and length, and the entry made for it
+ * when the set did not hold it yet. */
+typedef struct batch_item {
+	uint64_t hash;
+	size_t len;
+	entry *fresh;
+} batch_item;
+
+typedef struct batch {
+	batch_item *items;
+	size_t n;
+} batch;
+
+static void batch_clear(batch *b)
+{
+	for (size_t i = 0; b->items && i < b->n; i++)
+		free(b->items[i].fresh);
+	free(b->items);
+}
+
+int wi_revocations_add_many(wi_revocations *r, wi_revocation_kind kind, const char *const *values,
+			    const time_t *untils, size_t n)
+{
+	WI_CHECK(r != NULL && (n == 0 || (values != NULL && untils != NULL)), WI_E_INVAL,
+		 "revocations: NULL argument");
+	WI_CHECK(n <= WI_REVOCATIONS_MAX, WI_E_TOO_BIG, "%zu revocations in one batch", n);
+	for (size_t i = 0; i < n; i++) {
+		size_t len = 0;
+		WI_TRY(check_value(kind, values[i], &len));
+		WI_CHECK(untils[i] > 0, WI_E_INVAL, "revocation until %lld is not a time", (long long)untils[i]);
+	}
+	if (n == 0)
+		return 0;
+	_cleanup_(batch_clear) batch b = {.items = calloc(n, sizeof(batch_item)), .n = n};
+	WI_CHECK_ALLOC(b.items);
 
 	_cleanup_(wi_mutex_unlockp) pthread_mutex_t *writing = wi_mutex_lock(&r->write_lock);
 	set *st = &r->sets[kind - 1];
-	entry *found = NULL;
-	_cleanup_(freep) entry *fresh = NULL;
-	WI_TRY(prepare_entry(r, st, value, len, &found, &fresh));
+	/* Everything that can fail, before the store write: an entry for each
+	 * value the set lacks (a value twice in the batch gets two; the second
+	 * finds the first when linking and is dropped), and room for them all. */
+	size_t n_fresh = 0;
+	for (size_t i = 0; i < n; i++) {
+		batch_item *it = &b.items[i];
+		it->len = strlen(values[i]);
+		it->hash = siphash(r->key, values[i], it->len);
+		if (set_find(st, it->hash, values[i], it->len))
+			continue;
+		it->fresh = malloc(sizeof(entry) + it->len + 1);
+		WI_CHECK_ALLOC(it->fresh);
+		*it->fresh = (entry){.hash = it->hash, .len = it->len};
+		memcpy(it->fresh->value, values[i], it->len + 1);
+		n_fresh++;
+	}
+	/* Refuse rather than drop: a revocation we cannot hold is an error the
+	 * caller sees, never a silent gap in the kill switch. */
+	WI_CHECK(r->count + n_fresh <= WI_REVOCATIONS_MAX, WI_E_TOO_BIG,
+		 "%d revocations already in force: prune expired ones first", WI_REVOCATIONS_MAX);
+	WI_TRY(reserve(r, st, n_fresh));
 	/* revocations.h: persisted before it returns 0.  If the store refuses,
 	 * nothing is indexed: a revocation that would vanish at restart is not
 	 * reported as in force. */
-	WI_TRY(wi_store_put_revocation(r->store, kind, value, until));
-	commit_entry(r, st, found, TAKE_PTR(fresh), until);
+	WI_TRY(wi_store_put_revocations(r->store, kind, values, untils, n));
+	_cleanup_(wi_rwlock_unlockp) pthread_rwlock_t *locked = wrlock(r);
+	for (size_t i = 0; i < n; i++) {
+		batch_item *it = &b.items[i];
+		entry *e = set_find(st, it->hash, values[i], it->len);
+		if (e) {
+			/* store.h: re-revoking extends `until`, never shortens it. */
+			if (untils[i] > e->until)
+				e->until = untils[i];
+			continue;
+		}
+		e = it->fresh; /* absent before, and only a writer changes the set */
+		it->fresh = NULL;
+		e->until = untils[i];
+		set_link(st, e);
+		r->count++;
+	}
 	return 0;
 }
 

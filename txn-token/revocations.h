@@ -24,6 +24,11 @@ wi_revocations *wi_revocations_free(wi_revocations *r);
 
 /* Revokes; persisted before it returns 0. */
 int wi_revocations_add(wi_revocations *r, wi_revocation_kind kind, const char *value, time_t until) WI_WUR;
+/* Revokes n values of one kind at once (a dead agent's runs): one store
+ * transaction, so one fsync; all of them persisted and in force when it
+ * returns 0, none on error.  values[i] is revoked until untils[i]. */
+int wi_revocations_add_many(wi_revocations *r, wi_revocation_kind kind, const char *const *values,
+			    const time_t *untils, size_t n) WI_WUR;
 
 /* True when a token with this txn, principal ("iss sub") and actor chain
  * (SPIFFE IDs, any order) is revoked at `now`. */

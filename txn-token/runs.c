@@ -115,19 +115,40 @@ static watch *find_watch(wi_runs *r, int pid, uint64_t start_time)
 	return NULL;
 }
 
+/* Runs revoked per store transaction: a dead agent that made thousands of
+ * exchanges costs a few fsyncs, not one each, so the last of its runs dies
+ * within milliseconds of the first. */
+#define RUNS_REVOKE_BATCH 512
+
+static void revoke_batch(wi_runs *r, int pid, const char *const *txns, const time_t *exps, size_t n)
+{
+	if (n == 0)
+		return;
+	if (wi_revocations_add_many(r->rev, WI_REVOKE_TXN, txns, exps, n) < 0) {
+		wi_log(WI_LOG_ERROR, "run_revoke_failed", "pid=%d runs=%zu: %s", pid, n, wi_error_detail());
+		return;
+	}
+	atomic_fetch_add(&r->revoked, n);
+	wi_log(WI_LOG_INFO, "run_revoked", "pid=%d runs=%zu reason=\"agent process exited\"", pid, n);
+}
+
 static void revoke_list(wi_runs *r, int pid, run *list)
 {
 	time_t now = time(NULL);
+	const char *txns[RUNS_REVOKE_BATCH];
+	time_t exps[RUNS_REVOKE_BATCH];
+	size_t n = 0;
 	for (run *x = list; x; x = x->next) {
 		if (x->exp < now)
 			continue; /* expired: dead already */
-		if (wi_revocations_add(r->rev, WI_REVOKE_TXN, x->txn, x->exp) < 0) {
-			wi_log(WI_LOG_ERROR, "run_revoke_failed", "pid=%d: %s", pid, wi_error_detail());
-			continue;
+		txns[n] = x->txn;
+		exps[n] = x->exp;
+		if (++n == RUNS_REVOKE_BATCH) {
+			revoke_batch(r, pid, txns, exps, n);
+			n = 0;
 		}
-		atomic_fetch_add(&r->revoked, 1);
-		wi_log(WI_LOG_INFO, "run_revoked", "pid=%d reason=\"agent process exited\"", pid);
 	}
+	revoke_batch(r, pid, txns, exps, n);
 }
 
 static void on_watch_closed(uv_handle_t *h)

@@ -323,6 +323,80 @@ static void test_store_failure(void **state)
 	assert_false(txn_revoked(f, "kept", NOW + 10));
 }
 
+/* --- batches (a dead agent's runs) -------------------------------------------- */
+
+#define BATCH 1000
+
+static void test_add_many(void **state)
+{
+	fx *f = *state;
+	static char names[BATCH][24];
+	const char *values[BATCH];
+	time_t untils[BATCH];
+	for (int i = 0; i < BATCH; i++) {
+		snprintf(names[i], sizeof(names[i]), "run-%d", i);
+		values[i] = names[i];
+		untils[i] = LATER;
+	}
+	/* One already in force with a shorter until: extended, not doubled;
+	 * one value twice in the batch: one entry, the later until. */
+	assert_int_equal(wi_revocations_add(f->revs, WI_REVOKE_TXN, "run-7", NOW + 5), 0);
+	values[BATCH - 1] = "run-3";
+	untils[BATCH - 1] = LATER + 100;
+	assert_int_equal(wi_revocations_add_many(f->revs, WI_REVOKE_TXN, values, untils, BATCH), 0);
+	assert_int_equal(wi_revocations_count(f->revs), BATCH - 1);
+	for (int i = 0; i < BATCH - 1; i++)
+		assert_true(txn_revoked(f, names[i], NOW));
+	assert_true(txn_revoked(f, "run-7", NOW + 10));
+	assert_true(txn_revoked(f, "run-3", LATER + 50));
+	assert_false(txn_revoked(f, "run-3", LATER + 100));
+	assert_false(txn_revoked(f, "run-999", NOW)); /* replaced by the duplicate */
+	assert_int_equal(store_rows(f), BATCH - 1);
+	/* Durable: a restart holds exactly the same. */
+	close_all(f);
+	open_all(f, NOW);
+	assert_int_equal(wi_revocations_count(f->revs), BATCH - 1);
+	assert_true(txn_revoked(f, "run-998", NOW));
+	assert_true(txn_revoked(f, "run-3", LATER + 50));
+	assert_true(txn_revoked(f, "run-7", NOW + 10));
+	/* Nothing is nothing; a NULL list is refused. */
+	assert_int_equal(wi_revocations_add_many(f->revs, WI_REVOKE_TXN, NULL, NULL, 0), 0);
+	assert_int_equal(wi_revocations_add_many(f->revs, WI_REVOKE_TXN, NULL, untils, 2), WI_E_INVAL);
+	assert_int_equal(wi_revocations_add_many(f->revs, WI_REVOKE_TXN, values, NULL, 2), WI_E_INVAL);
+}
+
+/* A batch is all or none: one bad value, or a store failure half way
+ * through, leaves neither memory nor store with any of it. */
+static void test_add_many_all_or_none(void **state)
+{
+	fx *f = *state;
+	const char *values[] = {"a-1", "a-2", "", "a-4"};
+	time_t untils[] = {LATER, LATER, LATER, LATER};
+	assert_int_equal(wi_revocations_add_many(f->revs, WI_REVOKE_TXN, values, untils, 4), WI_E_INVAL);
+	assert_false(txn_revoked(f, "a-1", NOW));
+	values[2] = "a-3";
+	untils[3] = 0;
+	assert_int_equal(wi_revocations_add_many(f->revs, WI_REVOKE_TXN, values, untils, 4), WI_E_INVAL);
+	assert_false(txn_revoked(f, "a-1", NOW));
+	untils[3] = LATER;
+	assert_int_equal(wi_revocations_count(f->revs), 0);
+	assert_int_equal(store_rows(f), 0);
+
+	/* The store aborts on the third row: the first two are rolled back. */
+	raw_exec(f, "CREATE TRIGGER wi_test_fail BEFORE INSERT ON revocations WHEN NEW.value = 'a-3'"
+		    " BEGIN SELECT RAISE(ABORT, 'injected write failure'); END");
+	assert_int_equal(wi_revocations_add_many(f->revs, WI_REVOKE_TXN, values, untils, 4), WI_E_IO);
+	for (int i = 0; i < 4; i++)
+		assert_false(txn_revoked(f, values[i], NOW));
+	assert_int_equal(wi_revocations_count(f->revs), 0);
+	raw_exec(f, "DROP TRIGGER wi_test_fail");
+	assert_int_equal(store_rows(f), 0);
+	assert_int_equal(wi_revocations_add_many(f->revs, WI_REVOKE_TXN, values, untils, 4), 0);
+	assert_int_equal(store_rows(f), 4);
+	for (int i = 0; i < 4; i++)
+		assert_true(txn_revoked(f, values[i], NOW));
+}
+
 /* --- readers while a writer adds ---------------------------------------------- */
 
 #define READERS 4
@@ -410,6 +484,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_persistence, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_store_failure, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_readers, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_add_many, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_add_many_all_or_none, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

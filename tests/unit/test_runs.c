@@ -127,10 +127,78 @@ static void test_runs_die_with_agent(void **state)
 	wi_test_rmtree(dir);
 }
 
+/* An agent that made more exchanges than one store transaction takes: every
+ * live run is revoked when it exits, across the batches. */
+#define MANY_RUNS 1300 /* more than two batches of RUNS_REVOKE_BATCH */
+
+static void test_many_runs_die_together(void **state)
+{
+	(void)state;
+	char dir[64];
+	assert_non_null(wi_test_mkdtemp(dir, sizeof(dir), "runs"));
+	time_t now = time(NULL);
+	wi_store *store = NULL;
+	wi_revocations *rev = NULL;
+	assert_int_equal(wi_store_open(dir, &store), 0);
+	assert_int_equal(wi_revocations_open(store, now, &rev), 0);
+	uv_loop_t loop;
+	assert_int_equal(uv_loop_init(&loop), 0);
+	assert_int_equal(wi_runs_new(&loop, rev, &R), 0);
+
+	int gate[2];
+	assert_int_equal(pipe(gate), 0);
+	pid_t child = fork();
+	assert_true(child >= 0);
+	if (child == 0) {
+		char b;
+		close(gate[1]);
+		ssize_t k = read(gate[0], &b, 1);
+		_exit(k == 0 ? 0 : 1);
+	}
+	close(gate[0]);
+	int pidfd = pidfd_of(child);
+	char txn[32];
+	for (int i = 0; i < MANY_RUNS; i++) {
+		snprintf(txn, sizeof(txn), "many-%d", i);
+		assert_int_equal(wi_runs_track(R, pidfd, child, 7, txn, now + 300), 0);
+		if (i == 0)
+			assert_true(loop_until(&loop, tracked_one, NULL));
+		if (i % 100 == 50) /* some expired ones among them: not revoked */
+			assert_int_equal(wi_runs_track(R, pidfd, child, 7, "gone", now - 1), 0);
+	}
+	assert_false(wi_revocations_is_revoked(rev, "many-0", NULL, NULL, 0, now));
+
+	close(gate[1]);
+	assert_int_equal(waitpid(child, NULL, 0), child);
+	uint64_t want = MANY_RUNS;
+	assert_true(loop_until(&loop, revoked_n, &want));
+	assert_int_equal(wi_runs_revoked(R), MANY_RUNS);
+	assert_int_equal(wi_revocations_count(rev), MANY_RUNS);
+	for (int i = 0; i < MANY_RUNS; i++) {
+		snprintf(txn, sizeof(txn), "many-%d", i);
+		assert_true(wi_revocations_is_revoked(rev, txn, NULL, NULL, 0, now));
+	}
+	assert_false(wi_revocations_is_revoked(rev, "gone", NULL, NULL, 0, now));
+	close(pidfd);
+
+	wi_runs_free(R);
+	assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	/* Durable: the store holds every one of them. */
+	wi_revocations_free(rev);
+	rev = NULL;
+	assert_int_equal(wi_revocations_open(store, now, &rev), 0);
+	assert_int_equal(wi_revocations_count(rev), MANY_RUNS);
+	wi_revocations_free(rev);
+	wi_store_close(store);
+	wi_test_rmtree(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_runs_die_with_agent),
+		cmocka_unit_test(test_many_runs_die_together),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
