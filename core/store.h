@@ -7,8 +7,9 @@
  * (the daemon does not silently start empty: it would forget revocations).
  *
  * Holds revocations (kind, value, until) and registration entries (id,
- * canonical entry JSON, source config|api, created; see core/entry.h).  Schema
- * v1 (revocations only) is migrated to v2 in place, keeping its rows.
+ * canonical entry JSON, source config|api, created; see core/entry.h).  Older
+ * schemas (v1: revocations only; v2: revocations keyed by value) are migrated
+ * to v3 (revocations as an append-only log) in place, keeping their rows.
  * Thread-safe (one connection, serialised by a mutex; writes are
  * rare and small). */
 #ifndef WI_CORE_STORE_H
@@ -34,19 +35,23 @@ typedef enum wi_revocation_kind {
 } wi_revocation_kind;
 
 /* Records a revocation in force until `until` (unix seconds; the longest
- * lifetime of a token it can affect).  Re-revoking extends `until`. */
+ * lifetime of a token it can affect).  A put appends a row, so a batch costs
+ * a few page writes however many rows are held.  Re-revoking a value adds a
+ * row beside the earlier one: the value is in force until the greatest
+ * `until` among its rows (an earlier one never shortens it). */
 int wi_store_put_revocation(wi_store *s, wi_revocation_kind kind, const char *value, time_t until) WI_WUR;
 /* Records n revocations of one kind in one transaction (one fsync): all of
  * them or, on any error, none.  values[i] is in force until untils[i]. */
 int wi_store_put_revocations(wi_store *s, wi_revocation_kind kind, const char *const *values, const time_t *untils,
 			     size_t n) WI_WUR;
-/* Calls fn for every revocation with until > now; stops early if fn returns
+/* Calls fn for every row with until > now (a re-revoked value comes once per
+ * row; the caller keeps the greatest until); stops early if fn returns
  * non-zero (returned as is).  fn runs with the store locked: it must not call
  * back into the store. */
 int wi_store_each_revocation(wi_store *s, time_t now,
 			     int (*fn)(wi_revocation_kind kind, const char *value, time_t until, void *ud),
 			     void *ud) WI_WUR;
-/* Deletes revocations with until <= now. */
+/* Deletes the rows with until <= now. */
 int wi_store_prune_revocations(wi_store *s, time_t now) WI_WUR;
 
 /* --- registration entries --------------------------------------------------

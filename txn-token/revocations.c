@@ -321,6 +321,9 @@ typedef struct batch_item {
 typedef struct batch {
 	batch_item *items;
 	size_t n;
+	const char **put_values; /* what the store must record: new or later */
+	time_t *put_untils;
+	size_t n_put;
 } batch;
 
 static void batch_clear(batch *b)
@@ -328,6 +331,8 @@ static void batch_clear(batch *b)
 	for (size_t i = 0; b->items && i < b->n; i++)
 		free(b->items[i].fresh);
 	free(b->items);
+	free(b->put_values);
+	free(b->put_untils);
 }
 
 int wi_revocations_add_many(wi_revocations *r, wi_revocation_kind kind, const char *const *values,
@@ -343,20 +348,33 @@ int wi_revocations_add_many(wi_revocations *r, wi_revocation_kind kind, const ch
 	}
 	if (n == 0)
 		return 0;
-	_cleanup_(batch_clear) batch b = {.items = calloc(n, sizeof(batch_item)), .n = n};
-	WI_CHECK_ALLOC(b.items);
+	_cleanup_(batch_clear) batch b = {.items = calloc(n, sizeof(batch_item)),
+					  .n = n,
+					  .put_values = calloc(n, sizeof(char *)),
+					  .put_untils = calloc(n, sizeof(time_t))};
+	WI_CHECK_ALLOC(b.items && b.put_values && b.put_untils);
 
 	_cleanup_(wi_mutex_unlockp) pthread_mutex_t *writing = wi_mutex_lock(&r->write_lock);
 	set *st = &r->sets[kind - 1];
 	/* Everything that can fail, before the store write: an entry for each
 	 * value the set lacks (a value twice in the batch gets two; the second
-	 * finds the first when linking and is dropped), and room for them all. */
+	 * finds the first when linking and is dropped), and room for them all.
+	 * The store records only what changes something: a value new to the
+	 * set, or one in force until earlier than asked (store.h: its rows'
+	 * greatest until holds).  A value already in force as long is durable
+	 * as it is (persist before index), so it costs no row. */
 	size_t n_fresh = 0;
 	for (size_t i = 0; i < n; i++) {
 		batch_item *it = &b.items[i];
 		it->len = strlen(values[i]);
 		it->hash = siphash(r->key, values[i], it->len);
-		if (set_find(st, it->hash, values[i], it->len))
+		const entry *have = set_find(st, it->hash, values[i], it->len);
+		if (!have || have->until < untils[i]) {
+			b.put_values[b.n_put] = values[i];
+			b.put_untils[b.n_put] = untils[i];
+			b.n_put++;
+		}
+		if (have)
 			continue;
 		it->fresh = malloc(sizeof(entry) + it->len + 1);
 		WI_CHECK_ALLOC(it->fresh);
@@ -372,7 +390,7 @@ int wi_revocations_add_many(wi_revocations *r, wi_revocation_kind kind, const ch
 	/* revocations.h: persisted before it returns 0.  If the store refuses,
 	 * nothing is indexed: a revocation that would vanish at restart is not
 	 * reported as in force. */
-	WI_TRY(wi_store_put_revocations(r->store, kind, values, untils, n));
+	WI_TRY(wi_store_put_revocations(r->store, kind, b.put_values, b.put_untils, b.n_put));
 	_cleanup_(wi_rwlock_unlockp) pthread_rwlock_t *locked = wrlock(r);
 	for (size_t i = 0; i < n; i++) {
 		batch_item *it = &b.items[i];

@@ -295,7 +295,7 @@ static void test_store_failure(void **state)
 {
 	fx *f = *state;
 	assert_int_equal(wi_revocations_add(f->revs, WI_REVOKE_TXN, "kept", NOW + 10), 0);
-	raw_exec(f, "CREATE TRIGGER wi_test_fail BEFORE INSERT ON revocations"
+	raw_exec(f, "CREATE TRIGGER wi_test_fail BEFORE INSERT ON revocation_log"
 		    " BEGIN SELECT RAISE(ABORT, 'injected write failure'); END");
 
 	int r = wi_revocations_add(f->revs, WI_REVOKE_TXN, "lost", LATER);
@@ -351,14 +351,36 @@ static void test_add_many(void **state)
 	assert_true(txn_revoked(f, "run-3", LATER + 50));
 	assert_false(txn_revoked(f, "run-3", LATER + 100));
 	assert_false(txn_revoked(f, "run-999", NOW)); /* replaced by the duplicate */
-	assert_int_equal(store_rows(f), BATCH - 1);
-	/* Durable: a restart holds exactly the same. */
+	/* The store appends (store.h): 998 new values, run-7's extension beside
+	 * its first row, and run-3 twice (it was new to both of its items). */
+	assert_int_equal(store_rows(f), BATCH + 1);
+	/* Durable: a restart holds exactly the same, whatever the row order. */
 	close_all(f);
 	open_all(f, NOW);
 	assert_int_equal(wi_revocations_count(f->revs), BATCH - 1);
 	assert_true(txn_revoked(f, "run-998", NOW));
 	assert_true(txn_revoked(f, "run-3", LATER + 50));
+	assert_false(txn_revoked(f, "run-3", LATER + 100));
 	assert_true(txn_revoked(f, "run-7", NOW + 10));
+	/* What changes nothing writes nothing: a value in force as long or
+	 * longer costs no row; only a later until adds one. */
+	const char *again[] = {"run-5", "run-6"};
+	time_t same[] = {LATER, NOW + 1};
+	assert_int_equal(wi_revocations_add_many(f->revs, WI_REVOKE_TXN, again, same, 2), 0);
+	assert_int_equal(store_rows(f), BATCH + 1);
+	assert_true(txn_revoked(f, "run-6", NOW + 10));
+	assert_int_equal(wi_revocations_add(f->revs, WI_REVOKE_TXN, "run-5", LATER + 7), 0);
+	assert_int_equal(store_rows(f), BATCH + 2);
+	/* Prune drops run-7's first row as it expires; the longer one holds,
+	 * also across a restart. */
+	assert_int_equal(wi_revocations_prune(f->revs, NOW + 6), 0);
+	assert_int_equal(store_rows(f), BATCH + 1);
+	close_all(f);
+	open_all(f, NOW + 6);
+	assert_int_equal(wi_revocations_count(f->revs), BATCH - 1);
+	assert_true(txn_revoked(f, "run-7", NOW + 10));
+	assert_true(txn_revoked(f, "run-5", LATER + 5));
+	assert_false(txn_revoked(f, "run-5", LATER + 7));
 	/* Nothing is nothing; a NULL list is refused. */
 	assert_int_equal(wi_revocations_add_many(f->revs, WI_REVOKE_TXN, NULL, NULL, 0), 0);
 	assert_int_equal(wi_revocations_add_many(f->revs, WI_REVOKE_TXN, NULL, untils, 2), WI_E_INVAL);
@@ -383,7 +405,7 @@ static void test_add_many_all_or_none(void **state)
 	assert_int_equal(store_rows(f), 0);
 
 	/* The store aborts on the third row: the first two are rolled back. */
-	raw_exec(f, "CREATE TRIGGER wi_test_fail BEFORE INSERT ON revocations WHEN NEW.value = 'a-3'"
+	raw_exec(f, "CREATE TRIGGER wi_test_fail BEFORE INSERT ON revocation_log WHEN NEW.value = 'a-3'"
 		    " BEGIN SELECT RAISE(ABORT, 'injected write failure'); END");
 	assert_int_equal(wi_revocations_add_many(f->revs, WI_REVOKE_TXN, values, untils, 4), WI_E_IO);
 	for (int i = 0; i < 4; i++)

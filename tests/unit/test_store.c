@@ -206,6 +206,18 @@ static void test_put_each_prune(void **state)
 	wi_store_close(s);
 }
 
+/* until of the row of (kind, value) with the greatest until, or -1. */
+static time_t find_max(const rows *r, wi_revocation_kind kind, const char *value)
+{
+	time_t best = -1;
+	for (size_t i = 0; i < r->n; i++)
+		if (r->kind[i] == kind && strcmp(r->value[i], value) == 0 && r->until[i] > best)
+			best = r->until[i];
+	return best;
+}
+
+/* store.h: a re-revocation appends a row; the greatest until holds, and
+ * prune never takes the longest row before it expires. */
 static void test_reput_extends(void **state)
 {
 	fx *f = *state;
@@ -214,23 +226,97 @@ static void test_reput_extends(void **state)
 	assert_int_equal(wi_store_put_revocation(s, WI_REVOKE_TXN, "t", 100), 0);
 	assert_int_equal(wi_store_put_revocation(s, WI_REVOKE_TXN, "t", 500), 0);
 	read_all(s, 0, &r);
-	assert_int_equal(r.n, 1);
-	assert_int_equal(find(&r, WI_REVOKE_TXN, "t"), 500);
+	assert_int_equal(r.n, 2);
+	assert_int_equal(find_max(&r, WI_REVOKE_TXN, "t"), 500);
 	rows_free(&r);
 	/* An earlier until never shortens a revocation in force. */
 	assert_int_equal(wi_store_put_revocation(s, WI_REVOKE_TXN, "t", 200), 0);
 	read_all(s, 0, &r);
+	assert_int_equal(find_max(&r, WI_REVOKE_TXN, "t"), 500);
+	rows_free(&r);
+	assert_int_equal(wi_store_prune_revocations(s, 300), 0);
+	read_all(s, 0, &r);
 	assert_int_equal(r.n, 1);
 	assert_int_equal(find(&r, WI_REVOKE_TXN, "t"), 500);
 	rows_free(&r);
+	/* And each reads only rows still in force. */
+	assert_int_equal(wi_store_put_revocation(s, WI_REVOKE_TXN, "t", 700), 0);
+	read_all(s, 600, &r);
+	assert_int_equal(r.n, 1);
+	assert_int_equal(find(&r, WI_REVOKE_TXN, "t"), 700);
+	rows_free(&r);
 	wi_store_close(s);
+}
+
+static void raw_exec(const char *db, const char *sql);
+
+/* A schema-2 file (revocations keyed by (kind, value)) becomes the log with
+ * every row kept, entries untouched, and takes appends afterwards. */
+static void test_migrate_v2_log(void **state)
+{
+	fx *f = *state;
+	/* Schema 2 exactly as the shipped migrations created it. */
+	raw_exec(f->db, "CREATE TABLE revocations ("
+			" kind INTEGER NOT NULL CHECK (kind IN (1, 2, 3)),"
+			" value TEXT NOT NULL CHECK (length(value) > 0),"
+			" until INTEGER NOT NULL,"
+			" PRIMARY KEY (kind, value)"
+			") WITHOUT ROWID;"
+			"CREATE INDEX revocations_until ON revocations (until);"
+			"CREATE TABLE entries ("
+			" id TEXT PRIMARY KEY CHECK (length(id) = 32),"
+			" spiffe_id TEXT NOT NULL CHECK (length(spiffe_id) > 0),"
+			" selectors TEXT NOT NULL,"
+			" body TEXT NOT NULL,"
+			" source INTEGER NOT NULL CHECK (source IN (1, 2)),"
+			" seq INTEGER NOT NULL DEFAULT 0,"
+			" created INTEGER NOT NULL,"
+			" UNIQUE (spiffe_id, selectors)"
+			");"
+			"PRAGMA application_id = 2003398003;"
+			"PRAGMA user_version = 2;"
+			"INSERT INTO revocations VALUES (1, 'txn-a', 4000000000), (2, 'spiffe://example.org/a', 300),"
+			" (3, 'https://idp.example alice', 4000000001), (1, 'gone', 50);");
+	assert_int_equal(chmod(f->db, 0600), 0);
+	wi_store *s = open_ok(f);
+	rows r;
+	read_all(s, 0, &r);
+	assert_int_equal(r.n, 4);
+	assert_int_equal(find(&r, WI_REVOKE_TXN, "txn-a"), 4000000000);
+	assert_int_equal(find(&r, WI_REVOKE_ACTOR, "spiffe://example.org/a"), 300);
+	assert_int_equal(find(&r, WI_REVOKE_PRINCIPAL, "https://idp.example alice"), 4000000001);
+	assert_int_equal(find(&r, WI_REVOKE_TXN, "gone"), 50);
+	rows_free(&r);
+	assert_int_equal(wi_store_put_revocation(s, WI_REVOKE_ACTOR, "spiffe://example.org/a", 900), 0);
+	assert_int_equal(wi_store_prune_revocations(s, 300), 0);
+	read_all(s, 0, &r);
+	assert_int_equal(r.n, 3);
+	assert_int_equal(find(&r, WI_REVOKE_ACTOR, "spiffe://example.org/a"), 900);
+	assert_int_equal(find(&r, WI_REVOKE_TXN, "gone"), -1);
+	rows_free(&r);
+	wi_store_close(s);
+
+	/* The old table is gone and the file says version 3. */
+	sqlite3 *h = NULL;
+	assert_int_equal(sqlite3_open_v2(f->db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	sqlite3_stmt *st = NULL;
+	assert_int_equal(sqlite3_prepare_v2(h,
+					    "SELECT (SELECT count(*) FROM sqlite_schema WHERE name = 'revocations'),"
+					    " (SELECT user_version FROM pragma_user_version)",
+					    -1, &st, NULL),
+			 SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int(st, 0), 0);
+	assert_int_equal(sqlite3_column_int(st, 1), 3);
+	sqlite3_finalize(st);
+	sqlite3_close(h);
 }
 
 static void test_verbatim_values(void **state)
 {
 	fx *f = *state;
 	static const char *const nasty[] = {
-		"x'); DROP TABLE revocations; --",
+		"x'); DROP TABLE revocation_log; --",
 		"a;b;c",
 		"\"double\" 'single' `back`",
 		"Jos\xc3\xa9 \xf0\x9f\x9a\x80 \xe3\x83\xa6\xe3\x83\xbc\xe3\x82\xb6",
@@ -555,6 +641,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_missing_dir, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_each_prune, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reput_extends, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_migrate_v2_log, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_verbatim_values, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_arguments, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_garbage_refused, setup, teardown),
