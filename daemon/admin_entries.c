@@ -141,7 +141,7 @@ static int sync_config(wi_admin_entries *a, const wi_config *c, size_t *ret_remo
 	return wi_store_sync_config_entries(a->store, list, n, ret_removed);
 }
 
-int wi_admin_entries_open(const wi_config *c, wi_admin_entries **ret)
+int wi_admin_entries_open(const wi_config *c, wi_store *store, wi_admin_entries **ret)
 {
 	wi_admin_entries *a = calloc(1, sizeof(*a));
 	WI_CHECK_ALLOC(a);
@@ -157,8 +157,7 @@ int wi_admin_entries_open(const wi_config *c, wi_admin_entries **ret)
 	a->td = strdup(wi_config_trust_domain(c));
 	int rc = a->td ? 0 : WI_E_NOMEM;
 	size_t removed = 0;
-	if (rc == 0)
-		rc = wi_store_open(wi_config_data_dir(c), &a->store);
+	a->store = store;
 	if (rc == 0)
 		rc = sync_config(a, c, &removed);
 	if (rc == 0)
@@ -230,7 +229,6 @@ wi_admin_entries *wi_admin_entries_free(wi_admin_entries *a)
 	if (!a)
 		return NULL;
 	wi_registry_unref(a->current);
-	wi_store_close(a->store);
 	free(a->td);
 	pthread_cond_destroy(&a->published);
 	pthread_mutex_destroy(&a->lock);

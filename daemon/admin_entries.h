@@ -46,15 +46,16 @@
 #include "core/config.h"
 #include "core/error.h"
 #include "core/registry.h"
+#include "core/store.h"
 #include "daemon/tts.h"
 #include "txn-token/http.h"
 #include "workload-api/server.h"
 
 typedef struct wi_admin_entries wi_admin_entries;
 
-/* Opens the state store of the config's data_dir, seeds it with the config's
- * entries and builds the first registry. */
-int wi_admin_entries_open(const wi_config *c, wi_admin_entries **ret) WI_WUR;
+/* Seeds the state store (borrowed: it must outlive the result) with the
+ * config's entries and builds the first registry. */
+int wi_admin_entries_open(const wi_config *c, wi_store *store, wi_admin_entries **ret) WI_WUR;
 /* The registry served now (a new reference). */
 wi_registry *wi_admin_entries_registry(wi_admin_entries *a);
 /* Starts publishing changes to `wl` and `tts` (either may be NULL) from

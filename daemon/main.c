@@ -45,6 +45,7 @@ typedef struct daemon_state {
 	wi_attestor *attestor;
 	wi_wl_server *wl;
 	wi_daemon_metrics *metrics; /* admin socket: /metrics, /status, /entries */
+	wi_store *store;            /* state.db: one connection, shared by entries and tts */
 	wi_admin_entries *entries;  /* the entries in the store; publishes the registry */
 	uv_loop_t *loop;
 	uv_poll_t accept_poll;
@@ -313,8 +314,13 @@ static int run(daemon_state *d)
 		wi_log(WI_LOG_ERROR, "jwt_keys_failed", "%s", wi_error_detail());
 		return 1;
 	}
-	/* The store is the source of the entries served; the file seeds it. */
-	if (wi_admin_entries_open(c, &d->entries) < 0) {
+	/* The store is the source of the entries served; the file seeds it.
+	 * Opened once: its integrity check reads the whole file. */
+	if (wi_store_open(wi_config_data_dir(c), &d->store) < 0) {
+		wi_log(WI_LOG_ERROR, "store_failed", "%s", wi_error_detail());
+		return 1;
+	}
+	if (wi_admin_entries_open(c, d->store, &d->entries) < 0) {
 		wi_log(WI_LOG_ERROR, "entries_failed", "%s", wi_error_detail());
 		return 1;
 	}
@@ -343,7 +349,7 @@ static int run(daemon_state *d)
 	}
 
 	d->loop = uv_default_loop();
-	if (wi_daemon_tts_start(d->loop, c, d->attestor, d->jwt_keys, d->ca, &d->tts) < 0) {
+	if (wi_daemon_tts_start(d->loop, c, d->store, d->attestor, d->jwt_keys, d->ca, &d->tts) < 0) {
 		wi_log(WI_LOG_ERROR, "tts_failed", "%s", wi_error_detail());
 		return 1;
 	}
@@ -507,6 +513,7 @@ int main(int argc, char **argv)
 	wi_daemon_metrics_free(d.metrics); /* metrics: after the loop drained */
 	wi_admin_entries_free(d.entries);   /* after the admin handlers finished */
 	wi_daemon_tts_free(d.tts);
+	wi_store_close(d.store); /* after both of its users */
 	wi_wl_server_free(d.wl);
 	wi_attestor_free(d.attestor);
 	wi_jwt_keys_free(d.jwt_keys);

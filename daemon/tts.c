@@ -159,8 +159,8 @@ static int tls_setup(wi_daemon_tts *t, time_t now)
 	return tls_rotate(t, now);
 }
 
-int wi_daemon_tts_start(uv_loop_t *loop, const wi_config *c, wi_attestor *attestor, wi_jwt_keys *svid_keys,
-			wi_ca *ca, wi_daemon_tts **ret)
+int wi_daemon_tts_start(uv_loop_t *loop, const wi_config *c, wi_store *store, wi_attestor *attestor,
+			wi_jwt_keys *svid_keys, wi_ca *ca, wi_daemon_tts **ret)
 {
 	*ret = NULL;
 	if (!wi_config_exchange_socket(c))
@@ -174,9 +174,8 @@ int wi_daemon_tts_start(uv_loop_t *loop, const wi_config *c, wi_attestor *attest
 	snprintf(t->issuer_id, sizeof(t->issuer_id), "spiffe://%s/wimsed/%s", wi_config_trust_domain(c), t->node);
 	time_t now = time(NULL);
 	char dir[4096];
-	int rc = wi_store_open(wi_config_data_dir(c), &t->store);
-	if (rc == 0)
-		rc = wi_revocations_open(t->store, now, &t->revocations);
+	t->store = store;
+	int rc = wi_revocations_open(t->store, now, &t->revocations);
 	if (rc == 0)
 		rc = wi_fs_join(dir, sizeof(dir), wi_config_data_dir(c), "txn");
 	if (rc == 0)
@@ -340,7 +339,6 @@ void wi_daemon_tts_free(wi_daemon_tts *t)
 	wi_jwt_keys_free(t->dev_keys);
 	wi_jwt_keys_free(t->txn_keys);
 	wi_revocations_free(t->revocations);
-	wi_store_close(t->store);
 	SSL_CTX_free(t->tls);
 	free(t);
 }

@@ -12,16 +12,18 @@
 #include "core/config.h"
 #include "core/jwt_keys.h"
 #include "core/registry.h"
+#include "core/store.h"
 #include "txn-token/revocations.h"
 #include "txn-token/service.h"
 
 typedef struct wi_daemon_tts wi_daemon_tts;
 
 /* Starts the service when the config has a `txn` section (*ret NULL and 0
- * when it has none).  Borrows everything; the config must outlive it (a
- * reload keeps the old one alive for the service's issuers). */
-int wi_daemon_tts_start(uv_loop_t *loop, const wi_config *c, wi_attestor *attestor, wi_jwt_keys *svid_keys,
-			wi_ca *ca, wi_daemon_tts **ret);
+ * when it has none).  Borrows everything, the store included; the config
+ * must outlive it (a reload keeps the old one alive for the service's
+ * issuers). */
+int wi_daemon_tts_start(uv_loop_t *loop, const wi_config *c, wi_store *store, wi_attestor *attestor,
+			wi_jwt_keys *svid_keys, wi_ca *ca, wi_daemon_tts **ret);
 void wi_daemon_tts_set_registry(wi_daemon_tts *t, wi_registry *r);
 /* Once a second: prune expired revocations now and then, rotate the TLS
  * certificate at half-life. */
