@@ -7,5 +7,6 @@ int wi_bench_grpc(int argc, char **argv);
 int wi_bench_http(int argc, char **argv);
 int wi_bench_crypto(int argc, char **argv);
 int wi_bench_ready(int argc, char **argv);
+int wi_bench_seed(int argc, char **argv);
 
 #endif
