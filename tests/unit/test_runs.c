@@ -55,76 +55,101 @@ static bool revoked_n(void *arg)
 	return wi_runs_revoked(R) >= *(uint64_t *)arg;
 }
 
-static void test_runs_die_with_agent(void **state)
-{
-	(void)state;
+/* A store, its revocations, a loop with R on it, and an agent: a child
+ * process that exits when agent_exit() closes the write end of its pipe. */
+typedef struct fx {
 	char dir[64];
-	assert_non_null(wi_test_mkdtemp(dir, sizeof(dir), "runs"));
-	time_t now = time(NULL);
-	wi_store *store = NULL;
-	wi_revocations *rev = NULL;
-	assert_int_equal(wi_store_open(dir, &store), 0);
-	assert_int_equal(wi_revocations_open(store, now, &rev), 0);
+	time_t now;
+	wi_store *store;
+	wi_revocations *rev;
 	uv_loop_t loop;
-	assert_int_equal(uv_loop_init(&loop), 0);
-	assert_int_equal(wi_runs_new(&loop, rev, &R), 0);
+	int gate;
+	pid_t child;
+	int pidfd;
+} fx;
 
+static void fx_open(fx *f)
+{
+	assert_non_null(wi_test_mkdtemp(f->dir, sizeof(f->dir), "runs"));
+	f->now = time(NULL);
+	assert_int_equal(wi_store_open(f->dir, &f->store), 0);
+	assert_int_equal(wi_revocations_open(f->store, f->now, &f->rev), 0);
+	assert_int_equal(uv_loop_init(&f->loop), 0);
+	assert_int_equal(wi_runs_new(&f->loop, f->rev, &R), 0);
 	int gate[2];
 	assert_int_equal(pipe(gate), 0);
-	pid_t child = fork();
-	assert_true(child >= 0);
-	if (child == 0) {
+	f->child = fork();
+	assert_true(f->child >= 0);
+	if (f->child == 0) {
 		char b;
 		close(gate[1]);
 		ssize_t k = read(gate[0], &b, 1); /* until the parent closes its end */
 		_exit(k == 0 ? 0 : 1);
 	}
 	close(gate[0]);
-	int pidfd = pidfd_of(child);
+	f->gate = gate[1];
+	f->pidfd = pidfd_of(f->child);
+}
+
+static void agent_exit(fx *f)
+{
+	close(f->gate);
+	assert_int_equal(waitpid(f->child, NULL, 0), f->child);
+}
+
+static void fx_close(fx *f)
+{
+	close(f->pidfd);
+	wi_runs_free(R);
+	assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
+	assert_int_equal(uv_loop_close(&f->loop), 0);
+	wi_revocations_free(f->rev);
+	wi_store_close(f->store);
+	wi_test_rmtree(f->dir);
+}
+
+static void test_runs_die_with_agent(void **state)
+{
+	(void)state;
+	fx f;
+	fx_open(&f);
+	time_t now = f.now;
 
 	/* the first run crosses to the loop */
-	assert_int_equal(wi_runs_track(R, pidfd, child, 42, "txn-1", now + 300), 0);
-	assert_true(loop_until(&loop, tracked_one, NULL));
+	assert_int_equal(wi_runs_track(R, f.pidfd, f.child, 42, "txn-1", now + 300), 0);
+	assert_true(loop_until(&f.loop, tracked_one, NULL));
 	/* the next joins the watch at once, no loop iteration needed */
-	assert_int_equal(wi_runs_track(R, pidfd, child, 42, "txn-2", now + 300), 0);
+	assert_int_equal(wi_runs_track(R, f.pidfd, f.child, 42, "txn-2", now + 300), 0);
 	assert_int_equal(wi_runs_tracked(R), 2);
 	/* many expired runs: swept as the list grows, the live two stay */
 	for (int i = 0; i < 300; i++) {
 		char txn[32];
 		snprintf(txn, sizeof(txn), "old-%d", i);
-		assert_int_equal(wi_runs_track(R, pidfd, child, 42, txn, now - 10), 0);
+		assert_int_equal(wi_runs_track(R, f.pidfd, f.child, 42, txn, now - 10), 0);
 	}
 	size_t n = wi_runs_tracked(R);
 	if (n < 2 || n > 65)
 		fail_msg("%zu runs held after the sweep", n);
 	/* the same pid with another start time is another process: its own watch */
-	assert_int_equal(wi_runs_track(R, pidfd, child, 43, "txn-3", now + 300), 0);
-	assert_false(wi_revocations_is_revoked(rev, "txn-1", NULL, NULL, 0, now));
+	assert_int_equal(wi_runs_track(R, f.pidfd, f.child, 43, "txn-3", now + 300), 0);
+	assert_false(wi_revocations_is_revoked(f.rev, "txn-1", NULL, NULL, 0, now));
 
 	/* the agent exits: every live run of both watches is revoked */
-	close(gate[1]);
-	assert_int_equal(waitpid(child, NULL, 0), child);
+	agent_exit(&f);
 	uint64_t want = 3;
-	assert_true(loop_until(&loop, revoked_n, &want));
+	assert_true(loop_until(&f.loop, revoked_n, &want));
 	assert_int_equal(wi_runs_revoked(R), 3); /* the expired ones are not */
-	assert_true(wi_revocations_is_revoked(rev, "txn-1", NULL, NULL, 0, now));
-	assert_true(wi_revocations_is_revoked(rev, "txn-2", NULL, NULL, 0, now));
-	assert_true(wi_revocations_is_revoked(rev, "txn-3", NULL, NULL, 0, now));
+	assert_true(wi_revocations_is_revoked(f.rev, "txn-1", NULL, NULL, 0, now));
+	assert_true(wi_revocations_is_revoked(f.rev, "txn-2", NULL, NULL, 0, now));
+	assert_true(wi_revocations_is_revoked(f.rev, "txn-3", NULL, NULL, 0, now));
 	assert_int_equal(wi_runs_tracked(R), 0);
 
 	/* a process already gone: revoked as soon as the loop sees it */
-	assert_int_equal(wi_runs_track(R, pidfd, child, 42, "txn-late", now + 300), 0);
+	assert_int_equal(wi_runs_track(R, f.pidfd, f.child, 42, "txn-late", now + 300), 0);
 	want = 4;
-	assert_true(loop_until(&loop, revoked_n, &want));
-	assert_true(wi_revocations_is_revoked(rev, "txn-late", NULL, NULL, 0, now));
-	close(pidfd);
-
-	wi_runs_free(R);
-	assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
-	assert_int_equal(uv_loop_close(&loop), 0);
-	wi_revocations_free(rev);
-	wi_store_close(store);
-	wi_test_rmtree(dir);
+	assert_true(loop_until(&f.loop, revoked_n, &want));
+	assert_true(wi_revocations_is_revoked(f.rev, "txn-late", NULL, NULL, 0, now));
+	fx_close(&f);
 }
 
 /* An agent that made more exchanges than one store transaction takes: every
@@ -134,64 +159,37 @@ static void test_runs_die_with_agent(void **state)
 static void test_many_runs_die_together(void **state)
 {
 	(void)state;
-	char dir[64];
-	assert_non_null(wi_test_mkdtemp(dir, sizeof(dir), "runs"));
-	time_t now = time(NULL);
-	wi_store *store = NULL;
-	wi_revocations *rev = NULL;
-	assert_int_equal(wi_store_open(dir, &store), 0);
-	assert_int_equal(wi_revocations_open(store, now, &rev), 0);
-	uv_loop_t loop;
-	assert_int_equal(uv_loop_init(&loop), 0);
-	assert_int_equal(wi_runs_new(&loop, rev, &R), 0);
-
-	int gate[2];
-	assert_int_equal(pipe(gate), 0);
-	pid_t child = fork();
-	assert_true(child >= 0);
-	if (child == 0) {
-		char b;
-		close(gate[1]);
-		ssize_t k = read(gate[0], &b, 1);
-		_exit(k == 0 ? 0 : 1);
-	}
-	close(gate[0]);
-	int pidfd = pidfd_of(child);
+	fx f;
+	fx_open(&f);
+	time_t now = f.now;
 	char txn[32];
 	for (int i = 0; i < MANY_RUNS; i++) {
 		snprintf(txn, sizeof(txn), "many-%d", i);
-		assert_int_equal(wi_runs_track(R, pidfd, child, 7, txn, now + 300), 0);
+		assert_int_equal(wi_runs_track(R, f.pidfd, f.child, 7, txn, now + 300), 0);
 		if (i == 0)
-			assert_true(loop_until(&loop, tracked_one, NULL));
+			assert_true(loop_until(&f.loop, tracked_one, NULL));
 		if (i % 100 == 50) /* some expired ones among them: not revoked */
-			assert_int_equal(wi_runs_track(R, pidfd, child, 7, "gone", now - 1), 0);
+			assert_int_equal(wi_runs_track(R, f.pidfd, f.child, 7, "gone", now - 1), 0);
 	}
-	assert_false(wi_revocations_is_revoked(rev, "many-0", NULL, NULL, 0, now));
+	assert_false(wi_revocations_is_revoked(f.rev, "many-0", NULL, NULL, 0, now));
 
-	close(gate[1]);
-	assert_int_equal(waitpid(child, NULL, 0), child);
+	agent_exit(&f);
 	uint64_t want = MANY_RUNS;
-	assert_true(loop_until(&loop, revoked_n, &want));
+	assert_true(loop_until(&f.loop, revoked_n, &want));
 	assert_int_equal(wi_runs_revoked(R), MANY_RUNS);
-	assert_int_equal(wi_revocations_count(rev), MANY_RUNS);
+	assert_int_equal(wi_revocations_count(f.rev), MANY_RUNS);
 	for (int i = 0; i < MANY_RUNS; i++) {
 		snprintf(txn, sizeof(txn), "many-%d", i);
-		assert_true(wi_revocations_is_revoked(rev, txn, NULL, NULL, 0, now));
+		assert_true(wi_revocations_is_revoked(f.rev, txn, NULL, NULL, 0, now));
 	}
-	assert_false(wi_revocations_is_revoked(rev, "gone", NULL, NULL, 0, now));
-	close(pidfd);
-
-	wi_runs_free(R);
-	assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
-	assert_int_equal(uv_loop_close(&loop), 0);
-	/* Durable: the store holds every one of them. */
-	wi_revocations_free(rev);
-	rev = NULL;
-	assert_int_equal(wi_revocations_open(store, now, &rev), 0);
-	assert_int_equal(wi_revocations_count(rev), MANY_RUNS);
-	wi_revocations_free(rev);
-	wi_store_close(store);
-	wi_test_rmtree(dir);
+	assert_false(wi_revocations_is_revoked(f.rev, "gone", NULL, NULL, 0, now));
+	/* Durable: an index loaded afresh from the store holds every one. */
+	wi_revocations *again = NULL;
+	assert_int_equal(wi_revocations_open(f.store, now, &again), 0);
+	assert_int_equal(wi_revocations_count(again), MANY_RUNS);
+	assert_true(wi_revocations_is_revoked(again, "many-1299", NULL, NULL, 0, now));
+	wi_revocations_free(again);
+	fx_close(&f);
 }
 
 int main(void)
