@@ -216,7 +216,6 @@ struct wi_tts_http {
 
 	atomic_size_t n_open; /* connections counted against max_connections */
 	size_t refs;          /* see the file comment */
-	uint64_t refused;     /* connections closed at accept */
 	bool stopping;
 };
 
@@ -972,17 +971,23 @@ static void dispatch(wi_tts_http *s, lkind kind, int fd)
 	wi_peer *peer = NULL;
 	worker *w = NULL;
 	handoff *h = NULL;
-	bool ok = !s->stopping && atomic_load(&s->n_open) < s->max_connections;
+	const char *why = NULL;
+	if (s->stopping)
+		why = ""; /* shutting down: not worth a line */
+	else if (atomic_load(&s->n_open) >= s->max_connections)
+		why = "connection cap";
 	/* Who is calling, read before h2o sees a byte (DESIGN §4: attested like
 	 * a Workload API caller). */
-	if (ok && kind == L_UNIX)
-		ok = wi_peer_from_socket(fd, &peer) == 0;
-	if (ok)
-		ok = (w = pick_worker(s)) != NULL && (h = malloc(sizeof(*h))) != NULL;
-	if (!ok) {
+	else if (kind == L_UNIX && wi_peer_from_socket(fd, &peer) < 0)
+		why = wi_error_detail();
+	else if ((w = pick_worker(s)) == NULL || (h = malloc(sizeof(*h))) == NULL)
+		why = "out of memory";
+	if (why) {
+		if (*why)
+			wi_log(WI_LOG_WARN, "connection_refused", "listener=%s reason=\"%s\"",
+			       kind == L_UNIX ? "unix" : kind == L_TLS ? "https" : "tcp", why);
 		wi_peer_free(peer);
 		close(fd);
-		s->refused++;
 		return;
 	}
 	*h = (handoff){.fd = fd, .kind = kind, .peer = peer};

@@ -39,6 +39,7 @@
 
 #include "core/ca.h"
 #include "core/error.h"
+#include "core/log.h"
 #include "core/limits.h"
 #include "core/svid.h"
 #include "txn-token/http.h"
@@ -966,12 +967,29 @@ static void test_workers(void **state)
 	server_stop(&sv);
 }
 
+/* Log events seen by the sink (it runs on the server's threads). */
+static pthread_mutex_t refused_lock = PTHREAD_MUTEX_INITIALIZER;
+static int refused_lines;
+static char refused_last[256];
+
+static void refused_sink(wi_log_level level, const char *event, const char *msg)
+{
+	if (level != WI_LOG_WARN || strcmp(event, "connection_refused") != 0)
+		return;
+	pthread_mutex_lock(&refused_lock);
+	refused_lines++;
+	snprintf(refused_last, sizeof(refused_last), "%s", msg);
+	pthread_mutex_unlock(&refused_lock);
+}
+
 static void test_max_connections(void **state)
 {
 	(void)state;
 	server sv;
 	server_defaults(&sv);
 	sv.opts.max_connections = 2;
+	refused_lines = 0;
+	wi_log_set_sink(refused_sink, WI_LOG_INFO);
 	server_start(&sv);
 
 	int a = raw_connect(sv.sock);
@@ -1019,6 +1037,13 @@ static void test_max_connections(void **state)
 	reply_free(&r);
 	close(b);
 	server_stop(&sv);
+	wi_log_set_sink(NULL, WI_LOG_INFO);
+	/* Every connection closed at the cap said so, with the reason. */
+	pthread_mutex_lock(&refused_lock);
+	assert_true(refused_lines >= 2); /* the probe that closed, and curl's */
+	assert_non_null(strstr(refused_last, "listener=unix"));
+	assert_non_null(strstr(refused_last, "reason=\"connection cap\""));
+	pthread_mutex_unlock(&refused_lock);
 }
 
 static void test_start_errors(void **state)
