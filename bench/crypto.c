@@ -161,30 +161,25 @@ int wi_bench_crypto(int argc, char **argv)
 	static worker ws[THREADS_MAX];
 	pthread_barrier_t go;
 	pthread_barrier_init(&go, NULL, (unsigned)n);
-	size_t started = 0;
 	for (size_t i = 0; i < n; i++) {
 		ws[i] = (worker){.ec = ec, .rsa = rsa, .seconds = seconds, .go = &go};
-		if (i > 0 && pthread_create(&ws[i].tid, NULL, worker_main, &ws[i]) != 0)
-			break;
-		started++;
-	}
-	double total[N_OPS] = {0};
-	bool ok = started == n;
-	if (ok) {
-		worker_main(&ws[0]); /* this thread is the first worker */
-		for (size_t i = 1; i < n; i++)
-			pthread_join(ws[i].tid, NULL);
-		for (size_t i = 0; i < n; i++)
-			for (int k = 0; k < N_OPS; k++) {
-				ok = ok && ws[i].rates[k] > 0;
-				total[k] += ws[i].rates[k];
-			}
-	} else {
-		/* The threads already started wait at the barrier forever:
+		/* Threads already started would wait at the barrier for ever:
 		 * exit without joining them. */
-		fprintf(stderr, "wi-bench crypto: cannot start %zu threads\n", n);
-		return 1;
+		if (i > 0 && pthread_create(&ws[i].tid, NULL, worker_main, &ws[i]) != 0) {
+			fprintf(stderr, "wi-bench crypto: cannot start %zu threads\n", n);
+			return 1;
+		}
 	}
+	worker_main(&ws[0]); /* this thread is the first worker */
+	for (size_t i = 1; i < n; i++)
+		pthread_join(ws[i].tid, NULL);
+	double total[N_OPS] = {0};
+	bool ok = true;
+	for (size_t i = 0; i < n; i++)
+		for (int k = 0; k < N_OPS; k++) {
+			ok = ok && ws[i].rates[k] > 0;
+			total[k] += ws[i].rates[k];
+		}
 	pthread_barrier_destroy(&go);
 	printf("{\"es256_sign\":%.0f,\"es256_verify\":%.0f,\"rs256_verify\":%.0f,\"p256_keygen\":%.0f,"
 	       "\"seconds_each\":%.2f,\"threads\":%zu}\n",

@@ -110,6 +110,7 @@
 #define ACCEPT_BATCH 32
 
 typedef enum lkind { L_UNIX = 0, L_TLS, L_TCP, L_KINDS } lkind;
+static const char *const lkind_names[L_KINDS] = {"unix", "https", "tcp"};
 
 typedef union any_stream {
 	uv_handle_t handle;
@@ -971,10 +972,12 @@ static void dispatch(wi_tts_http *s, lkind kind, int fd)
 	wi_peer *peer = NULL;
 	worker *w = NULL;
 	handoff *h = NULL;
+	if (s->stopping) { /* shutting down: not worth a line */
+		close(fd);
+		return;
+	}
 	const char *why = NULL;
-	if (s->stopping)
-		why = ""; /* shutting down: not worth a line */
-	else if (atomic_load(&s->n_open) >= s->max_connections)
+	if (atomic_load(&s->n_open) >= s->max_connections)
 		why = "connection cap";
 	/* Who is calling, read before h2o sees a byte (DESIGN §4: attested like
 	 * a Workload API caller). */
@@ -983,9 +986,7 @@ static void dispatch(wi_tts_http *s, lkind kind, int fd)
 	else if ((w = pick_worker(s)) == NULL || (h = malloc(sizeof(*h))) == NULL)
 		why = "out of memory";
 	if (why) {
-		if (*why)
-			wi_log(WI_LOG_WARN, "connection_refused", "listener=%s reason=\"%s\"",
-			       kind == L_UNIX ? "unix" : kind == L_TLS ? "https" : "tcp", why);
+		wi_log(WI_LOG_WARN, "connection_refused", "listener=%s reason=\"%s\"", lkind_names[kind], why);
 		wi_peer_free(peer);
 		close(fd);
 		return;

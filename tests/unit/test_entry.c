@@ -391,13 +391,7 @@ static void test_migration(void **state)
 {
 	fx *f = *state;
 	/* Schema 1 exactly as the shipped migration created it. */
-	raw_exec(f->db, "CREATE TABLE revocations ("
-			" kind INTEGER NOT NULL CHECK (kind IN (1, 2, 3)),"
-			" value TEXT NOT NULL CHECK (length(value) > 0),"
-			" until INTEGER NOT NULL,"
-			" PRIMARY KEY (kind, value)"
-			") WITHOUT ROWID;"
-			"CREATE INDEX revocations_until ON revocations (until);"
+	raw_exec(f->db, WI_TEST_SCHEMA_V1_REVOCATIONS
 			"PRAGMA application_id = 2003398003;"
 			"PRAGMA user_version = 1;"
 			"INSERT INTO revocations VALUES (1, 'txn-kept', 4000000000);");

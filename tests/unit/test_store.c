@@ -256,23 +256,7 @@ static void test_migrate_v2_log(void **state)
 {
 	fx *f = *state;
 	/* Schema 2 exactly as the shipped migrations created it. */
-	raw_exec(f->db, "CREATE TABLE revocations ("
-			" kind INTEGER NOT NULL CHECK (kind IN (1, 2, 3)),"
-			" value TEXT NOT NULL CHECK (length(value) > 0),"
-			" until INTEGER NOT NULL,"
-			" PRIMARY KEY (kind, value)"
-			") WITHOUT ROWID;"
-			"CREATE INDEX revocations_until ON revocations (until);"
-			"CREATE TABLE entries ("
-			" id TEXT PRIMARY KEY CHECK (length(id) = 32),"
-			" spiffe_id TEXT NOT NULL CHECK (length(spiffe_id) > 0),"
-			" selectors TEXT NOT NULL,"
-			" body TEXT NOT NULL,"
-			" source INTEGER NOT NULL CHECK (source IN (1, 2)),"
-			" seq INTEGER NOT NULL DEFAULT 0,"
-			" created INTEGER NOT NULL,"
-			" UNIQUE (spiffe_id, selectors)"
-			");"
+	raw_exec(f->db, WI_TEST_SCHEMA_V1_REVOCATIONS WI_TEST_SCHEMA_V2_ENTRIES
 			"PRAGMA application_id = 2003398003;"
 			"PRAGMA user_version = 2;"
 			"INSERT INTO revocations VALUES (1, 'txn-a', 4000000000), (2, 'spiffe://example.org/a', 300),"

@@ -1,5 +1,6 @@
 /* tests/unit/testutil.h — the small test-only helpers every unit test needs
- * (STYLE §14): private temporary directories and their removal. */
+ * (STYLE §14): private temporary directories and their removal, and the
+ * state.db schemas that shipped, for migration tests. */
 #ifndef WI_TESTS_TESTUTIL_H
 #define WI_TESTS_TESTUTIL_H
 
@@ -29,5 +30,28 @@ static inline int wi_test_rmtree(const char *dir)
 {
 	return nftw(dir, wi__test_rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
+
+/* The DDL of shipped state.db schemas, frozen here as they were (never taken
+ * from core/store.c, which moves on): v1 made the revocations table. */
+#define WI_TEST_SCHEMA_V1_REVOCATIONS                                                      \
+	"CREATE TABLE revocations ("                                                       \
+	" kind INTEGER NOT NULL CHECK (kind IN (1, 2, 3)),"                                \
+	" value TEXT NOT NULL CHECK (length(value) > 0),"                                  \
+	" until INTEGER NOT NULL,"                                                         \
+	" PRIMARY KEY (kind, value)"                                                       \
+	") WITHOUT ROWID;"                                                                 \
+	"CREATE INDEX revocations_until ON revocations (until);"
+/* v2 added the entries table. */
+#define WI_TEST_SCHEMA_V2_ENTRIES                                                          \
+	"CREATE TABLE entries ("                                                           \
+	" id TEXT PRIMARY KEY CHECK (length(id) = 32),"                                    \
+	" spiffe_id TEXT NOT NULL CHECK (length(spiffe_id) > 0),"                          \
+	" selectors TEXT NOT NULL,"                                                        \
+	" body TEXT NOT NULL,"                                                             \
+	" source INTEGER NOT NULL CHECK (source IN (1, 2)),"                               \
+	" seq INTEGER NOT NULL DEFAULT 0,"                                                 \
+	" created INTEGER NOT NULL,"                                                       \
+	" UNIQUE (spiffe_id, selectors)"                                                   \
+	");"
 
 #endif
