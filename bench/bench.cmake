@@ -23,6 +23,14 @@ foreach(t wi-bench wi-bench-echo-grpc wi-bench-echo-http)
   target_compile_options(${t} PRIVATE -Wall -Wextra -Werror)
 endforeach()
 
+if(CMOCKA_FOUND)
+  add_executable(test_bench_common ${CMAKE_SOURCE_DIR}/bench/test_common.c ${CMAKE_SOURCE_DIR}/bench/common.c)
+  target_include_directories(test_bench_common PRIVATE ${CMAKE_SOURCE_DIR})
+  target_link_libraries(test_bench_common PRIVATE PkgConfig::CMOCKA)
+  target_compile_options(test_bench_common PRIVATE -Wall -Wextra -Werror)
+  add_test(NAME unit.test_bench_common COMMAND test_bench_common)
+endif()
+
 if(TARGET wimsed)
   add_test(NAME bench.smoke
            COMMAND ${CMAKE_SOURCE_DIR}/bench/run --smoke --bin-dir ${CMAKE_BINARY_DIR}

@@ -13,6 +13,14 @@ uint64_t wi_bench_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+double wi_bench_self_cpu_s(void)
+{
+	struct timespec ts;
+	if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) != 0)
+		return -1;
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 int wi_bench_lat_init(wi_bench_lat *l, size_t initial)
 {
 	memset(l, 0, sizeof(*l));
@@ -42,6 +50,24 @@ void wi_bench_lat_add(wi_bench_lat *l, uint64_t ns)
 	}
 	uint64_t us = ns / 1000u;
 	l->us[l->n++] = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
+}
+
+int wi_bench_lat_merge(wi_bench_lat *dst, const wi_bench_lat *src)
+{
+	size_t room = WI_BENCH_SAMPLES_MAX - dst->n, k = src->n < room ? src->n : room;
+	if (dst->n + k > dst->cap) {
+		uint32_t *p = realloc(dst->us, (dst->n + k) * sizeof(*p));
+		if (!p)
+			return -ENOMEM;
+		dst->us = p;
+		dst->cap = dst->n + k;
+	}
+	if (k)
+		memcpy(dst->us + dst->n, src->us, k * sizeof(*src->us));
+	dst->n += k;
+	dst->ok += src->ok;
+	dst->errors += src->errors;
+	return 0;
 }
 
 void wi_bench_lat_free(wi_bench_lat *l)

@@ -22,9 +22,13 @@ typedef struct wi_bench_lat {
 } wi_bench_lat;
 
 uint64_t wi_bench_now_ns(void);
+/* CPU seconds (user + system) of this process, all threads; -1 on error. */
+double wi_bench_self_cpu_s(void);
 /* Initial capacity only; grows up to WI_BENCH_SAMPLES_MAX. */
 int wi_bench_lat_init(wi_bench_lat *l, size_t initial) __attribute__((warn_unused_result));
 void wi_bench_lat_add(wi_bench_lat *l, uint64_t ns);
+/* Appends src's samples and counts to dst (up to WI_BENCH_SAMPLES_MAX). */
+int wi_bench_lat_merge(wi_bench_lat *dst, const wi_bench_lat *src) __attribute__((warn_unused_result));
 void wi_bench_lat_free(wi_bench_lat *l);
 /* Sorts the samples; p in [0,1]; returns milliseconds (0 without samples). */
 double wi_bench_lat_pct_ms(wi_bench_lat *l, double p);

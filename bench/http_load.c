@@ -5,6 +5,11 @@
  *   wi-bench http --socket PATH --mode token|introspect|echo [--concurrency N]
  *                 [--duration S] [--warmup S] [--resp-size BYTES]
  *                 [--https HOST:PORT --cert PEM --key PEM --cacert PEM]
+ *                 [--threads T]
+ *
+ * --threads T: the connections are spread over T threads, each with a curl
+ * multi handle of its own, so that one client thread is not the bound (the
+ * result reports the generator's CPU over the window, client_cpu_s).
  *
  * token: obtains a user token from the development issuer
  * (POST /dev/user-token) once, then POSTs the same RFC 8693 form to /token
@@ -15,19 +20,22 @@
  * introspect: exchanges once, then POSTs
  * token=<the Txn-Token> to /introspect for every request.  echo: POSTs the
  * same form to the bare libh2o server (bench/echo_http.c), asking for a
- * --resp-size body.
+ * --resp-size body; with --https, to its TLS listener (the HTTPS ceiling).
  *
  * --https: the requests go to https://HOST:PORT over TLS 1.3 with SPIFFE
  * mTLS: the client presents the X.509-SVID in --cert/--key (fetched by
  * bench/run with wimsectl), and checks the server's chain against the
  * bundle in --cacert.  The server's SVID has a URI SAN and no DNS name, so
  * curl's host-name check is off; the chain is verified.  The user token
- * still comes from --socket (the development issuer is only served there). */
+ * still comes from --socket (the development issuer is only served there),
+ * or from --token-socket in echo mode. */
 #include <getopt.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <curl/curl.h>
 #include <jansson.h>
@@ -36,6 +44,7 @@
 #include "bench/common.h"
 
 #define MAX_CONC 4096
+#define THREADS_MAX 64
 #define BODY_MAX (256u * 1024u)
 
 typedef struct hslot {
@@ -71,6 +80,12 @@ static void setup_tls(CURL *h, const tls_files *tls)
 	curl_easy_setopt(h, CURLOPT_CAINFO, tls->cacert);
 	curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
 	curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L); /* SPIFFE: URI SAN, no DNS name */
+}
+
+static void set_form(CURL *h, const char *form)
+{
+	curl_easy_setopt(h, CURLOPT_POSTFIELDS, form);
+	curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)strlen(form));
 }
 
 static void setup(CURL *h, const char *socket, const char *url, const char *body, struct curl_slist *hdrs,
@@ -205,6 +220,118 @@ static char *exchange_once(const char *socket, const char *url, const char *body
 	return tok;
 }
 
+/* What every load thread shares (read-only once they start). */
+typedef struct load_job {
+	const char *socket, *url, *body;
+	struct curl_slist *hdrs;
+	const tls_files *tls;
+	bool intro;
+	char **forms; /* --subjects: cycled through, or NULL */
+	size_t n_forms;
+	uint64_t win_start, win_end; /* the measured window, monotonic ns */
+} load_job;
+
+/* One load thread: its share of the connections on a curl multi handle of
+ * its own, and its own latency record (merged after the join). */
+typedef struct load_part {
+	pthread_t th;
+	const load_job *job;
+	int conc;
+	size_t next_form;
+	wi_bench_lat lat;
+	size_t resp_bytes;
+	bool failed;
+} load_part;
+
+static void sleep_until(uint64_t t_ns)
+{
+	for (uint64_t now = wi_bench_now_ns(); now < t_ns; now = wi_bench_now_ns()) {
+		uint64_t d = t_ns - now;
+		struct timespec ts = {.tv_sec = (time_t)(d / 1000000000u), .tv_nsec = (long)(d % 1000000000u)};
+		nanosleep(&ts, NULL);
+	}
+}
+
+static void *load_run(void *arg)
+{
+	load_part *p = arg;
+	const load_job *j = p->job;
+	CURLM *m = curl_multi_init();
+	hslot *slots = calloc((size_t)p->conc, sizeof(*slots));
+	if (wi_bench_lat_init(&p->lat, 1u << 16) < 0 || !m || !slots) {
+		p->failed = true;
+		goto out;
+	}
+	for (int i = 0; i < p->conc; i++) {
+		slots[i].h = curl_easy_init();
+		if (!slots[i].h) {
+			p->failed = true;
+			goto out;
+		}
+		setup(slots[i].h, j->socket, j->url, j->body, j->hdrs, &slots[i]);
+		if (j->tls)
+			setup_tls(slots[i].h, j->tls);
+		if (j->forms)
+			set_form(slots[i].h, j->forms[p->next_form++ % j->n_forms]);
+		slots[i].t0 = wi_bench_now_ns();
+		curl_multi_add_handle(m, slots[i].h);
+	}
+	int active = p->conc;
+	wi_bench_lat *lat = &p->lat;
+	while (active > 0) {
+		int running = 0;
+		if (curl_multi_perform(m, &running) != CURLM_OK) {
+			p->failed = true;
+			break;
+		}
+		CURLMsg *msg;
+		int left;
+		while ((msg = curl_multi_info_read(m, &left))) {
+			if (msg->msg != CURLMSG_DONE)
+				continue;
+			CURL *h = msg->easy_handle;
+			hslot *s = NULL;
+			curl_easy_getinfo(h, CURLINFO_PRIVATE, (char **)&s);
+			uint64_t t1 = wi_bench_now_ns();
+			long status = 0;
+			curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+			/* Introspection of a live token must say so (RFC 7662 §2.2). */
+			bool live = !j->intro || (strstr(s->first, "\"active\":true") || strstr(s->first, "\"active\": true"));
+			if (msg->data.result == CURLE_OK && status == 200 && live) {
+				p->resp_bytes = s->got;
+				if (s->t0 >= j->win_start && t1 <= j->win_end)
+					wi_bench_lat_add(lat, t1 - s->t0);
+			} else {
+				if (lat->errors < 5)
+					fprintf(stderr, "wi-bench: %s: %s, HTTP %ld: %s\n", j->url,
+						curl_easy_strerror(msg->data.result), status, s->first);
+				lat->errors++;
+			}
+			curl_multi_remove_handle(m, h);
+			if (t1 < j->win_end && lat->errors < 1000) {
+				if (j->forms)
+					set_form(h, j->forms[p->next_form++ % j->n_forms]);
+				s->got = 0;
+				s->first[0] = '\0';
+				s->t0 = wi_bench_now_ns();
+				curl_multi_add_handle(m, h);
+			} else {
+				active--;
+			}
+		}
+		if (active > 0 && curl_multi_poll(m, NULL, 0, 100, NULL) != CURLM_OK) {
+			p->failed = true;
+			break;
+		}
+	}
+out:
+	for (int i = 0; slots && i < p->conc; i++)
+		curl_easy_cleanup(slots[i].h);
+	curl_multi_cleanup(m);
+	free(slots);
+	return NULL;
+}
+
 int wi_bench_http(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -214,11 +341,12 @@ int wi_bench_http(int argc, char **argv)
 		{"token-socket", required_argument, NULL, 't'}, {"https", required_argument, NULL, 'H'},
 		{"cert", required_argument, NULL, 'E'},	{"key", required_argument, NULL, 'K'},
 		{"cacert", required_argument, NULL, 'A'},	{"subjects", required_argument, NULL, 'S'},
+		{"threads", required_argument, NULL, 'T'},
 		{0},
 	};
 	const char *socket = NULL, *mode = NULL, *token_socket = NULL, *https = NULL;
 	tls_files tf = {0};
-	int conc = 1, resp_size = 0, n_subjects = 0;
+	int conc = 1, resp_size = 0, n_subjects = 0, threads = 1;
 	double duration = 2.0, warmup = 0.3;
 	int ch;
 	optind = 1;
@@ -236,6 +364,7 @@ int wi_bench_http(int argc, char **argv)
 		case 'K': tf.key = optarg; break;
 		case 'A': tf.cacert = optarg; break;
 		case 'S': n_subjects = (int)wi_bench_num("--subjects", optarg); break;
+		case 'T': threads = (int)wi_bench_num("--threads", optarg); break;
 		default: return 2;
 		}
 	}
@@ -246,12 +375,16 @@ int wi_bench_http(int argc, char **argv)
 			"1 <= concurrency <= %d\n", MAX_CONC);
 		return 2;
 	}
+	if (threads < 1 || threads > THREADS_MAX) {
+		fprintf(stderr, "wi-bench http: --threads 1..%d\n", THREADS_MAX);
+		return 2;
+	}
 	if (n_subjects < 0 || n_subjects > 65536 || (n_subjects && (echo || intro))) {
 		fprintf(stderr, "wi-bench http: --subjects 1..65536, with --mode token only\n");
 		return 2;
 	}
-	if (https && (echo || !tf.cert || !tf.key || !tf.cacert)) {
-		fprintf(stderr, "wi-bench http: --https needs --cert, --key and --cacert (and not --mode echo)\n");
+	if (https && (!tf.cert || !tf.key || !tf.cacert)) {
+		fprintf(stderr, "wi-bench http: --https needs --cert, --key and --cacert\n");
 		return 2;
 	}
 	const tls_files *tls = https ? &tf : NULL;
@@ -285,7 +418,6 @@ int wi_bench_http(int argc, char **argv)
 		fprintf(stderr, "wi-bench: cannot obtain %d user tokens\n", n_subjects);
 		return 1;
 	}
-	size_t next_form = 0;
 	char url[400];
 	snprintf(url, sizeof(url), "%s/token", base);
 	if (intro) {
@@ -303,89 +435,65 @@ int wi_bench_http(int argc, char **argv)
 		snprintf(url, sizeof(url), "%s/introspect", base);
 	}
 	if (echo)
-		snprintf(url, sizeof(url), "http://localhost/echo?size=%d", resp_size);
+		snprintf(url, sizeof(url), "%s/echo?size=%d", base, resp_size);
 
-	wi_bench_lat lat;
-	if (wi_bench_lat_init(&lat, 1u << 16) < 0)
-		return 1;
-	CURLM *m = curl_multi_init();
-	hslot *slots = calloc((size_t)conc, sizeof(*slots));
-	if (!m || !slots)
-		return 1;
+	load_job job = {.socket = load_socket, .url = url, .body = body, .hdrs = hdrs, .tls = tls, .intro = intro,
+			.forms = forms, .n_forms = (size_t)n_subjects};
 	uint64_t t_begin = wi_bench_now_ns();
-	uint64_t win_start = t_begin + (uint64_t)(warmup * 1e9), win_end = win_start + (uint64_t)(duration * 1e9);
-	for (int i = 0; i < conc; i++) {
-		slots[i].h = curl_easy_init();
-		if (!slots[i].h)
-			return 1;
-		setup(slots[i].h, load_socket, url, body, hdrs, &slots[i]);
-		if (tls)
-			setup_tls(slots[i].h, tls);
-		slots[i].t0 = wi_bench_now_ns();
-		curl_multi_add_handle(m, slots[i].h);
-	}
-	int active = conc;
-	size_t resp_bytes = 0;
-	while (active > 0) {
-		int running = 0;
-		if (curl_multi_perform(m, &running) != CURLM_OK)
+	job.win_start = t_begin + (uint64_t)(warmup * 1e9);
+	job.win_end = job.win_start + (uint64_t)(duration * 1e9);
+	if (threads > conc)
+		threads = conc;
+	load_part parts[THREADS_MAX];
+	memset(parts, 0, sizeof(parts));
+	int started = 0, rc = 0;
+	for (int i = 0; i < threads; i++) {
+		parts[i].job = &job;
+		parts[i].conc = conc / threads + (i < conc % threads);
+		parts[i].next_form = (size_t)i * (job.n_forms / (size_t)threads);
+		if (pthread_create(&parts[i].th, NULL, load_run, &parts[i]) != 0) {
+			fprintf(stderr, "wi-bench http: cannot start load thread %d\n", i);
+			rc = 1;
 			break;
-		CURLMsg *msg;
-		int left;
-		while ((msg = curl_multi_info_read(m, &left))) {
-			if (msg->msg != CURLMSG_DONE)
-				continue;
-			CURL *h = msg->easy_handle;
-			hslot *s = NULL;
-			curl_easy_getinfo(h, CURLINFO_PRIVATE, (char **)&s);
-			uint64_t t1 = wi_bench_now_ns();
-			long status = 0;
-			curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-			/* Introspection of a live token must say so (RFC 7662 §2.2). */
-			bool live = !intro || (strstr(s->first, "\"active\":true") || strstr(s->first, "\"active\": true"));
-			if (msg->data.result == CURLE_OK && status == 200 && live) {
-				resp_bytes = s->got;
-				if (s->t0 >= win_start && t1 <= win_end)
-					wi_bench_lat_add(&lat, t1 - s->t0);
-			} else {
-				if (lat.errors < 5)
-					fprintf(stderr, "wi-bench: %s: %s, HTTP %ld: %s\n", url,
-						curl_easy_strerror(msg->data.result), status, s->first);
-				lat.errors++;
-			}
-			curl_multi_remove_handle(m, h);
-			if (t1 < win_end && lat.errors < 1000) {
-				if (forms) {
-					const char *f = forms[next_form++ % (size_t)n_subjects];
-					curl_easy_setopt(h, CURLOPT_POSTFIELDS, f);
-					curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)strlen(f));
-				}
-				s->got = 0;
-				s->first[0] = '\0';
-				s->t0 = wi_bench_now_ns();
-				curl_multi_add_handle(m, h);
-			} else {
-				active--;
-			}
 		}
-		if (active > 0 && curl_multi_poll(m, NULL, 0, 100, NULL) != CURLM_OK)
-			break;
+		started++;
 	}
-	char extra[128];
-	snprintf(extra, sizeof(extra), ",\"concurrency\":%d,\"resp_bytes\":%zu,\"req_bytes\":%zu", conc, resp_bytes,
-		 strlen(body));
-	wi_bench_print_result(&lat, duration, extra);
-	int rc = lat.ok > 0 && lat.errors == 0 ? 0 : 1;
-	for (int i = 0; i < conc; i++)
-		curl_easy_cleanup(slots[i].h);
-	curl_multi_cleanup(m);
+	/* The load generator's own CPU (all its threads) over the measured
+	 * window: at threads x 1.00 core, it is the bound, not the server. */
+	double cpu_start = -1, cpu_end = -1;
+	if (rc == 0) {
+		sleep_until(job.win_start);
+		cpu_start = wi_bench_self_cpu_s();
+		sleep_until(job.win_end);
+		cpu_end = wi_bench_self_cpu_s();
+	}
+	wi_bench_lat lat;
+	bool have_lat = wi_bench_lat_init(&lat, 1u << 16) == 0;
+	size_t resp_bytes = 0;
+	for (int i = 0; i < started; i++) {
+		pthread_join(parts[i].th, NULL);
+		if (parts[i].failed || !have_lat || wi_bench_lat_merge(&lat, &parts[i].lat) < 0)
+			rc = 1;
+		if (parts[i].resp_bytes)
+			resp_bytes = parts[i].resp_bytes;
+		wi_bench_lat_free(&parts[i].lat);
+	}
+	if (have_lat && rc == 0) {
+		double client_cpu = cpu_start >= 0 && cpu_end >= cpu_start ? cpu_end - cpu_start : -1;
+		char extra[224];
+		snprintf(extra, sizeof(extra),
+			 ",\"concurrency\":%d,\"threads\":%d,\"resp_bytes\":%zu,\"req_bytes\":%zu,\"client_cpu_s\":%.3f", conc,
+			 threads, resp_bytes, strlen(body), client_cpu);
+		wi_bench_print_result(&lat, duration, extra);
+		rc = lat.ok > 0 && lat.errors == 0 ? 0 : 1;
+	}
 	curl_slist_free_all(hdrs);
-	free(slots);
 	free(ut);
 	for (int k = 0; forms && k < n_subjects; k++)
 		free(forms[k]);
 	free(forms);
-	wi_bench_lat_free(&lat);
+	if (have_lat)
+		wi_bench_lat_free(&lat);
 	curl_global_cleanup();
 	return rc;
 }

@@ -1,0 +1,83 @@
+/* Unit tests: bench/common (the latency record behind every published
+ * percentile, and the merge of the HTTP load threads' records). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "bench/common.h"
+
+static void add_ms(wi_bench_lat *l, unsigned from, unsigned to)
+{
+	for (unsigned i = from; i <= to; i++)
+		wi_bench_lat_add(l, (uint64_t)i * 1000000u);
+}
+
+static void test_percentiles(void **state)
+{
+	(void)state;
+	wi_bench_lat l;
+	assert_int_equal(wi_bench_lat_init(&l, 0), 0);
+	assert_true(wi_bench_lat_pct_ms(&l, 0.5) == 0.0); /* no samples */
+	add_ms(&l, 1, 1000);
+	assert_true(wi_bench_lat_pct_ms(&l, 0.0) == 1.0);
+	assert_true(wi_bench_lat_pct_ms(&l, 0.5) == 501.0);
+	assert_true(wi_bench_lat_pct_ms(&l, 0.99) == 990.0);
+	assert_true(wi_bench_lat_pct_ms(&l, 1.0) == 1000.0);
+	wi_bench_lat_free(&l);
+}
+
+/* Two threads' records, interleaved in time: the merged percentiles are
+ * those of all samples, and the counts add up. */
+static void test_merge(void **state)
+{
+	(void)state;
+	wi_bench_lat a, b, all;
+	assert_int_equal(wi_bench_lat_init(&a, 0), 0);
+	assert_int_equal(wi_bench_lat_init(&b, 0), 0);
+	assert_int_equal(wi_bench_lat_init(&all, 0), 0);
+	add_ms(&a, 1, 600);
+	add_ms(&b, 601, 3000); /* more than a's capacity: the merge grows it */
+	b.errors = 3;
+	assert_int_equal(wi_bench_lat_merge(&all, &a), 0);
+	assert_int_equal(wi_bench_lat_merge(&all, &b), 0);
+	assert_int_equal(all.ok, 3000);
+	assert_int_equal(all.errors, 3);
+	assert_int_equal(all.n, 3000);
+	assert_true(wi_bench_lat_pct_ms(&all, 0.0) == 1.0);
+	assert_true(wi_bench_lat_pct_ms(&all, 0.5) == 1501.0);
+	assert_true(wi_bench_lat_pct_ms(&all, 1.0) == 3000.0);
+	wi_bench_lat_free(&a);
+	wi_bench_lat_free(&b);
+	wi_bench_lat_free(&all);
+}
+
+/* Beyond WI_BENCH_SAMPLES_MAX samples are counted but not kept, merged or
+ * not. */
+static void test_merge_bounded(void **state)
+{
+	(void)state;
+	wi_bench_lat a, b;
+	assert_int_equal(wi_bench_lat_init(&a, WI_BENCH_SAMPLES_MAX), 0);
+	assert_int_equal(wi_bench_lat_init(&b, 0), 0);
+	for (size_t i = 0; i < WI_BENCH_SAMPLES_MAX - 10; i++)
+		wi_bench_lat_add(&a, 1000);
+	add_ms(&b, 1, 100);
+	assert_int_equal(wi_bench_lat_merge(&a, &b), 0);
+	assert_int_equal(a.n, WI_BENCH_SAMPLES_MAX);
+	assert_int_equal(a.ok, WI_BENCH_SAMPLES_MAX - 10 + 100);
+	assert_true(wi_bench_lat_pct_ms(&a, 1.0) == 10.0); /* b's first 10 kept */
+	wi_bench_lat_free(&a);
+	wi_bench_lat_free(&b);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_percentiles),
+		cmocka_unit_test(test_merge),
+		cmocka_unit_test(test_merge_bounded),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
