@@ -343,8 +343,12 @@ int main(int argc, char **argv)
 	for (int k = 0; k < K_KINDS; k++) {
 		if (lfd[k] < 0)
 			continue;
-		polls[k].data = (void *)(intptr_t)k;
-		if (uv_poll_init(loop, &polls[k], lfd[k]) != 0 || uv_poll_start(&polls[k], UV_READABLE, on_listener) != 0) {
+		if (uv_poll_init(loop, &polls[k], lfd[k]) != 0) {
+			fprintf(stderr, "echo-http: cannot poll listener %d\n", k);
+			return 1;
+		}
+		polls[k].data = (void *)(intptr_t)k; /* after init: the handle is libuv's until then */
+		if (uv_poll_start(&polls[k], UV_READABLE, on_listener) != 0) {
 			fprintf(stderr, "echo-http: cannot poll listener %d\n", k);
 			return 1;
 		}
