@@ -800,6 +800,46 @@ static void test_exited_but_not_reaped(void **state)
 	reap(&ch);
 }
 
+static void test_cached_then_exited(void **state)
+{
+	/* A process attested and cached, then gone: the cached path must
+	 * refuse it as a zombie (procfs: no exe, ENOENT) and once reaped
+	 * (ESRCH), never serve the cached identity. */
+	struct child ch;
+	spawn(&ch);
+	wi_peer *p = NULL;
+	assert_int_equal(wi_peer_from_socket(ch.conn, &p), 0);
+	wi_attestor *a = NULL;
+	assert_int_equal(wi_attestor_new(NULL, &a), 0);
+	wi_selector_set *s = NULL;
+	assert_int_equal(wi_attestor_attest(a, p, &s), 0);
+	wi_selector_set_unref(s);
+	assert_int_equal(wi_attestor_attest(a, p, &s), 0); /* a hit */
+	wi_selector_set_unref(s);
+	wi_attestor_stats st;
+	wi_attestor_get_stats(a, &st);
+	assert_int_equal(st.cache_hits, 1);
+
+	/* Exited, not reaped: a zombie keeps /proc/<pid> but has no exe. */
+	assert_int_equal(write(ch.cmd, "x", 1), 1);
+	siginfo_t si;
+	assert_int_equal(waitid(P_PID, (id_t)ch.pid, &si, WEXITED | WNOWAIT), 0);
+	s = NULL;
+	assert_int_equal(wi_attestor_attest(a, p, &s), WI_E_UNAUTHENTICATED);
+	assert_null(s);
+	/* Reaped, and its pid free for reuse: still refused. */
+	int wst;
+	assert_int_equal(waitpid(ch.pid, &wst, 0), ch.pid);
+	ch.pid = 0;
+	assert_int_equal(wi_attestor_attest(a, p, &s), WI_E_UNAUTHENTICATED);
+	assert_null(s);
+	wi_attestor_get_stats(a, &st);
+	assert_int_equal(st.cache_hits, 1);
+	wi_attestor_free(a);
+	wi_peer_free(p);
+	reap(&ch);
+}
+
 static void test_peer_gone_before_accept_check(void **state)
 {
 	/* The peer connects, exits and is reaped before we look: whatever the
@@ -959,6 +999,7 @@ int main(void)
 		cmocka_unit_test(test_peer_from_socket),
 		cmocka_unit_test(test_attest_live_and_cache),
 		cmocka_unit_test(test_exited_but_not_reaped),
+		cmocka_unit_test(test_cached_then_exited),
 		cmocka_unit_test(test_peer_gone_before_accept_check),
 		cmocka_unit_test(test_peer_fallback),
 		cmocka_unit_test(test_attest_threads),
