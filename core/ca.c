@@ -44,6 +44,7 @@
 
 #include "core/buf.h"
 #include "core/cleanup.h"
+#include "core/digest.h"
 #include "core/fsutil.h"
 #include "core/keys.h"
 #include "core/limits.h"
@@ -60,7 +61,6 @@
 #define CN_MAX 64
 /* X509-SVID §4/§5 via SPIRE: 128 random bits of serial. */
 #define SERIAL_BYTES 16
-#define SHA256_LEN 32
 /* Key usage bit numbers (RFC 5280 §4.2.1.3). */
 #define KU_BIT_DIGITAL_SIGNATURE 0
 #define KU_BIT_KEY_CERT_SIGN 5
@@ -324,15 +324,12 @@ static int sign_cert(X509 *x, wi_signer *signer)
 	_cleanup_(openssl_freep) unsigned char *tbs = NULL;
 	int tbs_len = i2d_re_X509_tbs(x, &tbs);
 	WI_CHECK_SSL(tbs_len > 0 && tbs != NULL, "encode TBSCertificate");
-	uint8_t md[SHA256_LEN];
-	unsigned int md_len = 0;
-	WI_CHECK_SSL(EVP_Digest(tbs, (size_t)tbs_len, md, &md_len, EVP_sha256(), NULL) == 1 &&
-			     md_len == sizeof(md),
-		     "hash TBSCertificate");
+	uint8_t md[WI_SHA256_LEN];
+	WI_TRY(wi_digest_sha256(tbs, (size_t)tbs_len, md));
 
 	_cleanup_(freep) uint8_t *der_sig = NULL;
 	size_t der_sig_len = 0;
-	WI_TRY(wi_signer_sign(signer, WI_SIG_ECDSA_P256_SHA256, md, md_len, &der_sig, &der_sig_len));
+	WI_TRY(wi_signer_sign(signer, WI_SIG_ECDSA_P256_SHA256, md, sizeof(md), &der_sig, &der_sig_len));
 	WI_CHECK_SSL(ASN1_BIT_STRING_set(sig, der_sig, (int)der_sig_len) == 1, "install signature");
 	/* As ASN1_item_sign does: a whole number of octets, "0 unused bits". */
 	sig->flags &= ~(ASN1_STRING_FLAG_BITS_LEFT | 0x07);

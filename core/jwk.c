@@ -18,6 +18,7 @@
 
 #include "core/b64url.h"
 #include "core/cleanup.h"
+#include "core/digest.h"
 #include "core/json.h"
 #include "core/limits.h"
 
@@ -178,12 +179,10 @@ int wi_jwk_thumbprint(EVP_PKEY *pub, char **ret_kid)
 	_cleanup_(freep) char *text = json_dumps(obj, JSON_COMPACT | JSON_SORT_KEYS);
 	WI_CHECK_ALLOC(text);
 	/* RFC 7638 §3: SHA-256 over the UTF-8 of that JSON, base64url. */
-	uint8_t digest[EVP_MAX_MD_SIZE];
-	unsigned int dlen = 0;
-	WI_CHECK_SSL(EVP_Digest(text, strlen(text), digest, &dlen, EVP_sha256(), NULL) == 1,
-		     "jwk thumbprint: SHA-256");
+	uint8_t digest[WI_SHA256_LEN];
+	WI_TRY(wi_digest_sha256(text, strlen(text), digest));
 	size_t kid_len = 0;
-	return wi_b64url_encode(digest, dlen, ret_kid, &kid_len);
+	return wi_b64url_encode(digest, sizeof(digest), ret_kid, &kid_len);
 }
 
 /* ---- parsing --------------------------------------------------------------- */

@@ -34,6 +34,7 @@
 
 #include "core/b64url.h"
 #include "core/cleanup.h"
+#include "core/digest.h"
 #include "core/json.h"
 #include "core/limits.h"
 
@@ -67,32 +68,6 @@ static const alg_info algs[] = {
 
 #define ES256_COORD 32
 #define ED25519_SIG_LEN 64
-
-/* ---- digests fetched once ------------------------------------------------ */
-
-static pthread_once_t md_once = PTHREAD_ONCE_INIT;
-static EVP_MD *md_sha256, *md_sha384, *md_sha512;
-
-static void md_fetch_all(void)
-{
-	md_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
-	md_sha384 = EVP_MD_fetch(NULL, "SHA384", NULL);
-	md_sha512 = EVP_MD_fetch(NULL, "SHA512", NULL);
-}
-
-/* The fetched digest for an algorithm's md name; NULL if the fetch failed
- * (the caller then reports an OpenSSL error). */
-static const EVP_MD *md_by_name(const char *name)
-{
-	pthread_once(&md_once, md_fetch_all);
-	if (strcmp(name, "SHA256") == 0)
-		return md_sha256;
-	if (strcmp(name, "SHA384") == 0)
-		return md_sha384;
-	if (strcmp(name, "SHA512") == 0)
-		return md_sha512;
-	return NULL;
-}
 
 static const alg_info *alg_by_name(const char *name)
 {
@@ -233,7 +208,7 @@ int wi_jws_sign(wi_signer *signer, const char *kid, const char *typ, const json_
 
 	uint8_t digest[EVP_MAX_MD_SIZE];
 	unsigned int dlen = 0;
-	const EVP_MD *sha256 = md_by_name("SHA256");
+	const EVP_MD *sha256 = wi_digest_md("SHA256");
 	WI_CHECK_SSL(sha256 != NULL && EVP_Digest(out, input_len, digest, &dlen, sha256, NULL) == 1,
 		     "jws sign: SHA-256");
 	_cleanup_(freep) uint8_t *sig = NULL;
@@ -374,7 +349,7 @@ static vcache *vcache_get(void)
  * (not EdDSA, which has no pre-hashed form). */
 static int vctx_new(const alg_info *a, EVP_PKEY *key, EVP_PKEY_CTX **ret)
 {
-	const EVP_MD *md = md_by_name(a->md);
+	const EVP_MD *md = wi_digest_md(a->md);
 	WI_CHECK_SSL(md != NULL, "jws: digest");
 	_cleanup_(EVP_PKEY_CTX_freep) EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, key, NULL);
 	WI_CHECK_SSL(ctx != NULL, "jws: verify context");
@@ -434,7 +409,7 @@ static int verify_signature(const alg_info *a, EVP_PKEY *key, const char *input,
 		WI_CHECK_SSL(EVP_DigestVerifyInit_ex(md, NULL, NULL, NULL, NULL, key, NULL) == 1, "jws: verify init");
 		ok = EVP_DigestVerify(md, sig, sig_len, (const unsigned char *)input, input_len) == 1;
 	} else {
-		const EVP_MD *m = md_by_name(a->md);
+		const EVP_MD *m = wi_digest_md(a->md);
 		uint8_t digest[EVP_MAX_MD_SIZE];
 		unsigned int dlen = 0;
 		WI_CHECK_SSL(m != NULL && EVP_Digest(input, input_len, digest, &dlen, m, NULL) == 1, "jws: digest");

@@ -6,12 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/sha.h>
-
 #include "core/b64url.h"
 #include "core/rand.h"
 #include "core/buf.h"
 #include "core/cleanup.h"
+#include "core/digest.h"
 #include "core/json.h"
 #include "core/jws.h"
 #include "core/jwt_claims.h"
@@ -170,8 +169,8 @@ static int random_id(char **ret)
 /* A short, non-reversible name for a token in claims and logs. */
 static int token_hash(const char *token, char **ret)
 {
-	uint8_t d[SHA256_DIGEST_LENGTH];
-	SHA256((const uint8_t *)token, strlen(token), d);
+	uint8_t d[WI_SHA256_LEN];
+	WI_TRY(wi_digest_sha256(token, strlen(token), d));
 	size_t len;
 	return wi_b64url_encode(d, 16, ret, &len);
 }

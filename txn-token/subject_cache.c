@@ -9,6 +9,8 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include "core/digest.h"
+
 typedef struct entry {
 	uint8_t digest[WI_SUBJECT_DIGEST_LEN];
 	bool used;
@@ -63,10 +65,8 @@ wi_subject_cache *wi_subject_cache_free(wi_subject_cache *c)
 
 int wi_subject_cache_digest(const char *token, size_t len, uint8_t ret[WI_SUBJECT_DIGEST_LEN])
 {
-	unsigned out = 0;
-	WI_CHECK_SSL(EVP_Digest(token, len, ret, &out, EVP_sha256(), NULL) == 1 && out == WI_SUBJECT_DIGEST_LEN,
-		     "SHA-256");
-	return 0;
+	_Static_assert(WI_SUBJECT_DIGEST_LEN == WI_SHA256_LEN, "the cache key is a SHA-256");
+	return wi_digest_sha256(token, len, ret);
 }
 
 static entry *slot_of(wi_subject_cache *c, const uint8_t digest[WI_SUBJECT_DIGEST_LEN])
