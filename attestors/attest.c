@@ -19,6 +19,7 @@
 
 #include "attestors/procfs.h"
 #include "core/cleanup.h"
+#include "core/digest.h"
 #include "core/hist.h"
 #include "core/limits.h"
 
@@ -32,7 +33,6 @@
 _Static_assert(EXE_SETS > 0 && WI_EXE_HASH_CACHE_SLOTS % CACHE_WAYS == 0, "exe cache shape");
 _Static_assert(PROC_SETS > 0 && WI_ATTEST_CACHE_SLOTS % CACHE_WAYS == 0, "attest cache shape");
 
-#define SHA256_LEN 32
 
 /* The file that was hashed.  ctime is in the key besides the contract's
  * (dev, ino, mtime, size) because mtime can be set back with utimensat(2)
@@ -49,7 +49,7 @@ struct exe_slot {
 	bool used;
 	uint64_t stamp;
 	struct exe_key k;
-	unsigned char digest[SHA256_LEN];
+	unsigned char digest[WI_SHA256_LEN];
 };
 
 /* The process identity (DESIGN §3): an exec changes exe's inode. */
@@ -157,7 +157,7 @@ static size_t proc_pick(const struct proc_slot *ways, const struct proc_key *k)
 	return lru;
 }
 
-static bool exe_cache_get(wi_attestor *a, const struct exe_key *k, unsigned char out[SHA256_LEN])
+static bool exe_cache_get(wi_attestor *a, const struct exe_key *k, unsigned char out[WI_SHA256_LEN])
 {
 	size_t s = exe_set_of(k);
 	bool hit = false;
@@ -165,7 +165,7 @@ static bool exe_cache_get(wi_attestor *a, const struct exe_key *k, unsigned char
 	for (size_t i = 0; i < CACHE_WAYS; i++) {
 		struct exe_slot *e = &a->exe[s][i];
 		if (e->used && exe_key_eq(&e->k, k)) {
-			memcpy(out, e->digest, SHA256_LEN);
+			memcpy(out, e->digest, WI_SHA256_LEN);
 			e->stamp = next_stamp(a);
 			hit = true;
 			break;
@@ -175,14 +175,14 @@ static bool exe_cache_get(wi_attestor *a, const struct exe_key *k, unsigned char
 	return hit;
 }
 
-static void exe_cache_put(wi_attestor *a, const struct exe_key *k, const unsigned char d[SHA256_LEN])
+static void exe_cache_put(wi_attestor *a, const struct exe_key *k, const unsigned char d[WI_SHA256_LEN])
 {
 	size_t s = exe_set_of(k);
 	pthread_mutex_lock(&a->exe_locks[s]);
 	struct exe_slot *e = &a->exe[s][exe_pick(a->exe[s], k)];
 	e->used = true;
 	e->k = *k;
-	memcpy(e->digest, d, SHA256_LEN);
+	memcpy(e->digest, d, WI_SHA256_LEN);
 	e->stamp = next_stamp(a);
 	pthread_mutex_unlock(&a->exe_locks[s]);
 }
@@ -371,11 +371,12 @@ static struct exe_key exe_key_of(const struct stat *st)
 }
 
 /* SHA-256 of the open file, streamed; *ret_changed when it changed while read. */
-static int hash_fd(int fd, const struct exe_key *k, unsigned char out[SHA256_LEN], bool *ret_changed)
+static int hash_fd(int fd, const struct exe_key *k, unsigned char out[WI_SHA256_LEN], bool *ret_changed)
 {
 	_cleanup_(EVP_MD_CTX_freep) EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	WI_CHECK_SSL(ctx != NULL, "EVP_MD_CTX_new");
-	WI_CHECK_SSL(EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1, "EVP_DigestInit_ex");
+	const EVP_MD *sha256 = wi_digest_md("SHA256");
+	WI_CHECK_SSL(sha256 != NULL && EVP_DigestInit_ex(ctx, sha256, NULL) == 1, "EVP_DigestInit_ex");
 	_cleanup_(freep) unsigned char *buf = malloc(HASH_CHUNK);
 	WI_CHECK_ALLOC(buf);
 	uint64_t total = 0;
@@ -395,7 +396,7 @@ static int hash_fd(int fd, const struct exe_key *k, unsigned char out[SHA256_LEN
 		WI_CHECK_SSL(EVP_DigestUpdate(ctx, buf, (size_t)n) == 1, "EVP_DigestUpdate");
 	}
 	unsigned int dl = 0;
-	WI_CHECK_SSL(EVP_DigestFinal_ex(ctx, out, &dl) == 1 && dl == SHA256_LEN, "EVP_DigestFinal_ex");
+	WI_CHECK_SSL(EVP_DigestFinal_ex(ctx, out, &dl) == 1 && dl == WI_SHA256_LEN, "EVP_DigestFinal_ex");
 	struct stat after;
 	WI_CHECK_ERRNO(fstat(fd, &after) == 0, "fstat exe: %s", strerror(errno));
 	struct exe_key ka = exe_key_of(&after);
@@ -425,7 +426,7 @@ static int add_exe_hash(wi_attestor *a, wi_selector_set *s, int dirfd, const str
 	if (!S_ISREG(st.st_mode) || st.st_size < 0 || st.st_size > WI_EXE_HASH_SIZE_MAX)
 		return 0; /* attest.h: omitted above WI_EXE_HASH_SIZE_MAX */
 	struct exe_key k = exe_key_of(&st);
-	unsigned char d[SHA256_LEN];
+	unsigned char d[WI_SHA256_LEN];
 	if (exe_cache_get(a, &k, d)) {
 		atomic_fetch_add_explicit(&a->hash_cache_hits, 1, memory_order_relaxed);
 	} else {
@@ -435,13 +436,13 @@ static int add_exe_hash(wi_attestor *a, wi_selector_set *s, int dirfd, const str
 		atomic_fetch_add_explicit(&a->hash_computed, 1, memory_order_relaxed);
 		exe_cache_put(a, &k, d);
 	}
-	char hex[2 * SHA256_LEN + 1];
+	char hex[2 * WI_SHA256_LEN + 1];
 	static const char digits[] = "0123456789abcdef";
-	for (size_t i = 0; i < SHA256_LEN; i++) {
+	for (size_t i = 0; i < WI_SHA256_LEN; i++) {
 		hex[2 * i] = digits[d[i] >> 4];
 		hex[2 * i + 1] = digits[d[i] & 15];
 	}
-	hex[2 * SHA256_LEN] = '\0';
+	hex[2 * WI_SHA256_LEN] = '\0';
 	return wi_selector_set_add(s, WI_SEL_UNIX_SHA256, hex);
 }
 

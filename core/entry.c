@@ -15,6 +15,7 @@
 
 #include "core/cleanup.h"
 #include "core/config.h"
+#include "core/digest.h"
 #include "core/json.h"
 #include "core/limits.h"
 #include "core/selector.h"
@@ -159,7 +160,8 @@ static int config_id(const wi_entry *e, char *out)
 	WI_CHECK_SSL(md != NULL, "EVP_MD_CTX_new");
 	unsigned char d[EVP_MAX_MD_SIZE];
 	unsigned dl = 0;
-	int ok = EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 &&
+	const EVP_MD *sha256 = wi_digest_md("SHA256");
+	int ok = sha256 != NULL && EVP_DigestInit_ex(md, sha256, NULL) == 1 &&
 		 EVP_DigestUpdate(md, e->spiffe_id, strlen(e->spiffe_id)) == 1 && EVP_DigestUpdate(md, "\n", 1) == 1;
 	for (size_t i = 0; ok && i < wi_selector_set_count(e->selectors); i++) {
 		const char *s = wi_selector_set_at(e->selectors, i);

@@ -206,14 +206,11 @@ int wi_jws_sign(wi_signer *signer, const char *kid, const char *typ, const json_
 	/* RFC 7515 §5.1 step 8: JWS Signing Input = b64(header) '.' b64(payload). */
 	size_t input_len = h64_len + 1 + c64_len;
 
-	uint8_t digest[EVP_MAX_MD_SIZE];
-	unsigned int dlen = 0;
-	const EVP_MD *sha256 = wi_digest_md("SHA256");
-	WI_CHECK_SSL(sha256 != NULL && EVP_Digest(out, input_len, digest, &dlen, sha256, NULL) == 1,
-		     "jws sign: SHA-256");
+	uint8_t digest[WI_SHA256_LEN];
+	WI_TRY(wi_digest_sha256(out, input_len, digest));
 	_cleanup_(freep) uint8_t *sig = NULL;
 	size_t sig_len = 0;
-	WI_TRY(wi_signer_sign(signer, sa, digest, dlen, &sig, &sig_len));
+	WI_TRY(wi_signer_sign(signer, sa, digest, sizeof(digest), &sig, &sig_len));
 
 	const uint8_t *sig_bytes = sig;
 	uint8_t raw[2 * ES256_COORD];

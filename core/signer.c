@@ -24,6 +24,7 @@
 #include <openssl/x509.h>
 
 #include "core/cleanup.h"
+#include "core/digest.h"
 #include "core/limits.h"
 
 struct wi_signer {
@@ -35,7 +36,6 @@ struct wi_signer {
 	size_t n_pool;
 };
 
-#define SHA256_LEN 32
 
 static int key_alg(EVP_PKEY *key, wi_sig_alg *ret_alg)
 {
@@ -133,7 +133,8 @@ static int ctx_get(wi_signer *s, EVP_PKEY_CTX **ret)
 		WI_CHECK_SSL(EVP_PKEY_CTX_set_rsa_padding(n, RSA_PKCS1_PADDING) == 1, "sign: RSA padding");
 	/* Tells the provider the digest is SHA-256 so it checks the length
 	 * (and, for RSA, writes the SHA-256 DigestInfo). */
-	WI_CHECK_SSL(EVP_PKEY_CTX_set_signature_md(n, EVP_sha256()) == 1, "sign: digest type");
+	const EVP_MD *sha256 = wi_digest_md("SHA256");
+	WI_CHECK_SSL(sha256 != NULL && EVP_PKEY_CTX_set_signature_md(n, sha256) == 1, "sign: digest type");
 	*ret = TAKE_PTR(n);
 	return 0;
 }
@@ -157,8 +158,8 @@ int wi_signer_sign(wi_signer *s, wi_sig_alg alg, const uint8_t *digest, size_t d
 	WI_CHECK(s != NULL && digest != NULL && ret_sig != NULL && ret_sig_len != NULL, WI_E_INVAL,
 		 "sign: NULL argument");
 	WI_CHECK(alg == s->alg, WI_E_INVAL, "sign: algorithm %d does not match the key", (int)alg);
-	WI_CHECK(digest_len == SHA256_LEN, WI_E_INVAL, "sign: digest is %zu bytes, want %d", digest_len,
-		 SHA256_LEN);
+	WI_CHECK(digest_len == WI_SHA256_LEN, WI_E_INVAL, "sign: digest is %zu bytes, want %d", digest_len,
+		 WI_SHA256_LEN);
 
 	/* Freed on every error path: a context whose sign failed is not
 	 * trusted back into the pool. */
