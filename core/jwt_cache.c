@@ -1,4 +1,7 @@
-/* core/jwt_cache.c — a hash table with an LRU list. */
+/* core/jwt_cache.c — a hash table with an LRU list.
+ *
+ * The tokens are bearer credentials (STYLE §10): each copy held here is
+ * wiped when it goes, and the copies handed out are the caller's to wipe. */
 #include "core/jwt_cache.h"
 
 #include <pthread.h>
@@ -15,6 +18,7 @@ typedef struct node {
 	uint64_t hash;
 	time_t refresh_at;
 	char *token;
+	size_t token_len;
 	char key[];
 } node;
 
@@ -56,7 +60,7 @@ int wi_jwt_cache_new(size_t max_entries, wi_jwt_cache **ret)
 
 static void node_free(node *n)
 {
-	free(n->token);
+	wi_secret_free(n->token, n->token_len);
 	free(n);
 }
 
@@ -176,7 +180,9 @@ int wi_jwt_cache_get(wi_jwt_cache *c, const char *key, time_t now, char **ret_to
 		n = NULL;
 	}
 	if (n) {
-		copy = strdup(n->token);
+		copy = malloc(n->token_len + 1);
+		if (copy)
+			memcpy(copy, n->token, n->token_len + 1);
 		lru_unlink(c, n);
 		lru_push_front(c, n);
 		c->hits++;
@@ -196,11 +202,13 @@ int wi_jwt_cache_put(wi_jwt_cache *c, const char *key, const char *token, time_t
 	size_t kl = strlen(key);
 	node *n = calloc(1, sizeof(*n) + kl + 1);
 	WI_CHECK_ALLOC(n);
-	n->token = strdup(token);
+	n->token_len = strlen(token);
+	n->token = malloc(n->token_len + 1);
 	if (!n->token) {
 		free(n);
 		WI_FAIL(WI_E_NOMEM, "allocation");
 	}
+	memcpy(n->token, token, n->token_len + 1);
 	memcpy(n->key, key, kl + 1);
 	n->hash = hash_str(key);
 	n->refresh_at = refresh_at;

@@ -24,9 +24,11 @@ wi_jwt_cache *wi_jwt_cache_free(wi_jwt_cache *c);
 int wi_jwt_cache_key(const char *kid, const char *spiffe_id, const char *const *aud, size_t n_aud,
 		     char **ret) WI_WUR;
 /* A copy of the cached token if `now` is before its refresh time;
- * WI_E_NOT_FOUND otherwise (not recorded as an error detail). */
+ * WI_E_NOT_FOUND otherwise (not recorded as an error detail).  The copy is a
+ * bearer token: the caller wipes it (wi_secret_free). */
 int wi_jwt_cache_get(wi_jwt_cache *c, const char *key, time_t now, char **ret_token) WI_WUR;
-/* Stores a token until `refresh_at` (replacing any previous one). */
+/* Stores a copy of a token until `refresh_at` (replacing any previous one);
+ * the cache wipes its copy when it evicts, replaces or clears it. */
 int wi_jwt_cache_put(wi_jwt_cache *c, const char *key, const char *token, time_t refresh_at) WI_WUR;
 void wi_jwt_cache_clear(wi_jwt_cache *c);
 

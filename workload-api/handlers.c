@@ -174,5 +174,5 @@ void wi__handle_health_check(wi__call *c, const uint8_t *req, size_t len)
 		wi__call_finish(c, GRPC_STATUS_UNAVAILABLE, "internal error; retry");
 		return;
 	}
-	wi__call_reply(c, out, out_len);
+	wi__call_reply(c, out, out_len, false);
 }

@@ -135,8 +135,9 @@ void wi__handle_validate_jwt_svid(wi__call *c, const uint8_t *req, size_t len);
 
 /* Finishing helpers (server.c). */
 void wi__call_finish(wi__call *c, grpc_status_code code, const char *msg);
-/* Sends the one message of a unary call with OK status.  Takes `payload`. */
-void wi__call_reply(wi__call *c, uint8_t *payload, size_t len);
+/* Sends the one message of a unary call with OK status.  Takes `payload`;
+ * `secret` (it holds bearer tokens or keys): wiped when gRPC releases it. */
+void wi__call_reply(wi__call *c, uint8_t *payload, size_t len, bool secret);
 /* Opens a server stream: the call takes `sel`, `reg` and `ids`, registers
  * in the stream list, and sends the first message built by `build` at once
  * (Workload API §5); later messages follow rotation and registry changes.

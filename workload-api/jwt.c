@@ -6,6 +6,9 @@
 
 #include <jansson.h>
 
+#include <openssl/crypto.h>
+
+#include "core/buf.h"
 #include "core/cleanup.h"
 #include "core/jwt_svid.h"
 #include "core/limits.h"
@@ -144,8 +147,10 @@ void wi__handle_fetch_jwt_svid(wi__call *c, const uint8_t *req, size_t len)
 		wi_log(WI_LOG_INFO, "jwt_svid_sent", "pid=%d uid=%u svids=%zu first=%s audiences=%zu",
 		       (int)wi_peer_pid(c->conn->peer), (unsigned)wi_peer_uid(c->conn->peer), n,
 		       only ? only->spiffe_id : wi_identities_at(ids, 0)->spiffe_id, in->n_audience);
+	/* JWT-SVIDs are bearer tokens (STYLE §10): every copy is wiped. */
 	for (size_t i = 0; tokens && i < n; i++)
-		free(tokens[i]);
+		if (tokens[i])
+			wi_secret_free(tokens[i], strlen(tokens[i]));
 	free(tokens);
 	free(items);
 	free(ptrs);
@@ -156,7 +161,7 @@ void wi__handle_fetch_jwt_svid(wi__call *c, const uint8_t *req, size_t len)
 				rc == WI_E_TOO_BIG ? "response too large" : "internal error; retry");
 		return;
 	}
-	wi__call_reply(c, out, out_len);
+	wi__call_reply(c, out, out_len, true);
 }
 
 int wi__build_jwt_bundles(wi__call *c, time_t now, uint8_t **ret, size_t *ret_len, bool *ret_secret,
@@ -338,6 +343,15 @@ static int to_struct(json_t *obj, int depth, Google__Protobuf__Struct **ret)
 	return 0;
 }
 
+/* The request carries the caller's token (a bearer credential): wiped
+ * before protobuf-c frees it. */
+static void request_free(ValidateJWTSVIDRequest *in)
+{
+	if (in->svid)
+		OPENSSL_cleanse(in->svid, strlen(in->svid));
+	validate_jwtsvidrequest__free_unpacked(in, NULL);
+}
+
 void wi__handle_validate_jwt_svid(wi__call *c, const uint8_t *req, size_t len)
 {
 	ValidateJWTSVIDRequest *in = validate_jwtsvidrequest__unpack(NULL, len, req);
@@ -351,13 +365,13 @@ void wi__handle_validate_jwt_svid(wi__call *c, const uint8_t *req, size_t len)
 							  : NULL;
 	if (bad) {
 		refuse(c, GRPC_STATUS_INVALID_ARGUMENT, bad);
-		validate_jwtsvidrequest__free_unpacked(in, NULL);
+		request_free(in);
 		return;
 	}
 	_cleanup_(wi_identities_freep) wi_identities *ids = NULL;
 	_cleanup_(wi_registry_unrefp) wi_registry *reg = NULL;
 	if (wi__call_identities(c, &ids, NULL, &reg) < 0) {
-		validate_jwtsvidrequest__free_unpacked(in, NULL);
+		request_free(in);
 		return;
 	}
 	wi_wl_server *s = c->srv;
@@ -366,7 +380,7 @@ void wi__handle_validate_jwt_svid(wi__call *c, const uint8_t *req, size_t len)
 	_cleanup_(wi_jwt_keyset_unrefp) wi_jwt_keyset *ks = wi_jwt_keys_get(s->jwt_keys);
 	int rc = wi_jwt_svid_validate(in->svid, strlen(in->svid), wi_jwt_keyset_jwks(ks),
 				      wi_registry_trust_domain(reg), in->audience, time(NULL), &spiffe_id, &claims);
-	validate_jwtsvidrequest__free_unpacked(in, NULL);
+	request_free(in);
 	if (rc < 0) {
 		/* The reason is ours (never the token), e.g. "token has expired". */
 		const char *d = wi_error_detail();
@@ -410,5 +424,5 @@ void wi__handle_validate_jwt_svid(wi__call *c, const uint8_t *req, size_t len)
 		wi__call_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "claims cannot be represented");
 		return;
 	}
-	wi__call_reply(c, out, out_len);
+	wi__call_reply(c, out, out_len, false);
 }

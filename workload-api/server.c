@@ -196,8 +196,9 @@ static void box_destroy(void *ud)
 	free(b);
 }
 
-/* Wraps a payload in a byte buffer without copying; private keys inside are
- * wiped when gRPC releases the slice.  Takes `payload`; NULL on OOM. */
+/* Wraps a payload in a byte buffer without copying; a secret one (private
+ * keys, bearer tokens) is wiped when gRPC releases the slice.  Takes
+ * `payload`; NULL on OOM. */
 static grpc_byte_buffer *wrap_payload(uint8_t *payload, size_t len, bool secret)
 {
 	secret_box *box = malloc(sizeof(*box));
@@ -214,9 +215,9 @@ static grpc_byte_buffer *wrap_payload(uint8_t *payload, size_t len, bool secret)
 	return bb;
 }
 
-void wi__call_reply(wi__call *c, uint8_t *payload, size_t len)
+void wi__call_reply(wi__call *c, uint8_t *payload, size_t len, bool secret)
 {
-	grpc_byte_buffer *bb = wrap_payload(payload, len, false);
+	grpc_byte_buffer *bb = wrap_payload(payload, len, secret);
 	if (!bb) {
 		wi_log(WI_LOG_ERROR, "reply_failed", "method=%s reason=\"out of memory\"", c->method_name);
 		wi__call_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
@@ -537,6 +538,10 @@ static void on_recv(wi__call *c, bool ok)
 		wi__call_finish(c, GRPC_STATUS_UNIMPLEMENTED, "method not implemented");
 		break;
 	}
+	/* readall made this copy; a ValidateJWTSVID request carries a bearer
+	 * token (STYLE §10). */
+	if (c->method == WI__M_VALIDATE_JWT_SVID)
+		OPENSSL_cleanse(GRPC_SLICE_START_PTR(all), GRPC_SLICE_LENGTH(all));
 	grpc_slice_unref(all);
 	call_unref(c);
 }
