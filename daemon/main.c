@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -67,6 +68,24 @@ static void usage(FILE *f)
 		   "  --log-format F   text or json (one JSON object per line); overrides log_format\n"
 		   "  --log-level L    debug, info, warn or error; overrides log_level\n"
 		   "  --version        print the version\n");
+}
+
+/* STYLE §10: the keys and tokens in our memory stay out of core dumps, and
+ * no process of our own uid may ptrace us or read /proc/<pid>/mem or
+ * environ (a workload running as the daemon's user, as in development, could
+ * otherwise read the CA key).  Root keeps both. */
+static int harden_process(void)
+{
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
+		fprintf(stderr, "wimsed: prctl(PR_SET_DUMPABLE): %s\n", strerror(errno));
+		return -1;
+	}
+	const struct rlimit none = {0, 0};
+	if (setrlimit(RLIMIT_CORE, &none) != 0) {
+		fprintf(stderr, "wimsed: setrlimit(RLIMIT_CORE): %s\n", strerror(errno));
+		return -1;
+	}
+	return 0;
 }
 
 static void on_accept(uv_poll_t *h, int status, int events)
@@ -480,6 +499,11 @@ int main(int argc, char **argv)
 		printf("%s: ok\n", d.config_path);
 		wi_config_free(d.config);
 		return 0;
+	}
+	/* Before any key is read. */
+	if (harden_process() < 0) {
+		wi_config_free(d.config);
+		return 1;
 	}
 	/* Command-line flags override the config's log settings. */
 	wi_logsink_install(log_level >= 0 ? (wi_log_level)log_level : wi_config_log_level(d.config),

@@ -234,6 +234,47 @@ class Privileges(unittest.TestCase):
                          {h.TD_ID + "/root", h.TD_ID + "/by-path", h.TD_ID + "/by-hash"})
         d.stop()
 
+    def as_daemon_uid(self, code):
+        """Runs python code as the daemon's uid (no capabilities); its exit status."""
+        return subprocess.run(["setpriv", f"--reuid={self.DAEMON_UID}", f"--regid={self.DAEMON_UID}",
+                               "--clear-groups", "--inh-caps=-all", "--bounding-set=-all",
+                               sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+
+    def test_memory_closed_to_its_own_uid(self):
+        """A process of the daemon's own uid cannot read its memory or environment (the
+        daemon is not dumpable), and it leaves no core file."""
+        d = self.run_daemon(CAPS)
+        # A non-dumpable process's private /proc files belong to root (the
+        # world-readable directory keeps its owner).
+        st = os.stat(f"/proc/{d.pid}/environ")
+        self.assertEqual((st.st_uid, st.st_gid), (0, 0), "non-dumpable: /proc/<pid>/environ belongs to root")
+        probe = ("import sys\n"
+                 "for name in ('environ', 'mem'):\n"
+                 "    try:\n"
+                 "        open('/proc/%d/' + name, 'rb').read(1)\n"
+                 "    except PermissionError:\n"
+                 "        continue\n"
+                 "    sys.exit('read ' + name)\n" % d.pid)
+        r = self.as_daemon_uid(probe)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        with open(f"/proc/{d.pid}/limits") as f:
+            core = [l.split()[4:6] for l in f if l.startswith("Max core file size")]
+        self.assertEqual(core, [["0", "0"]])
+        # Control: the same probe reads an ordinary process of that uid.
+        other = subprocess.Popen(["setpriv", f"--reuid={self.DAEMON_UID}", f"--regid={self.DAEMON_UID}",
+                                  "--clear-groups", "sleep", "30"])
+        self.addCleanup(other.kill)
+        deadline = time.time() + 10
+        while os.stat(f"/proc/{other.pid}/environ").st_uid != self.DAEMON_UID and time.time() < deadline:
+            time.sleep(0.01)  # until setpriv has changed uid and exec'd sleep
+        with open(f"/proc/{other.pid}/comm") as f:
+            while f.read().strip() != "sleep" and time.time() < deadline:
+                time.sleep(0.01)
+                f.seek(0)
+        r = self.as_daemon_uid(probe.replace(str(d.pid), str(other.pid)))
+        self.assertNotEqual(r.returncode, 0, "the probe reads a dumpable process of its uid")
+        d.stop()
+
     def test_without_caps_exe_selectors_are_missing(self):
         """Control: the capabilities are what makes /proc/<pid>/exe readable."""
         d = self.run_daemon(None)
