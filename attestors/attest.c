@@ -33,7 +33,6 @@
 _Static_assert(EXE_SETS > 0 && WI_EXE_HASH_CACHE_SLOTS % CACHE_WAYS == 0, "exe cache shape");
 _Static_assert(PROC_SETS > 0 && WI_ATTEST_CACHE_SLOTS % CACHE_WAYS == 0, "attest cache shape");
 
-
 /* The file that was hashed.  ctime is in the key besides the contract's
  * (dev, ino, mtime, size) because mtime can be set back with utimensat(2)
  * after rewriting a file of the same size, while ctime cannot. */

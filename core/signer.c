@@ -36,7 +36,6 @@ struct wi_signer {
 	size_t n_pool;
 };
 
-
 static int key_alg(EVP_PKEY *key, wi_sig_alg *ret_alg)
 {
 	/* "RSA" only: an RSA-PSS-restricted key cannot make PKCS#1 v1.5
