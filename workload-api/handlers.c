@@ -13,6 +13,18 @@
 #include "workload-api/internal.h"
 #include "workload.pb-c.h"
 
+int wi__call_unpack(wi__call *c, const ProtobufCMessageDescriptor *desc, const uint8_t *req, size_t len,
+		    ProtobufCMessage **ret)
+{
+	int rc = wi__request_unpack(desc, req, len, ret);
+	if (rc == 0)
+		return 0;
+	wi_log(WI_LOG_WARN, "bad_request", "method=%s reason=\"%s\"", c->method_name, wi_error_detail());
+	wi__call_finish(c, GRPC_STATUS_INVALID_ARGUMENT,
+			rc == WI_E_PARSE ? "malformed request" : "a string field holds a NUL byte");
+	return rc;
+}
+
 /* Packs a message into a fresh buffer, refusing responses that clients could
  * not receive (4 MiB default limit). */
 static int pack(const ProtobufCMessage *m, uint8_t **ret, size_t *ret_len)
@@ -124,38 +136,30 @@ void wi__stream_open(wi__call *c, wi__builder build)
 
 void wi__handle_fetch_x509_svid(wi__call *c, const uint8_t *req, size_t len)
 {
-	X509SVIDRequest *in = x509_svidrequest__unpack(NULL, len, req);
-	if (!in) {
-		wi_log(WI_LOG_WARN, "bad_request", "method=%s reason=\"malformed protobuf\"", c->method_name);
-		wi__call_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "malformed request");
+	ProtobufCMessage *in = NULL;
+	if (wi__call_unpack(c, &x509_svidrequest__descriptor, req, len, &in) < 0)
 		return;
-	}
-	x509_svidrequest__free_unpacked(in, NULL);
+	wi__request_free(in);
 	wi__stream_open(c, wi__build_x509_svid);
 }
 
 void wi__handle_fetch_x509_bundles(wi__call *c, const uint8_t *req, size_t len)
 {
-	X509BundlesRequest *in = x509_bundles_request__unpack(NULL, len, req);
-	if (!in) {
-		wi_log(WI_LOG_WARN, "bad_request", "method=%s reason=\"malformed protobuf\"", c->method_name);
-		wi__call_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "malformed request");
+	ProtobufCMessage *in = NULL;
+	if (wi__call_unpack(c, &x509_bundles_request__descriptor, req, len, &in) < 0)
 		return;
-	}
-	x509_bundles_request__free_unpacked(in, NULL);
+	wi__request_free(in);
 	wi__stream_open(c, wi__build_x509_bundles);
 }
 
 void wi__handle_health_check(wi__call *c, const uint8_t *req, size_t len)
 {
-	Grpc__Health__V1__HealthCheckRequest *in = grpc__health__v1__health_check_request__unpack(NULL, len, req);
-	if (!in) {
-		wi_log(WI_LOG_WARN, "bad_request", "method=%s reason=\"malformed protobuf\"", c->method_name);
-		wi__call_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "malformed request");
+	ProtobufCMessage *m = NULL;
+	if (wi__call_unpack(c, &grpc__health__v1__health_check_request__descriptor, req, len, &m) < 0)
 		return;
-	}
+	const Grpc__Health__V1__HealthCheckRequest *in = (const Grpc__Health__V1__HealthCheckRequest *)m;
 	bool known = !in->service || !*in->service || strcmp(in->service, "SpiffeWorkloadAPI") == 0;
-	grpc__health__v1__health_check_request__free_unpacked(in, NULL);
+	wi__request_free(m);
 	if (!known) {
 		/* gRPC health checking protocol: unknown service → NOT_FOUND. */
 		wi_log(WI_LOG_INFO, "request_refused", "method=%s status=NOT_FOUND reason=\"unknown health service\"",

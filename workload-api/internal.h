@@ -17,6 +17,7 @@
 #include "core/registry.h"
 #include "core/x509_cache.h"
 #include "workload-api/conns.h"
+#include "workload-api/request.h"
 #include "workload-api/rpc_stats.h"
 #include "workload-api/server.h"
 
@@ -132,6 +133,10 @@ void wi__handle_health_check(wi__call *c, const uint8_t *req, size_t len);
 void wi__handle_fetch_jwt_svid(wi__call *c, const uint8_t *req, size_t len);
 void wi__handle_fetch_jwt_bundles(wi__call *c, const uint8_t *req, size_t len);
 void wi__handle_validate_jwt_svid(wi__call *c, const uint8_t *req, size_t len);
+/* Unpacks a handler's request strictly (request.h); on failure logs it,
+ * finishes the call with INVALID_ARGUMENT and returns < 0 (handlers.c). */
+int wi__call_unpack(wi__call *c, const ProtobufCMessageDescriptor *desc, const uint8_t *req, size_t len,
+		    ProtobufCMessage **ret) WI_WUR;
 
 /* Finishing helpers (server.c). */
 void wi__call_finish(wi__call *c, grpc_status_code code, const char *msg);

@@ -6,7 +6,6 @@
 
 #include <jansson.h>
 
-#include <openssl/crypto.h>
 
 #include "core/buf.h"
 #include "core/cleanup.h"
@@ -84,23 +83,22 @@ static int token_for(wi_wl_server *s, const char *spiffe_id, const char *const *
 
 void wi__handle_fetch_jwt_svid(wi__call *c, const uint8_t *req, size_t len)
 {
-	JWTSVIDRequest *in = jwtsvidrequest__unpack(NULL, len, req);
-	if (!in) {
-		refuse(c, GRPC_STATUS_INVALID_ARGUMENT, "malformed request");
+	ProtobufCMessage *m = NULL;
+	if (wi__call_unpack(c, &jwtsvidrequest__descriptor, req, len, &m) < 0)
 		return;
-	}
+	JWTSVIDRequest *in = (JWTSVIDRequest *)m;
 	const char *bad = check_audiences(in->audience, in->n_audience);
 	if (!bad && in->spiffe_id && *in->spiffe_id &&
 	    wi_spiffe_id_validate(in->spiffe_id, strlen(in->spiffe_id), true) < 0)
 		bad = "spiffe_id is not a valid SPIFFE ID";
 	if (bad) {
 		refuse(c, GRPC_STATUS_INVALID_ARGUMENT, bad);
-		jwtsvidrequest__free_unpacked(in, NULL);
+		wi__request_free(m);
 		return;
 	}
 	_cleanup_(wi_identities_freep) wi_identities *ids = NULL;
 	if (wi__call_identities(c, &ids, NULL, NULL) < 0) {
-		jwtsvidrequest__free_unpacked(in, NULL);
+		wi__request_free(m);
 		return;
 	}
 	/* Workload API §5: one identity when asked by ID (and only one the caller
@@ -114,7 +112,7 @@ void wi__handle_fetch_jwt_svid(wi__call *c, const uint8_t *req, size_t len)
 			       "method=%s pid=%d reason=\"caller does not hold the requested SPIFFE ID\"",
 			       c->method_name, (int)wi_peer_pid(c->conn->peer));
 			wi__call_finish(c, GRPC_STATUS_PERMISSION_DENIED, "no identity issued for the requested SPIFFE ID");
-			jwtsvidrequest__free_unpacked(in, NULL);
+			wi__request_free(m);
 			return;
 		}
 		n = 1;
@@ -154,7 +152,7 @@ void wi__handle_fetch_jwt_svid(wi__call *c, const uint8_t *req, size_t len)
 	free(tokens);
 	free(items);
 	free(ptrs);
-	jwtsvidrequest__free_unpacked(in, NULL);
+	wi__request_free(m);
 	if (rc < 0) {
 		wi_log(WI_LOG_ERROR, "jwt_svid_failed", "%s", wi_error_detail());
 		wi__call_finish(c, rc == WI_E_TOO_BIG ? GRPC_STATUS_RESOURCE_EXHAUSTED : GRPC_STATUS_UNAVAILABLE,
@@ -189,12 +187,10 @@ int wi__build_jwt_bundles(wi__call *c, time_t now, uint8_t **ret, size_t *ret_le
 
 void wi__handle_fetch_jwt_bundles(wi__call *c, const uint8_t *req, size_t len)
 {
-	JWTBundlesRequest *in = jwtbundles_request__unpack(NULL, len, req);
-	if (!in) {
-		refuse(c, GRPC_STATUS_INVALID_ARGUMENT, "malformed request");
+	ProtobufCMessage *in = NULL;
+	if (wi__call_unpack(c, &jwtbundles_request__descriptor, req, len, &in) < 0)
 		return;
-	}
-	jwtbundles_request__free_unpacked(in, NULL);
+	wi__request_free(in);
 	wi__stream_open(c, wi__build_jwt_bundles);
 }
 
@@ -343,35 +339,27 @@ static int to_struct(json_t *obj, int depth, Google__Protobuf__Struct **ret)
 	return 0;
 }
 
-/* The request carries the caller's token (a bearer credential): wiped
- * before protobuf-c frees it. */
-static void request_free(ValidateJWTSVIDRequest *in)
-{
-	if (in->svid)
-		OPENSSL_cleanse(in->svid, strlen(in->svid));
-	validate_jwtsvidrequest__free_unpacked(in, NULL);
-}
-
 void wi__handle_validate_jwt_svid(wi__call *c, const uint8_t *req, size_t len)
 {
-	ValidateJWTSVIDRequest *in = validate_jwtsvidrequest__unpack(NULL, len, req);
-	if (!in) {
-		refuse(c, GRPC_STATUS_INVALID_ARGUMENT, "malformed request");
+	/* The request carries the caller's token (a bearer credential): freeing
+	 * it wipes it (request.h). */
+	ProtobufCMessage *m = NULL;
+	if (wi__call_unpack(c, &validate_jwtsvidrequest__descriptor, req, len, &m) < 0)
 		return;
-	}
+	ValidateJWTSVIDRequest *in = (ValidateJWTSVIDRequest *)m;
 	/* Workload API §5: every field is mandatory. */
 	const char *bad = !in->audience || !*in->audience ? "audience must be specified"
 			  : !in->svid || !*in->svid	  ? "svid must be specified"
 							  : NULL;
 	if (bad) {
 		refuse(c, GRPC_STATUS_INVALID_ARGUMENT, bad);
-		request_free(in);
+		wi__request_free(m);
 		return;
 	}
 	_cleanup_(wi_identities_freep) wi_identities *ids = NULL;
 	_cleanup_(wi_registry_unrefp) wi_registry *reg = NULL;
 	if (wi__call_identities(c, &ids, NULL, &reg) < 0) {
-		request_free(in);
+		wi__request_free(m);
 		return;
 	}
 	wi_wl_server *s = c->srv;
@@ -380,7 +368,7 @@ void wi__handle_validate_jwt_svid(wi__call *c, const uint8_t *req, size_t len)
 	_cleanup_(wi_jwt_keyset_unrefp) wi_jwt_keyset *ks = wi_jwt_keys_get(s->jwt_keys);
 	int rc = wi_jwt_svid_validate(in->svid, strlen(in->svid), wi_jwt_keyset_jwks(ks),
 				      wi_registry_trust_domain(reg), in->audience, time(NULL), &spiffe_id, &claims);
-	request_free(in);
+	wi__request_free(m);
 	if (rc < 0) {
 		/* The reason is ours (never the token), e.g. "token has expired". */
 		const char *d = wi_error_detail();

@@ -207,6 +207,31 @@ class JwtWorkloadApi(unittest.TestCase):
                       else [claims.get("aud")])
         self.assertIsInstance(claims.get("exp"), (int, float), f"exp must be a number: {claims}")
 
+    def test_nul_bytes_in_strings_refused(self):
+        # proto3 strings may hold U+0000; a C server that read them as C strings would
+        # serve "backend\0evil" as "backend". Every request string with one is refused.
+        token = self.fetch().svids[0].svid
+        cases = {
+            "FetchJWTSVID audience": lambda: h.fetch_jwt_svid(self.d.target, [AUD + "\x00evil"]),
+            "FetchJWTSVID 2nd audience": lambda: h.fetch_jwt_svid(self.d.target, ["x", "\x00"]),
+            "FetchJWTSVID spiffe_id": lambda: h.fetch_jwt_svid(self.d.target, [AUD],
+                                                               spiffe_id=PY_ID + "\x00x"),
+            "ValidateJWTSVID audience": lambda: h.validate_jwt_svid(self.d.target,
+                                                                    AUD + "\x00x", token),
+            "ValidateJWTSVID svid": lambda: h.validate_jwt_svid(self.d.target, AUD,
+                                                                token + "\x00junk"),
+            "Health service": lambda: h.health_check(self.d.target,
+                                                     service="\x00SpiffeWorkloadAPI"),
+        }
+        for what, call in cases.items():
+            with self.subTest(what):
+                got = h.describe_rpc_error(call)
+                self.assertEqual(got, "INVALID_ARGUMENT: a string field holds a NUL byte", what)
+        self.assertIn("holds a NUL byte", self.d.log_tail(200), "each refusal is logged")
+        # The same requests without the NUL are served.
+        self.assertEqual(h.validate_jwt_svid(self.d.target, AUD, token).spiffe_id, UID_ID)
+        self.assertEqual([s.spiffe_id for s in self.fetch(spiffe_id=PY_ID).svids], [PY_ID])
+
     def test_validate_rejects_bad_tokens(self):
         good = self.fetch().svids[0].svid
         head, body, sig = split_jws(good)
