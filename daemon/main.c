@@ -31,8 +31,13 @@
 #include "daemon/tts.h"
 #include "workload-api/server.h"
 
-/* Stream pushes are checked every tick; closed connections swept less often. */
+/* Stream pushes are checked every tick; closed connections swept less often.
+ * The tick runs just after each wall-clock tick boundary: SVID refresh
+ * times, key rotations and revocation expiries are whole seconds, so a push
+ * due at second S goes out at S plus a few milliseconds, not at whatever
+ * offset into the second a free-running timer had drifted to. */
 #define TICK_INTERVAL_MS (WI_TICK_SECONDS * 1000)
+#define TICK_AFTER_BOUNDARY_MS 2
 #define SWEEP_EVERY_TICKS 2
 
 typedef struct daemon_state {
@@ -148,6 +153,17 @@ static void check_health(daemon_state *d)
 	}
 }
 
+/* Milliseconds from now to just after the next tick boundary of the wall
+ * clock (a few ms more if we woke a hair before one: the next boundary). */
+static uint64_t ms_to_next_tick(void)
+{
+	struct timespec ts;
+	if (clock_gettime(CLOCK_REALTIME, &ts) != 0)
+		return TICK_INTERVAL_MS;
+	uint64_t into = (uint64_t)(ts.tv_sec % WI_TICK_SECONDS) * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	return TICK_INTERVAL_MS - into + TICK_AFTER_BOUNDARY_MS;
+}
+
 static void on_tick(uv_timer_t *t)
 {
 	daemon_state *d = t->data;
@@ -157,6 +173,9 @@ static void on_tick(uv_timer_t *t)
 	wi_daemon_tts_tick(d->tts);
 	if (++d->ticks % SWEEP_EVERY_TICKS == 0)
 		wi_wl_server_sweep(d->wl);
+	/* Pushes to many streams take a while: measure from after them. */
+	uv_update_time(d->loop);
+	uv_timer_start(t, on_tick, ms_to_next_tick(), 0);
 }
 
 /* One short STATUS= line for systemctl status: what is served and how busy. */
@@ -413,7 +432,7 @@ static int run(daemon_state *d)
 	uv_signal_start(&d->sig_hup, on_reload, SIGHUP);
 	uv_timer_init(d->loop, &d->sweep_timer);
 	d->sweep_timer.data = d;
-	uv_timer_start(&d->sweep_timer, on_tick, TICK_INTERVAL_MS, TICK_INTERVAL_MS);
+	uv_timer_start(&d->sweep_timer, on_tick, ms_to_next_tick(), 0);
 
 	wi_log(WI_LOG_INFO, "ready", "trust_domain=%s socket=%s entries=%zu jwt_kid=%s", wi_config_trust_domain(c),
 	       wi_config_workload_socket(c), wi_registry_count(wopts.registry), wi_jwt_keys_kid(d->jwt_keys));
