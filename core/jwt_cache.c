@@ -5,7 +5,6 @@
 #include "core/jwt_cache.h"
 
 #include <pthread.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -133,6 +132,23 @@ static int cmp_str(const void *a, const void *b)
 	return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
+/* "<decimal length>:<bytes>" (a netstring without the comma), so that no
+ * choice of kid, SPIFFE ID or audiences can collide with another. */
+static int append_part(wi_buf *b, const char *s)
+{
+	size_t n = strlen(s);
+	char num[24];
+	size_t at = sizeof(num);
+	num[--at] = ':';
+	size_t v = n;
+	do {
+		num[--at] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	WI_TRY(wi_buf_append(b, num + at, sizeof(num) - at));
+	return wi_buf_append(b, s, n);
+}
+
 int wi_jwt_cache_key(const char *kid, const char *spiffe_id, const char *const *aud, size_t n_aud, char **ret)
 {
 	WI_CHECK(n_aud <= WI_JWT_AUDIENCES_MAX, WI_E_INVAL, "too many audiences");
@@ -141,22 +157,13 @@ int wi_jwt_cache_key(const char *kid, const char *spiffe_id, const char *const *
 	qsort(sorted, n_aud, sizeof(*sorted), cmp_str);
 	wi_buf b;
 	wi_buf_init(&b, 64 * 1024, false);
-	char num[32];
-	const char *parts[2] = {kid, spiffe_id};
-	int rc = 0;
-	for (size_t i = 0; i < 2 && rc == 0; i++) {
-		snprintf(num, sizeof(num), "%zu:", strlen(parts[i]));
-		rc = wi_buf_append_str(&b, num);
-		if (rc == 0)
-			rc = wi_buf_append_str(&b, parts[i]);
-	}
+	int rc = append_part(&b, kid);
+	if (rc == 0)
+		rc = append_part(&b, spiffe_id);
 	for (size_t i = 0; i < n_aud && rc == 0; i++) {
 		if (i > 0 && strcmp(sorted[i], sorted[i - 1]) == 0)
 			continue; /* a set: duplicates do not change the token */
-		snprintf(num, sizeof(num), "%zu:", strlen(sorted[i]));
-		rc = wi_buf_append_str(&b, num);
-		if (rc == 0)
-			rc = wi_buf_append_str(&b, sorted[i]);
+		rc = append_part(&b, sorted[i]);
 	}
 	if (rc == 0)
 		rc = wi_buf_append(&b, "", 1);

@@ -31,6 +31,16 @@ static void test_keys(void **state)
 	char *k5 = key_of("kid", "spiffe://td/x", a, 1);
 	char *k6 = key_of("kid2", "spiffe://td/x", ab, 2);
 	char *k7 = key_of("kid", "spiffe://td/y", ab, 2);
+	/* The exact form: length-prefixed parts, audiences sorted. */
+	assert_string_equal(k1, "3:kid13:spiffe://td/x1:a1:b");
+	char long_aud[1201];
+	memset(long_aud, 'q', sizeof(long_aud) - 1);
+	long_aud[sizeof(long_aud) - 1] = '\0';
+	const char *const la[] = {long_aud};
+	char *kl = key_of("", "spiffe://td/x", la, 1);
+	assert_memory_equal(kl, "0:13:spiffe://td/x1200:qq", 25);
+	assert_int_equal(strlen(kl), 25 + 1198);
+	free(kl);
 	assert_string_equal(k1, k2); /* order does not matter */
 	assert_string_equal(k1, k3); /* a set: duplicates collapse */
 	assert_string_not_equal(k1, k4);
