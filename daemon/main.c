@@ -153,8 +153,9 @@ static void check_health(daemon_state *d)
 	}
 }
 
-/* Milliseconds from now to just after the next tick boundary of the wall
- * clock (a few ms more if we woke a hair before one: the next boundary). */
+/* Milliseconds from now to TICK_AFTER_BOUNDARY_MS past the next tick
+ * boundary of the wall clock.  A timer that fires a little before a boundary
+ * is re-armed for just after it. */
 static uint64_t ms_to_next_tick(void)
 {
 	struct timespec ts;

@@ -6,7 +6,6 @@
 
 #include <jansson.h>
 
-
 #include "core/buf.h"
 #include "core/cleanup.h"
 #include "core/jwt_svid.h"

@@ -57,10 +57,10 @@ static bool string_whole(const char *s)
 static int check_message(const ProtobufCMessage *m, unsigned depth)
 {
 	const ProtobufCMessageDescriptor *d = m->descriptor;
+	const char *base = (const char *)m;
 	WI_CHECK(depth < REQUEST_DEPTH_MAX, WI_E_INVAL, "%s: messages nested too deeply", d->name);
 	for (unsigned i = 0; i < d->n_fields; i++) {
 		const ProtobufCFieldDescriptor *f = &d->fields[i];
-		const char *base = (const char *)m;
 		if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
 		    *(const uint32_t *)(base + f->quantifier_offset) != f->id)
 			continue; /* not the member of its oneof that is set */

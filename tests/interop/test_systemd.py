@@ -234,11 +234,15 @@ class Privileges(unittest.TestCase):
                          {h.TD_ID + "/root", h.TD_ID + "/by-path", h.TD_ID + "/by-hash"})
         d.stop()
 
+    def daemon_uid_cmd(self, *argv):
+        """argv run as the daemon's uid, without groups or capabilities."""
+        return ["setpriv", f"--reuid={self.DAEMON_UID}", f"--regid={self.DAEMON_UID}", "--clear-groups",
+                "--inh-caps=-all", "--bounding-set=-all", *argv]
+
     def as_daemon_uid(self, code):
-        """Runs python code as the daemon's uid (no capabilities); its exit status."""
-        return subprocess.run(["setpriv", f"--reuid={self.DAEMON_UID}", f"--regid={self.DAEMON_UID}",
-                               "--clear-groups", "--inh-caps=-all", "--bounding-set=-all",
-                               sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+        """Runs python code as the daemon's uid; the finished process."""
+        return subprocess.run(self.daemon_uid_cmd(sys.executable, "-c", code), capture_output=True, text=True,
+                              timeout=30)
 
     def test_memory_closed_to_its_own_uid(self):
         """A process of the daemon's own uid cannot read its memory or environment (the
@@ -261,8 +265,7 @@ class Privileges(unittest.TestCase):
             core = [l.split()[4:6] for l in f if l.startswith("Max core file size")]
         self.assertEqual(core, [["0", "0"]])
         # Control: the same probe reads an ordinary process of that uid.
-        other = subprocess.Popen(["setpriv", f"--reuid={self.DAEMON_UID}", f"--regid={self.DAEMON_UID}",
-                                  "--clear-groups", "sleep", "30"])
+        other = subprocess.Popen(self.daemon_uid_cmd("sleep", "30"))
         self.addCleanup(other.kill)
         deadline = time.time() + 10
         while os.stat(f"/proc/{other.pid}/environ").st_uid != self.DAEMON_UID and time.time() < deadline:
