@@ -138,3 +138,23 @@ int wi_json_dump_alloc(const json_t *j, size_t flags, char **ret, size_t *ret_le
 	*ret_len = n;
 	return 0;
 }
+
+json_t *wi_json_secret_string(const char *s, size_t len)
+{
+	if (!s)
+		return NULL;
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] > 0x7e)
+			return NULL;
+	return json_stringn_nocheck(s, len);
+}
+
+void wi_json_secret_release(json_t *s)
+{
+	if (!s)
+		return;
+	/* Only the last holder may wipe: another reference would see zeros. */
+	if (json_is_string(s) && __atomic_load_n(&s->refcount, __ATOMIC_ACQUIRE) == 1)
+		OPENSSL_cleanse((char *)json_string_value(s), json_string_length(s));
+	json_decref(s);
+}

@@ -37,4 +37,17 @@ int wi_json_dump_into(const json_t *j, size_t flags, char *buf, size_t cap, char
  * freed or stack memory: use it for bodies that carry a token. */
 int wi_json_dump_alloc(const json_t *j, size_t flags, char **ret, size_t *ret_len) WI_WUR;
 
+/* A string value for a secret this process made (an issued token: printable
+ * ASCII), so it can go into a body that wi_json_dump_alloc serialises.  The
+ * bytes are checked to be printable ASCII (hence UTF-8 without NUL) in one
+ * pass, which spares jansson's per-character UTF-8 scan of a kilobyte-long
+ * token; NULL when they are not, or out of memory.  Release it with
+ * wi_json_secret_release, not json_decref. */
+json_t *wi_json_secret_string(const char *s, size_t len);
+/* Drops the caller's reference to a wi_json_secret_string value, wiping its
+ * text first when that was the last reference (jansson frees it unwiped).
+ * Hold your own reference while the value sits in a body ("O" in json_pack,
+ * json_object_set) and release it after the body is gone.  Accepts NULL. */
+void wi_json_secret_release(json_t *s);
+
 #endif

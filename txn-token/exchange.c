@@ -45,7 +45,8 @@ static const char *reason(void)
 
 void wi_txn_issued_clear(wi_txn_issued *t)
 {
-	free(t->token);
+	if (t->token)
+		wi_secret_free(t->token, strlen(t->token)); /* a bearer credential */
 	free(t->txn);
 	free(t->actor);
 	memset(t, 0, sizeof(*t));

@@ -11,6 +11,7 @@
 
 
 #include "core/b64url.h"
+#include "core/buf.h"
 #include "core/cleanup.h"
 #include "core/json.h"
 #include "core/jws.h"
@@ -313,10 +314,13 @@ static void do_token(wi_tts *t, const wi_http_request *req, const wi_form *f, co
 	       out.txn, grant_names[g], (long long)out.expires_in);
 	/* RFC 8693 §2.2.1 and the Txn-Token draft §6.2: token_type N_A, no
 	 * refresh token, no-store. */
-	json_t *body = json_pack("{s:s, s:s, s:s, s:I}", "access_token", out.token, "issued_token_type",
-				 WI_TOKEN_TYPE_TXN, "token_type", "N_A", "expires_in", (json_int_t)out.expires_in);
+	json_t *tok = wi_json_secret_string(out.token, strlen(out.token));
+	json_t *body = tok ? json_pack("{s:O, s:s, s:s, s:I}", "access_token", tok, "issued_token_type",
+				       WI_TOKEN_TYPE_TXN, "token_type", "N_A", "expires_in", (json_int_t)out.expires_in)
+			   : NULL;
 	wi_txn_issued_clear(&out);
 	reply_json(resp, 200, body, true);
+	wi_json_secret_release(tok);
 }
 
 static void do_introspect(wi_tts *t, const wi_form *f, const caller *c, wi_http_response *resp)
@@ -441,10 +445,13 @@ static void do_dev_user_token(wi_tts *t, const wi_form *f, const caller *c, wi_h
 		return;
 	}
 	wi_log(WI_LOG_INFO, "dev_user_token", "caller=%s sub=%s", c->id, sub);
-	json_t *body = json_pack("{s:s, s:s, s:I}", "access_token", token, "token_type", "Bearer", "expires_in",
-				 (json_int_t)DEV_TOKEN_TTL);
-	free(token);
+	json_t *tok = wi_json_secret_string(token, strlen(token));
+	json_t *body = tok ? json_pack("{s:O, s:s, s:I}", "access_token", tok, "token_type", "Bearer", "expires_in",
+				       (json_int_t)DEV_TOKEN_TTL)
+			   : NULL;
+	wi_secret_free(token, strlen(token));
 	reply_json(resp, 200, body, true);
+	wi_json_secret_release(tok);
 }
 
 static void do_metadata(wi_tts *t, const wi_http_request *req, wi_http_response *resp)

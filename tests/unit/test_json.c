@@ -1,7 +1,10 @@
 /* Unit tests: core/json serialisation (wi_json_dump_into, wi_json_dump_alloc),
- * compared with jansson's own json_dumps. */
+ * compared with jansson's own json_dumps, and secret string values
+ * (wi_json_secret_string, wi_json_secret_release), watched through jansson's
+ * allocator hooks. */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
@@ -86,11 +89,111 @@ static void test_dump_into_uses_the_buffer_when_it_fits(void **state)
 	json_decref(j);
 }
 
+/* jansson's free, watched: when it frees `watch_ptr`, records whether its
+ * first `watch_len` bytes were all zero. */
+static const char *watch_ptr;
+static size_t watch_len;
+static int watch_freed; /* 0 not yet, 1 freed wiped, 2 freed with text */
+
+static void watching_free(void *p)
+{
+	if (p && p == watch_ptr) {
+		bool zero = true;
+		for (size_t i = 0; i < watch_len; i++)
+			zero = zero && watch_ptr[i] == 0;
+		watch_freed = zero ? 1 : 2;
+	}
+	free(p);
+}
+
+static void watch(const json_t *s)
+{
+	watch_ptr = json_string_value(s);
+	watch_len = json_string_length(s);
+	watch_freed = 0;
+}
+
+static const char TOKEN[] = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhIn0.MEUCIQDx-_9";
+
+/* A token's string value: the same bytes and the same serialisation as
+ * jansson's checked json_string; anything but printable ASCII refused. */
+static void test_secret_string_is_a_plain_string(void **state)
+{
+	(void)state;
+	json_t *s = wi_json_secret_string(TOKEN, strlen(TOKEN));
+	assert_non_null(s);
+	assert_true(json_is_string(s));
+	assert_string_equal(json_string_value(s), TOKEN);
+	assert_int_equal(json_string_length(s), strlen(TOKEN));
+	json_t *body = json_pack("{s:O, s:s}", "access_token", s, "token_type", "N_A");
+	json_t *same = json_pack("{s:s, s:s}", "access_token", TOKEN, "token_type", "N_A");
+	char *a = json_dumps(body, JSON_COMPACT), *b = json_dumps(same, JSON_COMPACT);
+	assert_string_equal(a, b);
+	free(a);
+	free(b);
+	json_decref(body);
+	json_decref(same);
+	wi_json_secret_release(s);
+
+	assert_null(wi_json_secret_string("caf\xc3\xa9", 5));
+	assert_null(wi_json_secret_string("tab\there", 8));
+	assert_null(wi_json_secret_string("del\x7f", 4));
+	assert_null(wi_json_secret_string("nul\0x", 5)); /* a NUL inside the length */
+	assert_null(wi_json_secret_string(NULL, 0));
+	/* A quote is printable: jansson escapes it when dumping. */
+	json_t *q = wi_json_secret_string("a\"b", 3);
+	assert_non_null(q);
+	char *qt = json_dumps(q, JSON_ENCODE_ANY);
+	assert_string_equal(qt, "\"a\\\"b\"");
+	free(qt);
+	wi_json_secret_release(q);
+	wi_json_secret_release(NULL);
+}
+
+/* The last release wipes the text before jansson frees it; a release while
+ * a body still holds the value leaves the text to that holder. */
+static void test_secret_release_wipes_the_last_reference(void **state)
+{
+	(void)state;
+	json_set_alloc_funcs(malloc, watching_free);
+	json_t *s = wi_json_secret_string(TOKEN, strlen(TOKEN));
+	assert_non_null(s);
+	watch(s);
+	wi_json_secret_release(s);
+	assert_int_equal(watch_freed, 1);
+
+	/* Held by a body as well: the first release must neither wipe nor
+	 * free; the body still serialises the token. */
+	s = wi_json_secret_string(TOKEN, strlen(TOKEN));
+	json_t *body = json_pack("{s:O}", "access_token", s);
+	assert_non_null(body);
+	watch(s);
+	wi_json_secret_release(s);
+	assert_int_equal(watch_freed, 0);
+	assert_string_equal(json_string_value(json_object_get(body, "access_token")), TOKEN);
+	/* json_decref of the body frees it unwiped, which is what the
+	 * service's order (body first, then the release) avoids. */
+	json_decref(body);
+	assert_int_equal(watch_freed, 2);
+
+	/* The service's order: body gone first, then the release wipes. */
+	s = wi_json_secret_string(TOKEN, strlen(TOKEN));
+	body = json_pack("{s:O}", "access_token", s);
+	watch(s);
+	json_decref(body);
+	assert_int_equal(watch_freed, 0);
+	wi_json_secret_release(s);
+	assert_int_equal(watch_freed, 1);
+	json_set_alloc_funcs(malloc, free);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_dump_alloc_matches_json_dumps),
 		cmocka_unit_test(test_dump_into_uses_the_buffer_when_it_fits),
+		cmocka_unit_test(test_secret_string_is_a_plain_string),
+		cmocka_unit_test(test_secret_release_wipes_the_last_reference),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
