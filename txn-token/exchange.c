@@ -167,13 +167,12 @@ static int random_id(char **ret)
 	return wi_b64url_encode(r, sizeof(r), ret, &len);
 }
 
-/* A short, non-reversible name for a token in claims and logs. */
-static int token_hash(const char *token, char **ret)
+/* A short, non-reversible name for a token in claims and logs: the first
+ * 128 bits of its SHA-256, base64url. */
+static int token_hash(const uint8_t digest[WI_SHA256_LEN], char **ret)
 {
-	uint8_t d[WI_SHA256_LEN];
-	WI_TRY(wi_digest_sha256(token, strlen(token), d));
 	size_t len;
-	return wi_b64url_encode(d, 16, ret, &len);
+	return wi_b64url_encode(digest, 16, ret, &len);
 }
 
 /* An optional JSON-object parameter (request_details, request_context):
@@ -340,6 +339,7 @@ int wi_txn_exchange(const wi_txn_ctx *cx, const wi_form *f, const wi_txn_caller 
 	_cleanup_(freep) char *subject_svid = NULL;
 	_cleanup_(freep) char *granted = NULL;
 	_cleanup_(freep) char *consent_hash = NULL;
+	uint8_t st_digest[WI_SHA256_LEN]; /* a user subject token's SHA-256 */
 	const wi_issuer_config *issuer = NULL;
 	subject_kind kind;
 	int64_t subj_exp = 0;
@@ -413,7 +413,7 @@ int wi_txn_exchange(const wi_txn_ctx *cx, const wi_form *f, const wi_txn_caller 
 	} else if (strcmp(stt, WI_TOKEN_TYPE_ACCESS) == 0 || strcmp(stt, WI_TOKEN_TYPE_ID) == 0 ||
 		   strcmp(stt, WI_TOKEN_TYPE_JWT) == 0) {
 		kind = SUBJ_USER;
-		int vr = wi_issuers_verify(cx->issuers, st, now, &issuer, &subj);
+		int vr = wi_issuers_verify(cx->issuers, st, now, &issuer, &subj, st_digest);
 		if (vr == WI_E_UNAVAILABLE) {
 			rc = oauth_fail(err, 503, "temporarily_unavailable", "%s", reason());
 			goto out;
@@ -582,7 +582,7 @@ int wi_txn_exchange(const wi_txn_ctx *cx, const wi_form *f, const wi_txn_caller 
 			if (wi_jwt_numeric_date(subj, "iat", &pres, &uiat) < 0)
 				uiat = 0;
 			if (rc == 0)
-				rc = token_hash(st, &consent_hash);
+				rc = token_hash(st_digest, &consent_hash);
 			if (rc == 0)
 				rc = set_new(claims, "sub", json_string(usub));
 			if (rc == 0)

@@ -331,16 +331,17 @@ static bool verified_before(wi_issuers *s, const uint8_t *digest, time_t now, co
 }
 
 int wi_issuers_verify(wi_issuers *s, const char *token, time_t now, const wi_issuer_config **ret_issuer,
-		      json_t **ret_claims)
+		      json_t **ret_claims, uint8_t ret_digest[WI_SHA256_LEN])
 {
 	size_t len = strlen(token);
 	WI_CHECK(len <= WI_JWT_MAX_LEN, WI_E_TOO_BIG, "token longer than %u bytes", (unsigned)WI_JWT_MAX_LEN);
 	uint8_t digest[WI_SUBJECT_DIGEST_LEN];
-	bool digested = wi_subject_cache_digest(token, len, digest) == 0;
-	if (!digested)
-		wi_error_clear(); /* no cache for this one; verify as usual */
-	if (digested && verified_before(s, digest, now, ret_issuer, ret_claims))
+	WI_TRY(wi_subject_cache_digest(token, len, digest));
+	if (verified_before(s, digest, now, ret_issuer, ret_claims)) {
+		if (ret_digest)
+			memcpy(ret_digest, digest, sizeof(digest));
 		return 0;
+	}
 
 	pick_ctx pc = {.s = s, .now = now};
 	json_auto_t *hdr = NULL;
@@ -373,11 +374,11 @@ int wi_issuers_verify(wi_issuers *s, const char *token, time_t now, const wi_iss
 	/* Everything above depends only on the bytes, the key set and the
 	 * clock: remember it until the token expires (bounded), and recheck the
 	 * clock and the key set on a hit. */
-	if (digested) {
-		int64_t until = exp < (int64_t)now + WI_SUBJECT_CACHE_TTL_MAX ? exp : (int64_t)now + WI_SUBJECT_CACHE_TTL_MAX;
-		wi_subject_cache_put(s->verified, digest, is, keys, claims, now, (time_t)until);
-	}
+	int64_t until = exp < (int64_t)now + WI_SUBJECT_CACHE_TTL_MAX ? exp : (int64_t)now + WI_SUBJECT_CACHE_TTL_MAX;
+	wi_subject_cache_put(s->verified, digest, is, keys, claims, now, (time_t)until);
 	*ret_issuer = is->cfg;
 	*ret_claims = TAKE_PTR(claims);
+	if (ret_digest)
+		memcpy(ret_digest, digest, sizeof(digest));
 	return 0;
 }

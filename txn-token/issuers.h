@@ -23,11 +23,13 @@
 #ifndef WI_TXN_TOKEN_ISSUERS_H
 #define WI_TXN_TOKEN_ISSUERS_H
 
+#include <stdint.h>
 #include <time.h>
 
 #include <jansson.h>
 
 #include "core/config.h"
+#include "core/digest.h"
 #include "core/error.h"
 #include "core/jwk.h"
 
@@ -46,13 +48,15 @@ int wi_issuers_add_static(wi_issuers *s, const wi_issuer_config *cfg, wi_jwks *k
  * request that can still finish in time does.  Thread-safe. */
 void wi_issuers_abort(wi_issuers *s, unsigned grace_ms);
 
-/* Verifies `token`.  On success: the issuer entry and the verified claims
- * (new reference).  Failures: WI_E_INVAL/WI_E_PARSE/WI_E_CRYPTO/WI_E_EXPIRED
+/* Verifies `token`.  On success: the issuer entry, the verified claims
+ * (new reference) and, when ret_digest is not NULL, the SHA-256 of the
+ * token's bytes (what the verified cache keys on; a caller that names the
+ * token by a hash uses it rather than hashing again).  Failures: WI_E_INVAL/WI_E_PARSE/WI_E_CRYPTO/WI_E_EXPIRED
  * (the token is bad: OAuth invalid_request) or WI_E_UNAVAILABLE (the
  * issuer's keys could not be fetched: temporarily_unavailable), with a reason
  * that holds no token material. */
 int wi_issuers_verify(wi_issuers *s, const char *token, time_t now, const wi_issuer_config **ret_issuer,
-		      json_t **ret_claims) WI_WUR;
+		      json_t **ret_claims, uint8_t ret_digest[WI_SHA256_LEN]) WI_WUR;
 
 /* Subject tokens answered from the verified cache, and those verified in full. */
 void wi_issuers_cache_stats(const wi_issuers *s, uint64_t *ret_hits, uint64_t *ret_misses);

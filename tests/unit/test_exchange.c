@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
+#include <openssl/sha.h>
 
 #include "core/b64url.h"
 #include "core/config.h"
@@ -520,7 +521,13 @@ static void test_verified_subject_cache(void **state)
 	const wi_issuer_config *is = NULL;
 	json_t *c = NULL;
 	uint64_t hits, misses;
-	assert_int_equal(wi_issuers_verify(F.issuers, ut, F.now, &is, &c), 0);
+	/* The digest handed back, on a miss and on a hit, is the token's
+	 * SHA-256 (the exchange names the consenting token by it). */
+	uint8_t want[SHA256_DIGEST_LENGTH], got[WI_SHA256_LEN];
+	assert_non_null(SHA256((const unsigned char *)ut, strlen(ut), want));
+	memset(got, 0, sizeof(got));
+	assert_int_equal(wi_issuers_verify(F.issuers, ut, F.now, &is, &c, got), 0);
+	assert_memory_equal(got, want, sizeof(want));
 	wi_issuers_cache_stats(F.issuers, &hits, &misses);
 	assert_int_equal(hits, 0);
 	assert_int_equal(misses, 1);
@@ -528,7 +535,9 @@ static void test_verified_subject_cache(void **state)
 	assert_int_equal(json_object_set_new(c, "sub", json_string("mallory")), 0);
 	json_decref(c);
 	c = NULL;
-	assert_int_equal(wi_issuers_verify(F.issuers, ut, F.now + 1, &is, &c), 0);
+	memset(got, 0, sizeof(got));
+	assert_int_equal(wi_issuers_verify(F.issuers, ut, F.now + 1, &is, &c, got), 0);
+	assert_memory_equal(got, want, sizeof(want));
 	wi_issuers_cache_stats(F.issuers, &hits, &misses);
 	assert_int_equal(hits, 1);
 	assert_string_equal(is->issuer, IDP);
@@ -540,15 +549,15 @@ static void test_verified_subject_cache(void **state)
 	char *bad = strdup(ut);
 	size_t n = strlen(bad);
 	bad[n - 2] = bad[n - 2] == 'A' ? 'B' : 'A';
-	assert_int_not_equal(wi_issuers_verify(F.issuers, bad, F.now + 1, &is, &c), 0);
+	assert_int_not_equal(wi_issuers_verify(F.issuers, bad, F.now + 1, &is, &c, NULL), 0);
 	assert_null(c);
-	assert_int_not_equal(wi_issuers_verify(F.issuers, bad, F.now + 1, &is, &c), 0); /* failures never cached */
+	assert_int_not_equal(wi_issuers_verify(F.issuers, bad, F.now + 1, &is, &c, NULL), 0); /* failures never cached */
 	wi_issuers_cache_stats(F.issuers, &hits, &misses);
 	assert_int_equal(hits, 1);
 	assert_int_equal(misses, 3);
 
 	/* remembered for WI_SUBJECT_CACHE_TTL_MAX at most: then verified again */
-	assert_int_equal(wi_issuers_verify(F.issuers, ut, F.now + WI_SUBJECT_CACHE_TTL_MAX + 1, &is, &c), 0);
+	assert_int_equal(wi_issuers_verify(F.issuers, ut, F.now + WI_SUBJECT_CACHE_TTL_MAX + 1, &is, &c, NULL), 0);
 	json_decref(c);
 	c = NULL;
 	wi_issuers_cache_stats(F.issuers, &hits, &misses);
@@ -557,10 +566,10 @@ static void test_verified_subject_cache(void **state)
 
 	/* never past the token's exp, whatever was cached */
 	char *short_lived = user_token(IDP, "wimsed", "read", F.now, F.now + 20);
-	assert_int_equal(wi_issuers_verify(F.issuers, short_lived, F.now, &is, &c), 0);
+	assert_int_equal(wi_issuers_verify(F.issuers, short_lived, F.now, &is, &c, NULL), 0);
 	json_decref(c);
 	c = NULL;
-	assert_int_equal(wi_issuers_verify(F.issuers, short_lived, F.now + 20 + WI_JWT_LEEWAY_SECONDS + 1, &is, &c),
+	assert_int_equal(wi_issuers_verify(F.issuers, short_lived, F.now + 20 + WI_JWT_LEEWAY_SECONDS + 1, &is, &c, NULL),
 			 WI_E_EXPIRED);
 	assert_null(c);
 
