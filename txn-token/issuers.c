@@ -19,7 +19,7 @@
 #include "core/jwt_claims.h"
 #include "core/jwk.h"
 #include "core/limits.h"
-#include "txn-token/subject_cache.h"
+#include "core/verified_cache.h"
 
 typedef struct issuer {
 	const wi_issuer_config *cfg;
@@ -34,7 +34,7 @@ struct wi_issuers {
 	issuer **v; /* pointers: an issuer's mutex never moves */
 	size_t n;
 	atomic_llong abort_at_ms; /* CLOCK_MONOTONIC ms from which fetches abort; 0 = never */
-	wi_subject_cache *verified; /* tokens that verified, by digest (see subject_cache.h) */
+	wi_verified_cache *verified; /* tokens that verified, by digest (see subject_cache.h) */
 };
 
 static long long mono_ms(void)
@@ -64,7 +64,7 @@ int wi_issuers_new(const wi_config *c, wi_issuers **ret)
 	WI_CHECK_ALLOC(s);
 	s->n = wi_config_issuer_count(c);
 	s->v = calloc(s->n ? s->n : 1, sizeof(*s->v));
-	if (!s->v || wi_subject_cache_new(WI_SUBJECT_CACHE_SLOTS, &s->verified) < 0) {
+	if (!s->v || wi_verified_cache_new(WI_SUBJECT_CACHE_SLOTS, &s->verified) < 0) {
 		free(s->v);
 		free(s);
 		WI_FAIL(WI_E_NOMEM, "allocation");
@@ -128,14 +128,14 @@ wi_issuers *wi_issuers_free(wi_issuers *s)
 		free(s->v[i]);
 	}
 	free(s->v);
-	wi_subject_cache_free(s->verified);
+	wi_verified_cache_free(s->verified);
 	free(s);
 	return NULL;
 }
 
 void wi_issuers_cache_stats(const wi_issuers *s, uint64_t *ret_hits, uint64_t *ret_misses)
 {
-	wi_subject_cache_stats(s->verified, ret_hits, ret_misses);
+	wi_verified_cache_stats(s->verified, ret_hits, ret_misses);
 }
 
 /* ---- fetching a JWKS URL ------------------------------------------------ */
@@ -310,7 +310,7 @@ static bool verified_before(wi_issuers *s, const uint8_t *digest, time_t now, co
 	const void *owner = NULL;
 	wi_jwks *was = NULL;
 	json_t *claims = NULL;
-	if (wi_subject_cache_get(s->verified, digest, now, &owner, &was, &claims) < 0)
+	if (wi_verified_cache_get(s->verified, digest, now, &owner, &was, &claims) < 0)
 		return false;
 	issuer *is = (issuer *)owner;
 	wi_jwks *cur = NULL;
@@ -335,8 +335,8 @@ int wi_issuers_verify(wi_issuers *s, const char *token, time_t now, const wi_iss
 {
 	size_t len = strlen(token);
 	WI_CHECK(len <= WI_JWT_MAX_LEN, WI_E_TOO_BIG, "token longer than %u bytes", (unsigned)WI_JWT_MAX_LEN);
-	uint8_t digest[WI_SUBJECT_DIGEST_LEN];
-	WI_TRY(wi_subject_cache_digest(token, len, digest));
+	uint8_t digest[WI_VERIFIED_DIGEST_LEN];
+	WI_TRY(wi_verified_cache_digest(token, len, digest));
 	if (verified_before(s, digest, now, ret_issuer, ret_claims)) {
 		if (ret_digest)
 			memcpy(ret_digest, digest, sizeof(digest));
@@ -375,7 +375,7 @@ int wi_issuers_verify(wi_issuers *s, const char *token, time_t now, const wi_iss
 	 * clock: remember it until the token expires (bounded), and recheck the
 	 * clock and the key set on a hit. */
 	int64_t until = exp < (int64_t)now + WI_SUBJECT_CACHE_TTL_MAX ? exp : (int64_t)now + WI_SUBJECT_CACHE_TTL_MAX;
-	wi_subject_cache_put(s->verified, digest, is, keys, claims, now, (time_t)until);
+	wi_verified_cache_put(s->verified, digest, is, keys, claims, now, (time_t)until);
 	*ret_issuer = is->cfg;
 	*ret_claims = TAKE_PTR(claims);
 	if (ret_digest)

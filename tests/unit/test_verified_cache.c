@@ -1,4 +1,4 @@
-/* Unit tests: the cache of verified subject tokens (txn-token/subject_cache.c):
+/* Unit tests: the cache of verified tokens (core/verified_cache.c):
  * hits return the owner, the key set and a private copy of the claims; an
  * entry dies at `until`; a colliding digest replaces it; nothing is cached
  * without a future `until`. */
@@ -11,26 +11,26 @@
 #include <string.h>
 
 #include "core/jwk.h"
-#include "txn-token/subject_cache.h"
+#include "core/verified_cache.h"
 
-static void digest_of(const char *s, uint8_t d[WI_SUBJECT_DIGEST_LEN])
+static void digest_of(const char *s, uint8_t d[WI_VERIFIED_DIGEST_LEN])
 {
-	assert_int_equal(wi_subject_cache_digest(s, strlen(s), d), 0);
+	assert_int_equal(wi_verified_cache_digest(s, strlen(s), d), 0);
 }
 
 static void test_hit_miss_expiry(void **state)
 {
 	(void)state;
-	wi_subject_cache *c = NULL;
-	assert_int_equal(wi_subject_cache_new(64, &c), 0);
+	wi_verified_cache *c = NULL;
+	assert_int_equal(wi_verified_cache_new(64, &c), 0);
 	wi_jwks *keys = NULL;
 	assert_int_equal(wi_jwks_new(&keys), 0);
-	uint8_t a[WI_SUBJECT_DIGEST_LEN], b[WI_SUBJECT_DIGEST_LEN];
+	uint8_t a[WI_VERIFIED_DIGEST_LEN], b[WI_VERIFIED_DIGEST_LEN];
 	digest_of("token-a", a);
 	digest_of("token-b", b);
 	assert_memory_not_equal(a, b, sizeof(a));
 	/* SHA-256 of "abc" (FIPS 180-2 example): the digest is the real one */
-	uint8_t abc[WI_SUBJECT_DIGEST_LEN];
+	uint8_t abc[WI_VERIFIED_DIGEST_LEN];
 	digest_of("abc", abc);
 	static const uint8_t want[4] = {0xba, 0x78, 0x16, 0xbf};
 	assert_memory_equal(abc, want, sizeof(want));
@@ -38,14 +38,14 @@ static void test_hit_miss_expiry(void **state)
 	const void *owner = NULL;
 	wi_jwks *got = NULL;
 	json_t *claims = NULL;
-	assert_int_equal(wi_subject_cache_get(c, a, 100, &owner, &got, &claims), WI_E_NOT_FOUND);
+	assert_int_equal(wi_verified_cache_get(c, a, 100, &owner, &got, &claims), WI_E_NOT_FOUND);
 	assert_null(got);
 
 	int tag = 7;
 	json_t *cl = json_pack("{s:s}", "sub", "alice");
-	wi_subject_cache_put(c, a, &tag, keys, cl, 100, 160);
+	wi_verified_cache_put(c, a, &tag, keys, cl, 100, 160);
 	json_decref(cl);
-	assert_int_equal(wi_subject_cache_get(c, a, 159, &owner, &got, &claims), 0);
+	assert_int_equal(wi_verified_cache_get(c, a, 159, &owner, &got, &claims), 0);
 	assert_ptr_equal(owner, &tag);
 	assert_ptr_equal(got, keys);
 	assert_string_equal(json_string_value(json_object_get(claims, "sub")), "alice");
@@ -53,57 +53,57 @@ static void test_hit_miss_expiry(void **state)
 	json_object_set_new(claims, "sub", json_string("mallory"));
 	json_decref(claims);
 	wi_jwks_unref(got);
-	assert_int_equal(wi_subject_cache_get(c, a, 159, &owner, &got, &claims), 0);
+	assert_int_equal(wi_verified_cache_get(c, a, 159, &owner, &got, &claims), 0);
 	assert_string_equal(json_string_value(json_object_get(claims, "sub")), "alice");
 	json_decref(claims);
 	wi_jwks_unref(got);
 	/* another digest misses */
-	assert_int_equal(wi_subject_cache_get(c, b, 150, &owner, &got, &claims), WI_E_NOT_FOUND);
+	assert_int_equal(wi_verified_cache_get(c, b, 150, &owner, &got, &claims), WI_E_NOT_FOUND);
 	/* dead at until */
-	assert_int_equal(wi_subject_cache_get(c, a, 160, &owner, &got, &claims), WI_E_NOT_FOUND);
+	assert_int_equal(wi_verified_cache_get(c, a, 160, &owner, &got, &claims), WI_E_NOT_FOUND);
 	/* a past or present until caches nothing */
 	cl = json_pack("{s:s}", "sub", "bob");
-	wi_subject_cache_put(c, b, &tag, keys, cl, 200, 200);
-	wi_subject_cache_put(c, b, &tag, keys, cl, 200, 150);
+	wi_verified_cache_put(c, b, &tag, keys, cl, 200, 200);
+	wi_verified_cache_put(c, b, &tag, keys, cl, 200, 150);
 	json_decref(cl);
-	assert_int_equal(wi_subject_cache_get(c, b, 200, &owner, &got, &claims), WI_E_NOT_FOUND);
+	assert_int_equal(wi_verified_cache_get(c, b, 200, &owner, &got, &claims), WI_E_NOT_FOUND);
 
 	uint64_t hits, misses;
-	wi_subject_cache_stats(c, &hits, &misses);
+	wi_verified_cache_stats(c, &hits, &misses);
 	assert_int_equal(hits, 2);
 	assert_int_equal(misses, 4);
-	wi_subject_cache_free(c);
+	wi_verified_cache_free(c);
 	wi_jwks_unref(keys);
 }
 
 static void test_collision_replaces(void **state)
 {
 	(void)state;
-	wi_subject_cache *c = NULL;
-	assert_int_equal(wi_subject_cache_new(1, &c), 0); /* every digest in one slot */
+	wi_verified_cache *c = NULL;
+	assert_int_equal(wi_verified_cache_new(1, &c), 0); /* every digest in one slot */
 	wi_jwks *k1 = NULL, *k2 = NULL;
 	assert_int_equal(wi_jwks_new(&k1), 0);
 	assert_int_equal(wi_jwks_new(&k2), 0);
-	uint8_t a[WI_SUBJECT_DIGEST_LEN], b[WI_SUBJECT_DIGEST_LEN];
+	uint8_t a[WI_VERIFIED_DIGEST_LEN], b[WI_VERIFIED_DIGEST_LEN];
 	digest_of("token-a", a);
 	digest_of("token-b", b);
 	json_t *cl = json_object();
-	wi_subject_cache_put(c, a, NULL, k1, cl, 0, 100);
-	wi_subject_cache_put(c, b, NULL, k2, cl, 0, 100);
+	wi_verified_cache_put(c, a, NULL, k1, cl, 0, 100);
+	wi_verified_cache_put(c, b, NULL, k2, cl, 0, 100);
 	json_decref(cl);
 	const void *owner;
 	wi_jwks *got = NULL;
 	json_t *claims = NULL;
-	assert_int_equal(wi_subject_cache_get(c, a, 1, &owner, &got, &claims), WI_E_NOT_FOUND);
-	assert_int_equal(wi_subject_cache_get(c, b, 1, &owner, &got, &claims), 0);
+	assert_int_equal(wi_verified_cache_get(c, a, 1, &owner, &got, &claims), WI_E_NOT_FOUND);
+	assert_int_equal(wi_verified_cache_get(c, b, 1, &owner, &got, &claims), 0);
 	assert_ptr_equal(got, k2);
 	wi_jwks_unref(got);
 	json_decref(claims);
 	/* the cache held references: the sets outlive our own */
 	wi_jwks_unref(k1);
 	wi_jwks_unref(k2);
-	wi_subject_cache_free(c);
-	assert_int_not_equal(wi_subject_cache_new(0, &c), 0);
+	wi_verified_cache_free(c);
+	assert_int_not_equal(wi_verified_cache_new(0, &c), 0);
 }
 
 int main(void)

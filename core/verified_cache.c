@@ -1,5 +1,5 @@
-/* txn-token/subject_cache.c — see subject_cache.h. */
-#include "txn-token/subject_cache.h"
+/* core/verified_cache.c — see verified_cache.h. */
+#include "core/verified_cache.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -12,7 +12,7 @@
 #include "core/digest.h"
 
 typedef struct entry {
-	uint8_t digest[WI_SUBJECT_DIGEST_LEN];
+	uint8_t digest[WI_VERIFIED_DIGEST_LEN];
 	bool used;
 	time_t until;
 	const void *owner;
@@ -20,17 +20,17 @@ typedef struct entry {
 	json_t *claims;
 } entry;
 
-struct wi_subject_cache {
+struct wi_verified_cache {
 	pthread_mutex_t lock;
 	entry *slots;
 	size_t n;
 	atomic_uint_fast64_t hits, misses;
 };
 
-int wi_subject_cache_new(size_t slots, wi_subject_cache **ret)
+int wi_verified_cache_new(size_t slots, wi_verified_cache **ret)
 {
 	WI_CHECK(slots > 0, WI_E_INVAL, "subject cache needs a slot");
-	wi_subject_cache *c = calloc(1, sizeof(*c));
+	wi_verified_cache *c = calloc(1, sizeof(*c));
 	WI_CHECK_ALLOC(c);
 	c->slots = calloc(slots, sizeof(*c->slots));
 	if (!c->slots) {
@@ -51,7 +51,7 @@ static void entry_clear(entry *e)
 	memset(e, 0, sizeof(*e));
 }
 
-wi_subject_cache *wi_subject_cache_free(wi_subject_cache *c)
+wi_verified_cache *wi_verified_cache_free(wi_verified_cache *c)
 {
 	if (!c)
 		return NULL;
@@ -63,20 +63,20 @@ wi_subject_cache *wi_subject_cache_free(wi_subject_cache *c)
 	return NULL;
 }
 
-int wi_subject_cache_digest(const char *token, size_t len, uint8_t ret[WI_SUBJECT_DIGEST_LEN])
+int wi_verified_cache_digest(const char *token, size_t len, uint8_t ret[WI_VERIFIED_DIGEST_LEN])
 {
-	_Static_assert(WI_SUBJECT_DIGEST_LEN == WI_SHA256_LEN, "the cache key is a SHA-256");
+	_Static_assert(WI_VERIFIED_DIGEST_LEN == WI_SHA256_LEN, "the cache key is a SHA-256");
 	return wi_digest_sha256(token, len, ret);
 }
 
-static entry *slot_of(wi_subject_cache *c, const uint8_t digest[WI_SUBJECT_DIGEST_LEN])
+static entry *slot_of(wi_verified_cache *c, const uint8_t digest[WI_VERIFIED_DIGEST_LEN])
 {
 	uint64_t h;
 	memcpy(&h, digest, sizeof(h)); /* a cryptographic digest: any 8 bytes are uniform */
 	return &c->slots[h % c->n];
 }
 
-int wi_subject_cache_get(wi_subject_cache *c, const uint8_t digest[WI_SUBJECT_DIGEST_LEN], time_t now,
+int wi_verified_cache_get(wi_verified_cache *c, const uint8_t digest[WI_VERIFIED_DIGEST_LEN], time_t now,
 			 const void **ret_owner, wi_jwks **ret_keys, json_t **ret_claims)
 {
 	const void *owner = NULL;
@@ -84,7 +84,7 @@ int wi_subject_cache_get(wi_subject_cache *c, const uint8_t digest[WI_SUBJECT_DI
 	json_t *shared = NULL;
 	pthread_mutex_lock(&c->lock);
 	entry *e = slot_of(c, digest);
-	if (e->used && CRYPTO_memcmp(e->digest, digest, WI_SUBJECT_DIGEST_LEN) == 0) {
+	if (e->used && CRYPTO_memcmp(e->digest, digest, WI_VERIFIED_DIGEST_LEN) == 0) {
 		if (e->until > now) {
 			owner = e->owner;
 			keys = wi_jwks_ref(e->keys);
@@ -113,7 +113,7 @@ int wi_subject_cache_get(wi_subject_cache *c, const uint8_t digest[WI_SUBJECT_DI
 	return 0;
 }
 
-void wi_subject_cache_put(wi_subject_cache *c, const uint8_t digest[WI_SUBJECT_DIGEST_LEN], const void *owner,
+void wi_verified_cache_put(wi_verified_cache *c, const uint8_t digest[WI_VERIFIED_DIGEST_LEN], const void *owner,
 			  wi_jwks *keys, const json_t *claims, time_t now, time_t until)
 {
 	if (until <= now || !keys || !claims)
@@ -122,7 +122,7 @@ void wi_subject_cache_put(wi_subject_cache *c, const uint8_t digest[WI_SUBJECT_D
 	if (!copy)
 		return;
 	entry fresh = {.used = true, .until = until, .owner = owner, .keys = wi_jwks_ref(keys), .claims = copy};
-	memcpy(fresh.digest, digest, WI_SUBJECT_DIGEST_LEN);
+	memcpy(fresh.digest, digest, WI_VERIFIED_DIGEST_LEN);
 	entry old;
 	pthread_mutex_lock(&c->lock);
 	entry *e = slot_of(c, digest);
@@ -132,7 +132,7 @@ void wi_subject_cache_put(wi_subject_cache *c, const uint8_t digest[WI_SUBJECT_D
 	entry_clear(&old); /* frees outside the lock */
 }
 
-void wi_subject_cache_stats(wi_subject_cache *c, uint64_t *ret_hits, uint64_t *ret_misses)
+void wi_verified_cache_stats(wi_verified_cache *c, uint64_t *ret_hits, uint64_t *ret_misses)
 {
 	*ret_hits = atomic_load(&c->hits);
 	*ret_misses = atomic_load(&c->misses);
