@@ -95,28 +95,12 @@ int wi_jwt_svid_mint(wi_signer *signer, const char *kid, const char *spiffe_id, 
 	return 0;
 }
 
-int wi_jwt_svid_validate(const char *token, size_t len, const wi_jwks *bundle, const char *trust_domain,
-			 const char *audience, time_t now, char **ret_spiffe_id, json_t **ret_claims)
+/* The checks on the claims against this call's trust domain, audience and
+ * clock: run on every call, whether the signature was checked now or found
+ * in the cache. */
+static int check_claims(const json_t *claims, const char *trust_domain, const char *audience, time_t now,
+			char **ret_spiffe_id, int64_t *ret_exp)
 {
-	WI_CHECK(token != NULL && bundle != NULL && trust_domain != NULL && audience != NULL &&
-			 ret_spiffe_id != NULL && ret_claims != NULL,
-		 WI_E_INVAL, "jwt-svid validate: NULL argument");
-	WI_CHECK(audience[0] != '\0', WI_E_INVAL, "jwt-svid validate: empty audience");
-
-	/* JWT-SVID §2.1, §5.1: compact JWS, one of the nine algorithms; the key
-	 * by kid from the bundle. */
-	wi_jws_verify_opts opts = {.allowed_algs = WI_JWS_SPIFFE_ALGS, .max_token_len = WI_JWT_MAX_LEN};
-	json_auto_t *hdr = NULL;
-	json_auto_t *claims = NULL;
-	WI_TRY(wi_jws_verify(token, len, bundle, &opts, &hdr, &claims));
-
-	/* JWT-SVID §2.3: typ, if present, MUST be "JWT" or "JOSE" (go-spiffe and
-	 * py-spiffe compare exactly). */
-	const json_t *typ = json_object_get(hdr, "typ");
-	WI_CHECK(typ == NULL || (json_is_string(typ) && (strcmp(json_string_value(typ), "JWT") == 0 ||
-							  strcmp(json_string_value(typ), "JOSE") == 0)),
-		 WI_E_INVAL, "typ must be JWT or JOSE");
-
 	const json_t *sub = json_object_get(claims, "sub");
 	/* JWT-SVID §3.1: sub MUST be the SPIFFE ID of the workload. */
 	WI_CHECK(sub != NULL, WI_E_INVAL, "sub claim is missing");
@@ -131,11 +115,82 @@ int wi_jwt_svid_validate(const char *token, size_t len, const wi_jwks *bundle, c
 	/* JWT-SVID §3.2: aud MUST contain the validator's audience. */
 	WI_TRY(wi_jwt_check_audience(claims, audience));
 	/* JWT-SVID §3.3: exp MUST be present and not past (small leeway). */
-	WI_TRY(wi_jwt_check_times(claims, now, NULL));
+	WI_TRY(wi_jwt_check_times(claims, now, ret_exp));
 
 	char *s = strdup(wi_spiffe_id_string(id));
 	WI_CHECK_ALLOC(s);
 	*ret_spiffe_id = s;
+	return 0;
+}
+
+/* The signature and header checks, which depend on the bytes and the bundle
+ * alone: *ret_claims on success. */
+static int verify_signed(const char *token, size_t len, const wi_jwks *bundle, json_t **ret_claims)
+{
+	/* JWT-SVID §2.1, §5.1: compact JWS, one of the nine algorithms; the key
+	 * by kid from the bundle. */
+	wi_jws_verify_opts opts = {.allowed_algs = WI_JWS_SPIFFE_ALGS, .max_token_len = WI_JWT_MAX_LEN};
+	json_auto_t *hdr = NULL;
+	json_auto_t *claims = NULL;
+	WI_TRY(wi_jws_verify(token, len, bundle, &opts, &hdr, &claims));
+
+	/* JWT-SVID §2.3: typ, if present, MUST be "JWT" or "JOSE" (go-spiffe and
+	 * py-spiffe compare exactly). */
+	const json_t *typ = json_object_get(hdr, "typ");
+	WI_CHECK(typ == NULL || (json_is_string(typ) && (strcmp(json_string_value(typ), "JWT") == 0 ||
+							  strcmp(json_string_value(typ), "JOSE") == 0)),
+		 WI_E_INVAL, "typ must be JWT or JOSE");
+	*ret_claims = TAKE_PTR(claims);
+	return 0;
+}
+
+int wi_jwt_svid_validate(const char *token, size_t len, const wi_jwks *bundle, const char *trust_domain,
+			 const char *audience, time_t now, char **ret_spiffe_id, json_t **ret_claims)
+{
+	WI_CHECK(token != NULL && bundle != NULL && trust_domain != NULL && audience != NULL &&
+			 ret_spiffe_id != NULL && ret_claims != NULL,
+		 WI_E_INVAL, "jwt-svid validate: NULL argument");
+	WI_CHECK(audience[0] != '\0', WI_E_INVAL, "jwt-svid validate: empty audience");
+	json_auto_t *claims = NULL;
+	WI_TRY(verify_signed(token, len, bundle, &claims));
+	WI_TRY(check_claims(claims, trust_domain, audience, now, ret_spiffe_id, NULL));
+	*ret_claims = TAKE_PTR(claims);
+	return 0;
+}
+
+int wi_jwt_svid_validate_cached(wi_verified_cache *cache, const char *token, size_t len, wi_jwks *bundle,
+				const char *trust_domain, const char *audience, time_t now, char **ret_spiffe_id,
+				json_t **ret_claims)
+{
+	if (!cache)
+		return wi_jwt_svid_validate(token, len, bundle, trust_domain, audience, now, ret_spiffe_id,
+					    ret_claims);
+	WI_CHECK(token != NULL && bundle != NULL && trust_domain != NULL && audience != NULL &&
+			 ret_spiffe_id != NULL && ret_claims != NULL,
+		 WI_E_INVAL, "jwt-svid validate: NULL argument");
+	WI_CHECK(audience[0] != '\0', WI_E_INVAL, "jwt-svid validate: empty audience");
+	/* Refused before any hashing, as wi_jws_verify would refuse it. */
+	WI_CHECK(len <= WI_JWT_MAX_LEN, WI_E_TOO_BIG, "token longer than %u bytes", (unsigned)WI_JWT_MAX_LEN);
+	uint8_t digest[WI_VERIFIED_DIGEST_LEN];
+	WI_TRY(wi_verified_cache_digest(token, len, digest));
+
+	json_auto_t *claims = NULL;
+	const void *owner = NULL;
+	wi_jwks *was = NULL;
+	/* Only an entry verified under this very bundle object hits (the entry
+	 * holds a reference, so the address was not reused): a rotated or
+	 * reloaded bundle is another object. */
+	bool hit = wi_verified_cache_get(cache, digest, now, bundle, &owner, &was, &claims) == 0;
+	wi_jwks_unref(was);
+	if (!hit)
+		WI_TRY(verify_signed(token, len, bundle, &claims));
+	int64_t exp = 0;
+	WI_TRY(check_claims(claims, trust_domain, audience, now, ret_spiffe_id, &exp));
+	/* Only a token valid in full is remembered, until its exp at most. */
+	if (!hit) {
+		int64_t until = exp < (int64_t)now + WI_VERIFIED_CACHE_TTL_MAX ? exp : (int64_t)now + WI_VERIFIED_CACHE_TTL_MAX;
+		wi_verified_cache_put(cache, digest, NULL, bundle, claims, now, (time_t)until);
+	}
 	*ret_claims = TAKE_PTR(claims);
 	return 0;
 }

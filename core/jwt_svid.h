@@ -19,6 +19,7 @@
 #include "core/error.h"
 #include "core/jwk.h"
 #include "core/signer.h"
+#include "core/verified_cache.h"
 
 int wi_jwt_svid_mint(wi_signer *signer, const char *kid, const char *spiffe_id, const char *const *aud,
 		     size_t n_aud, time_t now, int64_t ttl, char **ret_token, time_t *ret_exp) WI_WUR;
@@ -29,5 +30,17 @@ int wi_jwt_svid_mint(wi_signer *signer, const char *kid, const char *spiffe_id, 
  * mismatch", ...). */
 int wi_jwt_svid_validate(const char *token, size_t len, const wi_jwks *bundle, const char *trust_domain,
 			 const char *audience, time_t now, char **ret_spiffe_id, json_t **ret_claims) WI_WUR;
+
+/* The same validation, remembering tokens that passed in `cache` (NULL: no
+ * cache).  A token that passed before under this very `bundle` object skips
+ * the signature and header checks; sub, the trust domain, the audience and
+ * the times are checked on every call, so a cached token for audience A is
+ * still refused for B, and an expired one is refused.  Entries live until the
+ * token's exp, WI_VERIFIED_CACHE_TTL_MAX at most.  Give each kind of
+ * validation a cache of its own (the entries carry no algorithm list or
+ * typ rule). */
+int wi_jwt_svid_validate_cached(wi_verified_cache *cache, const char *token, size_t len, wi_jwks *bundle,
+				const char *trust_domain, const char *audience, time_t now, char **ret_spiffe_id,
+				json_t **ret_claims) WI_WUR;
 
 #endif

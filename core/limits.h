@@ -122,9 +122,12 @@
 #define WI_TTS_BODY_MAX (64u * 1024u)
 #define WI_TTS_CONNECTIONS_MAX 1024
 #define WI_TTS_IO_TIMEOUT_MS 10000
-/* Verified subject tokens remembered (by SHA-256), and for how long at most. */
+/* Tokens that verified, remembered by SHA-256 (core/verified_cache.h), and
+ * for how long at most: user tokens presented for exchange (subject cache)
+ * and JWT-SVIDs given to ValidateJWTSVID. */
 #define WI_SUBJECT_CACHE_SLOTS 1024
-#define WI_SUBJECT_CACHE_TTL_MAX 60
+#define WI_SVID_VALIDATION_CACHE_SLOTS 1024
+#define WI_VERIFIED_CACHE_TTL_MAX 60
 /* HTTP worker threads (loops) one server may run. */
 #define WI_HTTP_WORKERS_MAX 16
 /* Trusted user-token issuers in one config. */

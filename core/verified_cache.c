@@ -77,7 +77,7 @@ static entry *slot_of(wi_verified_cache *c, const uint8_t digest[WI_VERIFIED_DIG
 }
 
 int wi_verified_cache_get(wi_verified_cache *c, const uint8_t digest[WI_VERIFIED_DIGEST_LEN], time_t now,
-			 const void **ret_owner, wi_jwks **ret_keys, json_t **ret_claims)
+			  const wi_jwks *expect, const void **ret_owner, wi_jwks **ret_keys, json_t **ret_claims)
 {
 	const void *owner = NULL;
 	wi_jwks *keys = NULL;
@@ -85,12 +85,12 @@ int wi_verified_cache_get(wi_verified_cache *c, const uint8_t digest[WI_VERIFIED
 	pthread_mutex_lock(&c->lock);
 	entry *e = slot_of(c, digest);
 	if (e->used && CRYPTO_memcmp(e->digest, digest, WI_VERIFIED_DIGEST_LEN) == 0) {
-		if (e->until > now) {
+		if (e->until > now && (!expect || e->keys == expect)) {
 			owner = e->owner;
 			keys = wi_jwks_ref(e->keys);
 			shared = json_incref(e->claims); /* atomic: copied below, outside the lock */
 		} else {
-			entry_clear(e); /* expired */
+			entry_clear(e); /* expired, or verified under a key set gone */
 		}
 	}
 	pthread_mutex_unlock(&c->lock);

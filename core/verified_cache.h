@@ -41,9 +41,11 @@ int wi_verified_cache_digest(const char *token, size_t len, uint8_t ret[WI_VERIF
 
 /* An entry for `digest` still live at `now`: 0 with its owner (the issuer
  * tag given to put), its key set (new reference) and a deep copy of its
- * claims (new reference); WI_E_NOT_FOUND otherwise (nothing written). */
+ * claims (new reference); WI_E_NOT_FOUND otherwise (nothing written).  With
+ * `expect` not NULL, an entry put with another key set is a miss (and is
+ * dropped): for callers that know the key set they verify with. */
 int wi_verified_cache_get(wi_verified_cache *c, const uint8_t digest[WI_VERIFIED_DIGEST_LEN], time_t now,
-			 const void **ret_owner, wi_jwks **ret_keys, json_t **ret_claims) WI_WUR;
+			  const wi_jwks *expect, const void **ret_owner, wi_jwks **ret_keys, json_t **ret_claims) WI_WUR;
 
 /* Remembers a verified token until `until` (ignored unless > now): takes a
  * reference on `keys` and keeps a deep copy of `claims`.  Out of memory just

@@ -188,6 +188,10 @@ static void render_metrics(const wi_daemon_metrics *m, text *t)
 	       cs.x509_hits);
 	metric(t, "wimsed_jwt_cache_hits_total", "counter", "JWT-SVIDs served from the cache.", cs.jwt_hits);
 	metric(t, "wimsed_jwt_cache_misses_total", "counter", "JWT-SVIDs that had to be signed.", cs.jwt_misses);
+	metric(t, "wimsed_jwt_validation_cache_hits_total", "counter",
+	       "ValidateJWTSVID calls whose token had passed before (no signature check).", cs.validation_hits);
+	metric(t, "wimsed_jwt_validation_cache_misses_total", "counter",
+	       "ValidateJWTSVID calls that checked the token's signature.", cs.validation_misses);
 	metric(t, "wimsed_entries", "gauge", "Registration entries in force.", (uint64_t)cs.entries);
 	metric(t, "wimsed_revocations", "gauge", "Transaction-token revocations in force.", revocations);
 	metric(t, "wimsed_ca_not_after_seconds", "gauge", "Expiry of the signing CA, Unix time.",

@@ -310,7 +310,7 @@ static bool verified_before(wi_issuers *s, const uint8_t *digest, time_t now, co
 	const void *owner = NULL;
 	wi_jwks *was = NULL;
 	json_t *claims = NULL;
-	if (wi_verified_cache_get(s->verified, digest, now, &owner, &was, &claims) < 0)
+	if (wi_verified_cache_get(s->verified, digest, now, NULL, &owner, &was, &claims) < 0)
 		return false;
 	issuer *is = (issuer *)owner;
 	wi_jwks *cur = NULL;
@@ -374,7 +374,7 @@ int wi_issuers_verify(wi_issuers *s, const char *token, time_t now, const wi_iss
 	/* Everything above depends only on the bytes, the key set and the
 	 * clock: remember it until the token expires (bounded), and recheck the
 	 * clock and the key set on a hit. */
-	int64_t until = exp < (int64_t)now + WI_SUBJECT_CACHE_TTL_MAX ? exp : (int64_t)now + WI_SUBJECT_CACHE_TTL_MAX;
+	int64_t until = exp < (int64_t)now + WI_VERIFIED_CACHE_TTL_MAX ? exp : (int64_t)now + WI_VERIFIED_CACHE_TTL_MAX;
 	wi_verified_cache_put(s->verified, digest, is, keys, claims, now, (time_t)until);
 	*ret_issuer = is->cfg;
 	*ret_claims = TAKE_PTR(claims);

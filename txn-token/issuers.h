@@ -15,7 +15,7 @@
  * remembered for as long, so a dead IdP costs one timeout, not one per request.
  *
  * A token that verified is remembered by its SHA-256 (core/verified_cache.h)
- * for at most WI_SUBJECT_CACHE_TTL_MAX seconds and never past its exp: the same
+ * for at most WI_VERIFIED_CACHE_TTL_MAX seconds and never past its exp: the same
  * bytes presented again under the same key set object skip the signature
  * check, while typ, aud, iss and sub were settled by the bytes and the times
  * are checked again.  A re-fetched or reloaded JWKS starts afresh.

@@ -13,6 +13,7 @@
 #include "attestors/attest.h"
 #include "core/ca.h"
 #include "core/jwt_cache.h"
+#include "core/verified_cache.h"
 #include "core/ratelimit.h"
 #include "core/registry.h"
 #include "core/x509_cache.h"
@@ -90,6 +91,7 @@ struct wi_wl_server {
 	wi_x509_cache *x509_cache;
 	wi_jwt_keys *jwt_keys;
 	wi_jwt_cache *jwt_cache;
+	wi_verified_cache *validated; /* ValidateJWTSVID: tokens that passed, by digest */
 	int64_t jwt_ttl;
 	wi__conns *conns;
 	/* limits: per-identity request budget (FetchJWTSVID, ValidateJWTSVID,

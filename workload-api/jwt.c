@@ -365,8 +365,12 @@ void wi__handle_validate_jwt_svid(wi__call *c, const uint8_t *req, size_t len)
 	char *spiffe_id = NULL;
 	_cleanup_(json_decrefp) json_t *claims = NULL;
 	_cleanup_(wi_jwt_keyset_unrefp) wi_jwt_keyset *ks = wi_jwt_keys_get(s->jwt_keys);
-	int rc = wi_jwt_svid_validate(in->svid, strlen(in->svid), wi_jwt_keyset_jwks(ks),
-				      wi_registry_trust_domain(reg), in->audience, time(NULL), &spiffe_id, &claims);
+	/* A caller presents the same JWT-SVID until its half-life: one that
+	 * passed under the current bundle is not verified again (the claim
+	 * checks are; core/jwt_svid.h). */
+	int rc = wi_jwt_svid_validate_cached(s->validated, in->svid, strlen(in->svid), wi_jwt_keyset_jwks(ks),
+					     wi_registry_trust_domain(reg), in->audience, time(NULL), &spiffe_id,
+					     &claims);
 	wi__request_free(m);
 	if (rc < 0) {
 		/* The reason is ours (never the token), e.g. "token has expired". */

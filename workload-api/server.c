@@ -851,6 +851,8 @@ int wi_wl_server_start(const wi_wl_options *o, wi_wl_server **ret)
 		rc = wi_x509_cache_new(o->ca, &s->x509_cache);
 	if (rc == 0)
 		rc = wi_jwt_cache_new(WI_JWT_CACHE_MAX, &s->jwt_cache);
+	if (rc == 0)
+		rc = wi_verified_cache_new(WI_SVID_VALIDATION_CACHE_SLOTS, &s->validated);
 	if (rc == 0) /* limits */
 		rc = wi_ratelimit_new(WI_WL_RATE_PER_IDENTITY, WI_WL_RATE_BURST, WI_RATELIMIT_SLOTS,
 				      WI_RATELIMIT_CONTENDED, &s->ratelimit);
@@ -991,6 +993,7 @@ wi_wl_server *wi_wl_server_free(wi_wl_server *s)
 		close(s->listen_fd);
 	wi_x509_cache_free(s->x509_cache);
 	wi_jwt_cache_free(s->jwt_cache);
+	wi_verified_cache_free(s->validated);
 	wi_ratelimit_free(s->ratelimit); /* limits */
 	wi__conns_free(s->conns);
 	wi_registry_unref(s->registry);

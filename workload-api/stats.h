@@ -15,6 +15,8 @@ typedef struct wi_wl_cache_stats {
 	uint64_t x509_hits;   /* served from the shared per-identity cache */
 	uint64_t jwt_hits;
 	uint64_t jwt_misses;
+	uint64_t validation_hits;   /* ValidateJWTSVID answered without a signature check */
+	uint64_t validation_misses; /* ValidateJWTSVID that verified the signature */
 	size_t entries; /* registration entries in the current snapshot */
 } wi_wl_cache_stats;
 

@@ -82,6 +82,24 @@ class JwtWorkloadApi(unittest.TestCase):
         except jwt.PyJWTError as e:
             self.fail(f"PyJWT rejects the JWT-SVID: {type(e).__name__}: {e}")
 
+    def validation_cache(self):
+        """(hits, misses) of the daemon's ValidateJWTSVID cache, from /metrics."""
+        c = h.UnixHTTP(h.admin_socket(self.d))
+        try:
+            c.request("GET", "/metrics")
+            r = c.getresponse()
+            body = r.read().decode()
+            self.assertEqual(r.status, 200, body[:200])
+        finally:
+            c.close()
+        got = {}
+        for line in body.splitlines():
+            name, _, value = line.partition(" ")
+            if name in ("wimsed_jwt_validation_cache_hits_total", "wimsed_jwt_validation_cache_misses_total"):
+                got[name] = int(float(value))
+        self.assertEqual(len(got), 2, "both validation-cache counters must be exported")
+        return got["wimsed_jwt_validation_cache_hits_total"], got["wimsed_jwt_validation_cache_misses_total"]
+
     def validate_code(self, audience, token):
         return h.describe_rpc_error(lambda: h.validate_jwt_svid(self.d.target, audience, token))
 
@@ -206,6 +224,37 @@ class JwtWorkloadApi(unittest.TestCase):
         self.assertIn(AUD, claims.get("aud") if isinstance(claims.get("aud"), list)
                       else [claims.get("aud")])
         self.assertIsInstance(claims.get("exp"), (int, float), f"exp must be a number: {claims}")
+
+    def test_validate_repeated_token_skips_the_signature_but_not_the_checks(self):
+        # A new token (an audience set of its own), validated three times:
+        # its signature is checked once, and the claims every time.
+        token = self.fetch((AUD, "validation-cache-probe")).svids[1].svid
+        hits0, misses0 = self.validation_cache()
+        for _ in range(3):
+            try:
+                resp = h.validate_jwt_svid(self.d.target, AUD, token)
+            except grpc.RpcError as e:
+                self.fail(f"ValidateJWTSVID of our own token: {e.code().name} {e.details()}")
+            self.assertEqual(resp.spiffe_id, PY_ID)
+            claims = json_format.MessageToDict(resp.claims)
+            self.assertEqual(claims.get("aud"), [AUD, "validation-cache-probe"])
+        hits, misses = self.validation_cache()
+        self.assertEqual((hits - hits0, misses - misses0), (2, 1),
+                         "one signature check, then two answers from the cache")
+        # Remembered, and still refused for an audience it does not carry.
+        got = self.validate_code("spiffe://example.org/someone-else", token)
+        self.assertTrue(got.startswith("INVALID_ARGUMENT") and "audience" in got, got)
+        # Other bytes (one signature bit) are another token: checked and
+        # refused every time, never remembered.
+        head, body, sig = split_jws(token)
+        raw = bytearray(b64url_decode(sig))
+        raw[7] ^= 0x01
+        forged = f"{head}.{body}.{b64url(bytes(raw))}"
+        for _ in range(2):
+            got = self.validate_code(AUD, forged)
+            self.assertTrue(got.startswith("INVALID_ARGUMENT"), got)
+        hits2, misses2 = self.validation_cache()
+        self.assertEqual((hits2 - hits, misses2 - misses), (1, 2))
 
     def test_nul_bytes_in_strings_refused(self):
         # proto3 strings may hold U+0000; a C server that read them as C strings would

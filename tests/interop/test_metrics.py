@@ -48,6 +48,8 @@ EXPECTED = {
     "wimsed_x509_cache_hits_total": "counter",
     "wimsed_jwt_cache_hits_total": "counter",
     "wimsed_jwt_cache_misses_total": "counter",
+    "wimsed_jwt_validation_cache_hits_total": "counter",
+    "wimsed_jwt_validation_cache_misses_total": "counter",
     "wimsed_revocations": "gauge",
     "wimsed_build_info": "gauge",
     "wimsed_ready": "gauge",

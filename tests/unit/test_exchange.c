@@ -556,8 +556,8 @@ static void test_verified_subject_cache(void **state)
 	assert_int_equal(hits, 1);
 	assert_int_equal(misses, 3);
 
-	/* remembered for WI_SUBJECT_CACHE_TTL_MAX at most: then verified again */
-	assert_int_equal(wi_issuers_verify(F.issuers, ut, F.now + WI_SUBJECT_CACHE_TTL_MAX + 1, &is, &c, NULL), 0);
+	/* remembered for WI_VERIFIED_CACHE_TTL_MAX at most: then verified again */
+	assert_int_equal(wi_issuers_verify(F.issuers, ut, F.now + WI_VERIFIED_CACHE_TTL_MAX + 1, &is, &c, NULL), 0);
 	json_decref(c);
 	c = NULL;
 	wi_issuers_cache_stats(F.issuers, &hits, &misses);

@@ -1827,6 +1827,109 @@ static void test_svid_mint(void **state)
 	wi_signer_free(s);
 }
 
+/* ValidateJWTSVID's cache: the second validation of the same bytes under
+ * the same bundle object checks no signature (a cache hit), but every claim
+ * check still runs; another bundle object, other bytes or a failure are
+ * never answered from it. */
+static void test_svid_validate_cached(void **state)
+{
+	(void)state;
+	wi_signer *s = signer_for(k_ec);
+	const char *one[] = {AUD};
+	char *t = NULL;
+	time_t exp = 0;
+	assert_int_equal(wi_jwt_svid_mint(s, "ec", SUB, one, 1, NOW, 30, &t, &exp), 0);
+	wi_verified_cache *vc = NULL;
+	assert_int_equal(wi_verified_cache_new(16, &vc), 0);
+	uint64_t hits, misses;
+	char *id = NULL;
+	json_t *c = NULL;
+
+	assert_int_equal(wi_jwt_svid_validate_cached(vc, t, strlen(t), g_set, TD, AUD, NOW, &id, &c), 0);
+	wi_verified_cache_stats(vc, &hits, &misses);
+	assert_int_equal(hits, 0);
+	assert_int_equal(misses, 1);
+	assert_string_equal(id, SUB);
+	free(id);
+	/* the caller's claims are its own: changing them changes no entry */
+	assert_int_equal(json_object_set_new(c, "sub", json_string("spiffe://example.org/mallory")), 0);
+	json_decref(c);
+	assert_int_equal(wi_jwt_svid_validate_cached(vc, t, strlen(t), g_set, TD, AUD, NOW + 1, &id, &c), 0);
+	wi_verified_cache_stats(vc, &hits, &misses);
+	assert_int_equal(hits, 1);
+	assert_string_equal(id, SUB);
+	assert_string_equal(json_string_value(json_object_get(c, "sub")), SUB);
+	free(id);
+	json_decref(c);
+
+	/* Answered from the cache, still refused: another audience, another
+	 * trust domain; outputs untouched. */
+	id = (char *)0x1;
+	c = (json_t *)0x1;
+	assert_int_equal(wi_jwt_svid_validate_cached(vc, t, strlen(t), g_set, TD, "other", NOW + 1, &id, &c),
+			 WI_E_INVAL);
+	expect_detail("audience mismatch");
+	assert_int_equal(wi_jwt_svid_validate_cached(vc, t, strlen(t), g_set, "other.org", AUD, NOW + 1, &id, &c),
+			 WI_E_INVAL);
+	expect_detail("trust domain");
+	wi_verified_cache_stats(vc, &hits, &misses);
+	assert_int_equal(hits, 3);
+	assert_int_equal(misses, 1);
+	assert_ptr_equal(id, (char *)0x1);
+	assert_ptr_equal(c, (json_t *)0x1);
+
+	/* Past exp + leeway: refused (the entry dies at exp, so this is a full
+	 * check, not a cached answer). */
+	assert_int_equal(wi_jwt_svid_validate_cached(vc, t, strlen(t), g_set, TD, AUD,
+						     NOW + 30 + WI_JWT_LEEWAY_SECONDS, &id, &c),
+			 WI_E_EXPIRED);
+
+	/* Another bundle object with the same keys (a reloaded bundle): a miss,
+	 * verified in full, valid. */
+	char *js = NULL;
+	assert_int_equal(wi_jwks_to_json(g_set, &js), 0);
+	wi_jwks *again = NULL;
+	assert_int_equal(wi_jwks_parse(js, strlen(js), 1u << 20, &again), 0);
+	free(js);
+	wi_verified_cache_stats(vc, &hits, &misses);
+	uint64_t m0 = misses;
+	assert_int_equal(wi_jwt_svid_validate_cached(vc, t, strlen(t), again, TD, AUD, NOW + 2, &id, &c), 0);
+	wi_verified_cache_stats(vc, &hits, &misses);
+	assert_int_equal(misses, m0 + 1);
+	free(id);
+	json_decref(c);
+
+	/* One signature byte changed: other bytes, verified and refused, every
+	 * time (failures are not remembered). */
+	char *bad = strdup(t);
+	size_t n = strlen(bad);
+	bad[n - 2] = bad[n - 2] == 'A' ? 'B' : 'A';
+	id = (char *)0x1;
+	c = (json_t *)0x1;
+	for (int i = 0; i < 2; i++)
+		assert_int_not_equal(wi_jwt_svid_validate_cached(vc, bad, n, again, TD, AUD, NOW + 2, &id, &c), 0);
+	wi_verified_cache_stats(vc, &hits, &misses);
+	assert_int_equal(misses, m0 + 3);
+	assert_ptr_equal(id, (char *)0x1);
+	free(bad);
+
+	/* Too long: refused before it is hashed; no cache: plain validation. */
+	size_t big = WI_JWT_MAX_LEN + 1;
+	char *huge = malloc(big + 1);
+	memset(huge, 'a', big);
+	huge[big] = '\0';
+	assert_int_equal(wi_jwt_svid_validate_cached(vc, huge, big, g_set, TD, AUD, NOW, &id, &c), WI_E_TOO_BIG);
+	free(huge);
+	assert_int_equal(wi_jwt_svid_validate_cached(NULL, t, strlen(t), g_set, TD, AUD, NOW, &id, &c), 0);
+	free(id);
+	json_decref(c);
+
+	wi_jwks_unref(again);
+	wi_verified_cache_free(vc);
+	wi_signer_free(s);
+	free(t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1858,6 +1961,7 @@ int main(void)
 		cmocka_unit_test(test_svid_validate_ok),
 		cmocka_unit_test(test_svid_validate_rejects),
 		cmocka_unit_test(test_svid_mint),
+		cmocka_unit_test(test_svid_validate_cached),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

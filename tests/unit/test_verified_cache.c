@@ -38,14 +38,14 @@ static void test_hit_miss_expiry(void **state)
 	const void *owner = NULL;
 	wi_jwks *got = NULL;
 	json_t *claims = NULL;
-	assert_int_equal(wi_verified_cache_get(c, a, 100, &owner, &got, &claims), WI_E_NOT_FOUND);
+	assert_int_equal(wi_verified_cache_get(c, a, 100, NULL, &owner, &got, &claims), WI_E_NOT_FOUND);
 	assert_null(got);
 
 	int tag = 7;
 	json_t *cl = json_pack("{s:s}", "sub", "alice");
 	wi_verified_cache_put(c, a, &tag, keys, cl, 100, 160);
 	json_decref(cl);
-	assert_int_equal(wi_verified_cache_get(c, a, 159, &owner, &got, &claims), 0);
+	assert_int_equal(wi_verified_cache_get(c, a, 159, NULL, &owner, &got, &claims), 0);
 	assert_ptr_equal(owner, &tag);
 	assert_ptr_equal(got, keys);
 	assert_string_equal(json_string_value(json_object_get(claims, "sub")), "alice");
@@ -53,20 +53,20 @@ static void test_hit_miss_expiry(void **state)
 	json_object_set_new(claims, "sub", json_string("mallory"));
 	json_decref(claims);
 	wi_jwks_unref(got);
-	assert_int_equal(wi_verified_cache_get(c, a, 159, &owner, &got, &claims), 0);
+	assert_int_equal(wi_verified_cache_get(c, a, 159, NULL, &owner, &got, &claims), 0);
 	assert_string_equal(json_string_value(json_object_get(claims, "sub")), "alice");
 	json_decref(claims);
 	wi_jwks_unref(got);
 	/* another digest misses */
-	assert_int_equal(wi_verified_cache_get(c, b, 150, &owner, &got, &claims), WI_E_NOT_FOUND);
+	assert_int_equal(wi_verified_cache_get(c, b, 150, NULL, &owner, &got, &claims), WI_E_NOT_FOUND);
 	/* dead at until */
-	assert_int_equal(wi_verified_cache_get(c, a, 160, &owner, &got, &claims), WI_E_NOT_FOUND);
+	assert_int_equal(wi_verified_cache_get(c, a, 160, NULL, &owner, &got, &claims), WI_E_NOT_FOUND);
 	/* a past or present until caches nothing */
 	cl = json_pack("{s:s}", "sub", "bob");
 	wi_verified_cache_put(c, b, &tag, keys, cl, 200, 200);
 	wi_verified_cache_put(c, b, &tag, keys, cl, 200, 150);
 	json_decref(cl);
-	assert_int_equal(wi_verified_cache_get(c, b, 200, &owner, &got, &claims), WI_E_NOT_FOUND);
+	assert_int_equal(wi_verified_cache_get(c, b, 200, NULL, &owner, &got, &claims), WI_E_NOT_FOUND);
 
 	uint64_t hits, misses;
 	wi_verified_cache_stats(c, &hits, &misses);
@@ -94,8 +94,8 @@ static void test_collision_replaces(void **state)
 	const void *owner;
 	wi_jwks *got = NULL;
 	json_t *claims = NULL;
-	assert_int_equal(wi_verified_cache_get(c, a, 1, &owner, &got, &claims), WI_E_NOT_FOUND);
-	assert_int_equal(wi_verified_cache_get(c, b, 1, &owner, &got, &claims), 0);
+	assert_int_equal(wi_verified_cache_get(c, a, 1, NULL, &owner, &got, &claims), WI_E_NOT_FOUND);
+	assert_int_equal(wi_verified_cache_get(c, b, 1, NULL, &owner, &got, &claims), 0);
 	assert_ptr_equal(got, k2);
 	wi_jwks_unref(got);
 	json_decref(claims);
@@ -106,11 +106,50 @@ static void test_collision_replaces(void **state)
 	assert_int_not_equal(wi_verified_cache_new(0, &c), 0);
 }
 
+/* A caller that names the key set it verifies with gets no entry put under
+ * another one, and that entry goes. */
+static void test_expected_key_set(void **state)
+{
+	(void)state;
+	wi_verified_cache *c = NULL;
+	assert_int_equal(wi_verified_cache_new(8, &c), 0);
+	wi_jwks *k1 = NULL, *k2 = NULL;
+	assert_int_equal(wi_jwks_new(&k1), 0);
+	assert_int_equal(wi_jwks_new(&k2), 0);
+	uint8_t a[WI_VERIFIED_DIGEST_LEN];
+	digest_of("token-a", a);
+	json_t *cl = json_pack("{s:s}", "sub", "x");
+	wi_verified_cache_put(c, a, NULL, k1, cl, 0, 100);
+	json_decref(cl);
+	const void *owner;
+	wi_jwks *got = NULL;
+	json_t *claims = NULL;
+	assert_int_equal(wi_verified_cache_get(c, a, 1, k1, &owner, &got, &claims), 0);
+	assert_ptr_equal(got, k1);
+	wi_jwks_unref(got);
+	json_decref(claims);
+	got = NULL;
+	claims = NULL;
+	/* the key set rotated: a miss, nothing written, and the entry dropped */
+	assert_int_equal(wi_verified_cache_get(c, a, 1, k2, &owner, &got, &claims), WI_E_NOT_FOUND);
+	assert_null(got);
+	assert_null(claims);
+	assert_int_equal(wi_verified_cache_get(c, a, 1, k1, &owner, &got, &claims), WI_E_NOT_FOUND);
+	uint64_t hits, misses;
+	wi_verified_cache_stats(c, &hits, &misses);
+	assert_int_equal(hits, 1);
+	assert_int_equal(misses, 2);
+	wi_jwks_unref(k1);
+	wi_jwks_unref(k2);
+	wi_verified_cache_free(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_hit_miss_expiry),
 		cmocka_unit_test(test_collision_replaces),
+		cmocka_unit_test(test_expected_key_set),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
