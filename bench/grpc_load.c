@@ -3,7 +3,7 @@
  *   wi-bench grpc --socket PATH --mode jwt-warm|jwt-cold|validate|x509
  *                 [--concurrency N] [--channels N] [--duration S] [--warmup S]
  *                 [--connect] [--streams N] [--pid DAEMON_PID]
- *                 [--echo --resp-size BYTES] [--rotation S]
+ *                 [--echo --resp-size BYTES] [--rotation S] [--tokens N]
  *
  * One client thread drives one completion queue and keeps `concurrency`
  * calls in flight over `channels` channels (each its own connection: local
@@ -19,7 +19,11 @@
  * the new leaf's mint time (notBefore + WI_CERT_BACKDATE_SECONDS, whole
  * seconds) to the last.  --echo: sends the same request
  * bytes to the bare echo server (bench/echo_grpc.c), asking for a response of
- * --resp-size bytes. */
+ * --resp-size bytes.  --tokens N (validate): fetches N distinct JWT-SVIDs
+ * first (each with an audience of its own beside the validated one) and
+ * validates them in turn, so the daemon's cache of tokens that passed
+ * (1 024 slots, direct-mapped) answers next to none: every call verifies a
+ * signature.  Without it, every call validates the same token. */
 #include <getopt.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -44,6 +48,7 @@
 #define MAX_CHANNELS 4096
 #define MAX_INFLIGHT 20000
 #define REQ_MAX 16384
+#define MAX_TOKENS 65536
 
 enum mode { M_JWT_WARM, M_JWT_COLD, M_VALIDATE, M_X509 };
 
@@ -80,7 +85,8 @@ struct load {
 	grpc_channel_credentials *creds;
 	grpc_channel **ch;
 	int n_ch;
-	char *token; /* validate */
+	char **tokens; /* validate: n_tokens JWT-SVIDs, used in turn */
+	size_t n_tokens, next_token;
 	uint64_t cold_n;
 	uint64_t win_start, win_end;
 	bool no_record; /* streams: first messages are recorded by run_streams */
@@ -127,7 +133,7 @@ static long build_request(load *L, uint8_t *buf, size_t cap)
 	case M_VALIDATE: {
 		ValidateJWTSVIDRequest r = VALIDATE_JWTSVIDREQUEST__INIT;
 		r.audience = (char *)"bench-validate";
-		r.svid = L->token;
+		r.svid = L->tokens[L->next_token++ % L->n_tokens];
 		len = protobuf_c_message_get_packed_size(&r.base);
 		if (len > cap)
 			return -1;
@@ -268,7 +274,9 @@ static void on_first(slot *s, bool cancel)
 	start_status(s);
 }
 
-static int fetch_token(load *L)
+/* --tokens: n JWT-SVIDs that differ (each also names an audience of its
+ * own, so the daemon's JWT cache cannot hand out one token twice). */
+static int fetch_tokens(load *L, size_t n)
 {
 	char addr[4200];
 	snprintf(addr, sizeof(addr), "unix://%s", L->socket);
@@ -277,16 +285,24 @@ static int fetch_token(load *L)
 		fprintf(stderr, "wi-bench: %s\n", wimse_last_error());
 		return -1;
 	}
-	const char *aud[1] = {"bench-validate"};
-	wimse_jwt_svids *s = NULL;
-	int rc = wimse_fetch_jwt_svids(c, aud, 1, NULL, 10000, &s);
-	if (rc < 0)
-		fprintf(stderr, "wi-bench: FetchJWTSVID: %s\n", wimse_last_error());
-	else
-		L->token = strdup(s->svids[0].token);
-	wimse_jwt_svids_free(s);
+	L->tokens = calloc(n, sizeof(*L->tokens));
+	int rc = L->tokens ? 0 : -1;
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		char own[64];
+		snprintf(own, sizeof(own), "bench-validate-%d-%zu", (int)getpid(), i);
+		const char *aud[2] = {"bench-validate", own};
+		wimse_jwt_svids *s = NULL;
+		rc = wimse_fetch_jwt_svids(c, aud, n > 1 ? 2 : 1, NULL, 10000, &s);
+		if (rc < 0)
+			fprintf(stderr, "wi-bench: FetchJWTSVID: %s\n", wimse_last_error());
+		else if (!(L->tokens[i] = strdup(s->svids[0].token)))
+			rc = -1;
+		wimse_jwt_svids_free(s);
+		if (rc == 0)
+			L->n_tokens = i + 1;
+	}
 	wimse_client_close(c);
-	return rc < 0 || !L->token ? -1 : 0;
+	return rc < 0 ? -1 : 0;
 }
 
 /* FNV-1a of the leaf certificate's serial, and its notBefore (seconds since
@@ -537,11 +553,11 @@ int wi_bench_grpc(int argc, char **argv)
 		{"connect", no_argument, NULL, 'C'},	   {"streams", required_argument, NULL, 'S'},
 		{"pid", required_argument, NULL, 'p'},	   {"echo", no_argument, NULL, 'e'},
 		{"resp-size", required_argument, NULL, 'r'}, {"hold", required_argument, NULL, 'h'},
-		{"rotation", required_argument, NULL, 'R'}, {0},
+		{"rotation", required_argument, NULL, 'R'}, {"tokens", required_argument, NULL, 'T'}, {0},
 	};
 	static load Lz;
 	load *L = &Lz;
-	int conc = 1, n_ch = 0, streams = 0, pid = 0;
+	int conc = 1, n_ch = 0, streams = 0, pid = 0, n_tokens = 1;
 	double duration = 2.0, warmup = 0.3, hold = 0.5, rotation = 0;
 	const char *mode = NULL;
 	int ch;
@@ -561,6 +577,7 @@ int wi_bench_grpc(int argc, char **argv)
 		case 'r': L->resp_size = (int)wi_bench_num("--resp-size", optarg); break;
 		case 'h': hold = wi_bench_num("--hold", optarg); break;
 		case 'R': rotation = wi_bench_num("--rotation", optarg); break;
+		case 'T': n_tokens = (int)wi_bench_num("--tokens", optarg); break;
 		default: return 2;
 		}
 	}
@@ -591,15 +608,20 @@ int wi_bench_grpc(int argc, char **argv)
 	snprintf(L->target, sizeof(L->target), "unix:%s", L->socket);
 	snprintf(L->size_str, sizeof(L->size_str), "%d", L->resp_size);
 	grpc_init();
-	if (L->mode == M_VALIDATE && !L->echo && fetch_token(L) < 0)
+	if (n_tokens < 1 || n_tokens > MAX_TOKENS) {
+		fprintf(stderr, "wi-bench grpc: --tokens out of range (1..%d)\n", MAX_TOKENS);
+		return 2;
+	}
+	if (L->mode == M_VALIDATE && !L->echo && fetch_tokens(L, (size_t)n_tokens) < 0)
 		return 1;
 	if (L->mode == M_VALIDATE && L->echo) {
 		/* Same request size as the daemon run: a token-sized string. */
-		L->token = malloc(700);
-		if (!L->token)
+		L->tokens = calloc(1, sizeof(*L->tokens));
+		if (!L->tokens || !(L->tokens[0] = malloc(700)))
 			return 1;
-		memset(L->token, 'x', 699);
-		L->token[699] = '\0';
+		memset(L->tokens[0], 'x', 699);
+		L->tokens[0][699] = '\0';
+		L->n_tokens = 1;
 	}
 	if (wi_bench_lat_init(&L->lat, 1u << 16) < 0)
 		return 1;
@@ -668,7 +690,9 @@ int wi_bench_grpc(int argc, char **argv)
 	grpc_completion_queue_destroy(L->cq);
 	grpc_channel_credentials_release(L->creds);
 	wi_bench_lat_free(&L->lat);
-	free(L->token);
+	for (size_t i = 0; i < L->n_tokens; i++)
+		free(L->tokens[i]);
+	free(L->tokens);
 	grpc_shutdown();
 	return rc;
 }
