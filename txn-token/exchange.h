@@ -31,6 +31,7 @@
 #include "core/jwt_keys.h"
 #include "core/registry.h"
 #include "core/txn_policy.h"
+#include "core/verified_cache.h"
 #include "txn-token/form.h"
 #include "txn-token/issuers.h"
 #include "txn-token/revocations.h"
@@ -50,6 +51,7 @@ typedef struct wi_txn_ctx {
 	const char *node;         /* rctx.node */
 	wi_jwt_keys *txn_keys;    /* signs Txn-Tokens; its JWKS verifies them */
 	wi_jwt_keys *svid_keys;   /* their JWKS verifies JWT-SVIDs (actor tokens, autonomous subjects) */
+	wi_verified_cache *svid_cache; /* JWT-SVIDs sent to us that passed (NULL: none) */
 	wi_issuers *issuers;
 	wi_revocations *revocations;
 	const wi_registry *registry; /* policies of actors named by actor_token */

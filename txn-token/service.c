@@ -22,6 +22,7 @@
 #include "core/log.h"
 #include "core/ratelimit.h"
 #include "core/spiffe_id.h"
+#include "core/verified_cache.h"
 #include "txn-token/exchange.h"
 #include "txn-token/form.h"
 
@@ -38,6 +39,8 @@ struct wi_tts {
 	pthread_mutex_t reg_lock;
 	wi_registry *registry;
 	wi_ratelimit *ratelimit; /* limits: /token per authenticated actor */
+	wi_verified_cache *svids; /* JWT-SVIDs sent to us (client assertions, actor
+				     tokens, autonomous subjects) that passed */
 };
 
 int wi_tts_new(const wi_tts_options *o, wi_tts **ret)
@@ -48,6 +51,8 @@ int wi_tts_new(const wi_tts_options *o, wi_tts **ret)
 	/* limits (issue 5 item 7) */
 	int rc = wi_ratelimit_new(WI_TTS_RATE_PER_ACTOR, WI_TTS_RATE_BURST, WI_RATELIMIT_SLOTS,
 				  WI_RATELIMIT_CONTENDED, &t->ratelimit);
+	if (rc == 0 && (rc = wi_verified_cache_new(WI_SVID_VALIDATION_CACHE_SLOTS, &t->svids)) < 0)
+		wi_ratelimit_free(t->ratelimit);
 	if (rc < 0) {
 		free(t);
 		return rc;
@@ -64,6 +69,7 @@ wi_tts *wi_tts_free(wi_tts *t)
 		return NULL;
 	wi_registry_unref(t->registry);
 	wi_ratelimit_free(t->ratelimit); /* limits */
+	wi_verified_cache_free(t->svids);
 	pthread_mutex_destroy(&t->reg_lock);
 	free(t);
 	return NULL;
@@ -164,6 +170,9 @@ void wi_tts_get_stats(const wi_tts *t, wi_tts_stats *ret)
 	ret->introspections_active = atomic_load_explicit(&t->intro_active, memory_order_relaxed);
 	ret->introspections_inactive = atomic_load_explicit(&t->intro_inactive, memory_order_relaxed);
 	ret->revocations = atomic_load_explicit(&t->revocations, memory_order_relaxed);
+	if (t->o.issuers)
+		wi_issuers_cache_stats(t->o.issuers, &ret->subject_hits, &ret->subject_misses);
+	wi_verified_cache_stats(t->svids, &ret->svid_hits, &ret->svid_misses);
 }
 
 /* One log line and one count per refusal. */
@@ -243,8 +252,8 @@ static int authenticate(wi_tts *t, const wi_http_request *req, const wi_form *fo
 		char *id = NULL;
 		json_auto_t *claims = NULL;
 		_cleanup_(wi_jwt_keyset_unrefp) wi_jwt_keyset *ks = wi_jwt_keys_get(t->o.svid_keys);
-		if (wi_jwt_svid_validate(ca, strlen(ca), wi_jwt_keyset_jwks(ks), t->o.trust_domain, t->o.issuer_id,
-					 time(NULL), &id, &claims) < 0) {
+		if (wi_jwt_svid_validate_cached(t->svids, ca, strlen(ca), wi_jwt_keyset_jwks(ks), t->o.trust_domain,
+						t->o.issuer_id, time(NULL), &id, &claims) < 0) {
 			refuse(t, resp, endpoint, NULL, 401, "invalid_client", "the client assertion is not valid");
 			return -1;
 		}
@@ -272,6 +281,7 @@ static void fill_ctx(wi_tts *t, const caller *c, wi_txn_ctx *cx)
 		.node = t->o.node,
 		.txn_keys = t->o.txn_keys,
 		.svid_keys = t->o.svid_keys,
+		.svid_cache = t->svids,
 		.issuers = t->o.issuers,
 		.revocations = t->o.revocations,
 		.registry = c->reg,

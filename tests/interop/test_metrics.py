@@ -42,6 +42,8 @@ EXPECTED = {
     "wimsed_txn_refusals_total": "counter",
     "wimsed_txn_introspections_total": "counter",
     "wimsed_txn_revocations_total": "counter",
+    "wimsed_txn_verified_cache_hits_total": "counter",
+    "wimsed_txn_verified_cache_misses_total": "counter",
     "wimsed_rotations_total": "counter",
     "wimsed_executable_hashes_total": "counter",
     "wimsed_x509_svids_minted_total": "counter",

@@ -659,6 +659,60 @@ class HttpsExchange(TxnCase):
                           sub_id={"iss": self.idp.issuer, "sub": "frank"},
                           consent=(ut, jwt.decode(ut, options={"verify_signature": False})))
 
+    def verified_cache(self):
+        """{(metric, token kind): value} of the token service's verified-token caches."""
+        c = h.UnixHTTP(h.admin_socket(self.d))
+        try:
+            c.request("GET", "/metrics")
+            r = c.getresponse()
+            body = r.read().decode()
+            self.assertEqual(r.status, 200, body[:200])
+        finally:
+            c.close()
+        got = {}
+        for line in body.splitlines():
+            for name in ("wimsed_txn_verified_cache_hits_total", "wimsed_txn_verified_cache_misses_total"):
+                for kind in ("subject", "jwt_svid"):
+                    prefix = f'{name}{{token="{kind}"}} '
+                    if line.startswith(prefix):
+                        got[(name.split("_")[4], kind)] = int(float(line[len(prefix):]))
+        self.assertEqual(len(got), 4, body[-600:])
+        return got
+
+    def test_repeated_client_assertion_and_subject_verified_once(self):
+        # The same JWT-SVID client assertion and the same user token, twice:
+        # each signature is checked the first time only, and the second
+        # exchange is as valid as the first.
+        svid = h.fetch_jwt_svid(self.d.target, [self.d.issuer_id, "cache-probe"]).svids[0]
+        ut = self.idp.token(sub="grace")
+        form = exchange_form(ut) + [("client_assertion_type", JWT_SPIFFE), ("client_assertion", svid.svid)]
+        before = self.verified_cache()
+        for _ in range(2):
+            tok, _ = self.issued(self.https(form, with_cert=False))
+            _, claims = self.verify(tok)
+            self.check_claims(claims, sub="grace", actors=[PLANNER], scope="calendar.read",
+                              transport="https", authn="jwt-svid",
+                              sub_id={"iss": self.idp.issuer, "sub": "grace"},
+                              consent=(ut, jwt.decode(ut, options={"verify_signature": False})))
+        after = self.verified_cache()
+        delta = {k: after[k] - before[k] for k in after}
+        self.assertEqual(delta[("misses", "jwt_svid")], 1, delta)
+        self.assertGreaterEqual(delta[("hits", "jwt_svid")], 1, delta)
+        self.assertEqual(delta[("misses", "subject")], 1, delta)
+        self.assertEqual(delta[("hits", "subject")], 1, delta)
+        # The remembered assertion with one signature bit flipped is other
+        # bytes: checked and refused every time, never remembered.
+        head, body, sig = svid.svid.split(".")
+        raw = bytearray(base64.urlsafe_b64decode(sig + "=" * (-len(sig) % 4)))
+        raw[9] ^= 0x01
+        forged = f"{head}.{body}.{base64.urlsafe_b64encode(bytes(raw)).rstrip(b'=').decode()}"
+        form2 = exchange_form(ut) + [("client_assertion_type", JWT_SPIFFE), ("client_assertion", forged)]
+        for _ in range(2):
+            self.assert_oauth_error(self.https(form2, with_cert=False), 401, "invalid_client")
+        final = self.verified_cache()
+        self.assertEqual(final[("misses", "jwt_svid")] - after[("misses", "jwt_svid")], 2)
+        self.assertEqual(final[("hits", "jwt_svid")], after[("hits", "jwt_svid")])
+
     def test_client_assertion_for_another_audience_is_invalid_client(self):
         svid = h.fetch_jwt_svid(self.d.target, ["https://elsewhere.test"]).svids[0]
         form = exchange_form(self.idp.token(sub="frank")) + [

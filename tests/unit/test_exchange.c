@@ -435,7 +435,7 @@ static void test_replacement(void **state)
 	free(ut), free(parent), free(child), free(narrow), free(third), free(svid_tok);
 }
 
-static void test_autonomous_and_actor_tokens(void **state)
+static void autonomous_and_actor_tokens(void)
 {
 	wi_txn_caller agent = caller_for(AGENT), orch = caller_for(ORCH);
 	/* autonomous: the agent's own JWT-SVID, aud = our issuer id */
@@ -495,6 +495,30 @@ static void test_autonomous_and_actor_tokens(void **state)
 	expect_err(&agent, form_of(BASE_FORM("read", ut, WI_TOKEN_TYPE_ACCESS), NULL), 400, "unauthorized_client",
 		   "revoked");
 	free(own), free(other), free(wrong_aud), free(ut);
+}
+
+static void test_autonomous_and_actor_tokens(void **state)
+{
+	(void)state;
+	autonomous_and_actor_tokens();
+}
+
+/* The same with the service's cache of JWT-SVIDs that passed: the agent's
+ * SVID is verified once and then answered from the cache, and every refusal
+ * above (another audience, another subject, a revoked actor or exchanger)
+ * still happens. */
+static void test_autonomous_and_actor_tokens_cached(void **state)
+{
+	(void)state;
+	wi_verified_cache *vc = NULL;
+	assert_int_equal(wi_verified_cache_new(64, &vc), 0);
+	F.cx.svid_cache = vc;
+	autonomous_and_actor_tokens();
+	uint64_t hits, misses;
+	wi_verified_cache_stats(vc, &hits, &misses);
+	assert_true(hits >= 3); /* the agent's SVID: once as subject, then as actor token */
+	F.cx.svid_cache = NULL;
+	wi_verified_cache_free(vc);
 }
 
 static void test_principal_revocation(void **state)
@@ -590,6 +614,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_request_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replacement, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_autonomous_and_actor_tokens, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_autonomous_and_actor_tokens_cached, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_principal_revocation, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_verified_subject_cache, setup, teardown),
 	};
