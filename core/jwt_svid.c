@@ -171,26 +171,20 @@ int wi_jwt_svid_validate_cached(wi_verified_cache *cache, const char *token, siz
 	WI_CHECK(audience[0] != '\0', WI_E_INVAL, "jwt-svid validate: empty audience");
 	/* Refused before any hashing, as wi_jws_verify would refuse it. */
 	WI_CHECK(len <= WI_JWT_MAX_LEN, WI_E_TOO_BIG, "token longer than %u bytes", (unsigned)WI_JWT_MAX_LEN);
-	uint8_t digest[WI_VERIFIED_DIGEST_LEN];
-	WI_TRY(wi_verified_cache_digest(token, len, digest));
-
-	json_auto_t *claims = NULL;
-	const void *owner = NULL;
-	wi_jwks *was = NULL;
 	/* Only an entry verified under this very bundle object hits (the entry
 	 * holds a reference, so the address was not reused): a rotated or
 	 * reloaded bundle is another object. */
-	bool hit = wi_verified_cache_get(cache, digest, now, bundle, &owner, &was, &claims) == 0;
-	wi_jwks_unref(was);
+	uint8_t digest[WI_VERIFIED_DIGEST_LEN];
+	json_auto_t *claims = NULL;
+	int hit = wi_verified_cache_lookup(cache, token, len, bundle, now, digest, &claims);
+	WI_TRY(hit);
 	if (!hit)
 		WI_TRY(verify_signed(token, len, bundle, &claims));
 	int64_t exp = 0;
 	WI_TRY(check_claims(claims, trust_domain, audience, now, ret_spiffe_id, &exp));
-	/* Only a token valid in full is remembered, until its exp at most. */
-	if (!hit) {
-		int64_t until = exp < (int64_t)now + WI_VERIFIED_CACHE_TTL_MAX ? exp : (int64_t)now + WI_VERIFIED_CACHE_TTL_MAX;
-		wi_verified_cache_put(cache, digest, NULL, bundle, claims, now, (time_t)until);
-	}
+	/* Only a token valid in full is remembered. */
+	if (!hit)
+		wi_verified_cache_remember(cache, digest, bundle, claims, now, exp);
 	*ret_claims = TAKE_PTR(claims);
 	return 0;
 }

@@ -123,10 +123,11 @@
 #define WI_TTS_CONNECTIONS_MAX 1024
 #define WI_TTS_IO_TIMEOUT_MS 10000
 /* Tokens that verified, remembered by SHA-256 (core/verified_cache.h), and
- * for how long at most: user tokens presented for exchange (subject cache)
- * and JWT-SVIDs given to ValidateJWTSVID. */
+ * for how long at most: user tokens presented for exchange (subject cache),
+ * JWT-SVIDs (ValidateJWTSVID; the token service's) and Txn-Tokens. */
 #define WI_SUBJECT_CACHE_SLOTS 1024
 #define WI_SVID_VALIDATION_CACHE_SLOTS 1024
+#define WI_TXN_VERIFIED_CACHE_SLOTS 1024
 #define WI_VERIFIED_CACHE_TTL_MAX 60
 /* HTTP worker threads (loops) one server may run. */
 #define WI_HTTP_WORKERS_MAX 16

@@ -10,6 +10,7 @@
 #include <openssl/evp.h>
 
 #include "core/digest.h"
+#include "core/limits.h"
 
 typedef struct entry {
 	uint8_t digest[WI_VERIFIED_DIGEST_LEN];
@@ -136,4 +137,23 @@ void wi_verified_cache_stats(wi_verified_cache *c, uint64_t *ret_hits, uint64_t 
 {
 	*ret_hits = atomic_load(&c->hits);
 	*ret_misses = atomic_load(&c->misses);
+}
+
+int wi_verified_cache_lookup(wi_verified_cache *c, const char *token, size_t len, const wi_jwks *keys, time_t now,
+			     uint8_t ret_digest[WI_VERIFIED_DIGEST_LEN], json_t **ret_claims)
+{
+	WI_TRY(wi_verified_cache_digest(token, len, ret_digest));
+	const void *owner = NULL;
+	wi_jwks *was = NULL;
+	if (wi_verified_cache_get(c, ret_digest, now, keys, &owner, &was, ret_claims) < 0)
+		return 0;
+	wi_jwks_unref(was);
+	return 1;
+}
+
+void wi_verified_cache_remember(wi_verified_cache *c, const uint8_t digest[WI_VERIFIED_DIGEST_LEN], wi_jwks *keys,
+				const json_t *claims, time_t now, int64_t exp)
+{
+	int64_t cap = (int64_t)now + WI_VERIFIED_CACHE_TTL_MAX;
+	wi_verified_cache_put(c, digest, NULL, keys, claims, now, (time_t)(exp < cap ? exp : cap));
 }

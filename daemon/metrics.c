@@ -158,10 +158,12 @@ static void render_txn(const wi_daemon_metrics *m, text *t)
 	       "Tokens presented to the token service that had passed before (no signature check), by kind.");
 	put(t, "wimsed_txn_verified_cache_hits_total{token=\"subject\"} %" PRIu64 "\n", ts.subject_hits);
 	put(t, "wimsed_txn_verified_cache_hits_total{token=\"jwt_svid\"} %" PRIu64 "\n", ts.svid_hits);
+	put(t, "wimsed_txn_verified_cache_hits_total{token=\"txn_token\"} %" PRIu64 "\n", ts.txn_hits);
 	family(t, "wimsed_txn_verified_cache_misses_total", "counter",
 	       "Tokens presented to the token service whose signature was checked, by kind.");
 	put(t, "wimsed_txn_verified_cache_misses_total{token=\"subject\"} %" PRIu64 "\n", ts.subject_misses);
 	put(t, "wimsed_txn_verified_cache_misses_total{token=\"jwt_svid\"} %" PRIu64 "\n", ts.svid_misses);
+	put(t, "wimsed_txn_verified_cache_misses_total{token=\"txn_token\"} %" PRIu64 "\n", ts.txn_misses);
 }
 
 static void render_metrics(const wi_daemon_metrics *m, text *t)

@@ -243,16 +243,32 @@ static bool claims_have_iss(const char *token)
 int wi_txn_verify(const wi_txn_ctx *cx, const char *token, time_t now, json_t **ret_claims)
 {
 	wi_jws_verify_opts opts = {.allowed_algs = WI_JWS_SPIFFE_ALGS, .max_token_len = WI_JWT_MAX_LEN};
-	json_auto_t *hdr = NULL;
 	json_auto_t *claims = NULL;
 	_cleanup_(wi_jwt_keyset_unrefp) wi_jwt_keyset *ks = wi_jwt_keys_get(cx->txn_keys);
-	WI_TRY(wi_jws_verify(token, strlen(token), wi_jwt_keyset_jwks(ks), &opts, &hdr, &claims));
-	/* Txn-Token draft §4.2: typ MUST be txntoken+jwt (RFC 8725 §3.11: no
-	 * confusion with other JWTs signed by the same keys). */
-	const char *typ = wi_jwt_string_claim(hdr, "typ");
-	WI_CHECK(typ && strcmp(typ, WI_TXN_TYP) == 0, WI_E_INVAL, "not a Txn-Token (typ)");
+	wi_jwks *keys = wi_jwt_keyset_jwks(ks);
+	size_t len = strlen(token);
+	/* A Txn-Token travels down a call chain and is introspected (or
+	 * replaced) at each hop: one that passed under the current key set
+	 * skips the signature and typ checks; everything below runs every time,
+	 * the revocation check above all. */
+	uint8_t digest[WI_VERIFIED_DIGEST_LEN];
+	int hit = 0;
+	if (cx->txn_cache) {
+		WI_CHECK(len <= WI_JWT_MAX_LEN, WI_E_TOO_BIG, "token longer than %u bytes", (unsigned)WI_JWT_MAX_LEN);
+		hit = wi_verified_cache_lookup(cx->txn_cache, token, len, keys, now, digest, &claims);
+		WI_TRY(hit);
+	}
+	if (!hit) {
+		json_auto_t *hdr = NULL;
+		WI_TRY(wi_jws_verify(token, len, keys, &opts, &hdr, &claims));
+		/* Txn-Token draft §4.2: typ MUST be txntoken+jwt (RFC 8725 §3.11: no
+		 * confusion with other JWTs signed by the same keys). */
+		const char *typ = wi_jwt_string_claim(hdr, "typ");
+		WI_CHECK(typ && strcmp(typ, WI_TXN_TYP) == 0, WI_E_INVAL, "not a Txn-Token (typ)");
+	}
 	WI_TRY(wi_jwt_check_audience(claims, cx->trust_domain));
-	WI_TRY(wi_jwt_check_times(claims, now, NULL));
+	int64_t exp = 0;
+	WI_TRY(wi_jwt_check_times(claims, now, &exp));
 	const char *txn = wi_jwt_string_claim(claims, "txn");
 	const char *sub = wi_jwt_string_claim(claims, "sub");
 	WI_CHECK(txn && sub, WI_E_INVAL, "txn or sub claim is missing");
@@ -279,6 +295,8 @@ int wi_txn_verify(const wi_txn_ctx *cx, const char *token, time_t now, json_t **
 		actors[n_actors++] = exchanger;
 	if (wi_revocations_is_revoked(cx->revocations, txn, principal[0] ? principal : NULL, actors, n_actors, now))
 		WI_FAIL(WI_E_REVOKED, "the transaction has been revoked");
+	if (cx->txn_cache && !hit)
+		wi_verified_cache_remember(cx->txn_cache, digest, keys, claims, now, exp);
 	*ret_claims = TAKE_PTR(claims);
 	return 0;
 }

@@ -50,6 +50,7 @@ typedef struct wi_txn_ctx {
 	const char *issuer_id;    /* our iss, and the audience of JWT-SVIDs sent to us */
 	const char *node;         /* rctx.node */
 	wi_jwt_keys *txn_keys;    /* signs Txn-Tokens; its JWKS verifies them */
+	wi_verified_cache *txn_cache; /* Txn-Tokens that passed (NULL: none) */
 	wi_jwt_keys *svid_keys;   /* their JWKS verifies JWT-SVIDs (actor tokens, autonomous subjects) */
 	wi_verified_cache *svid_cache; /* JWT-SVIDs sent to us that passed (NULL: none) */
 	wi_issuers *issuers;

@@ -41,6 +41,7 @@ struct wi_tts {
 	wi_ratelimit *ratelimit; /* limits: /token per authenticated actor */
 	wi_verified_cache *svids; /* JWT-SVIDs sent to us (client assertions, actor
 				     tokens, autonomous subjects) that passed */
+	wi_verified_cache *txns;  /* Txn-Tokens that passed (introspection, replacement) */
 };
 
 int wi_tts_new(const wi_tts_options *o, wi_tts **ret)
@@ -51,9 +52,13 @@ int wi_tts_new(const wi_tts_options *o, wi_tts **ret)
 	/* limits (issue 5 item 7) */
 	int rc = wi_ratelimit_new(WI_TTS_RATE_PER_ACTOR, WI_TTS_RATE_BURST, WI_RATELIMIT_SLOTS,
 				  WI_RATELIMIT_CONTENDED, &t->ratelimit);
-	if (rc == 0 && (rc = wi_verified_cache_new(WI_SVID_VALIDATION_CACHE_SLOTS, &t->svids)) < 0)
-		wi_ratelimit_free(t->ratelimit);
+	if (rc == 0)
+		rc = wi_verified_cache_new(WI_SVID_VALIDATION_CACHE_SLOTS, &t->svids);
+	if (rc == 0)
+		rc = wi_verified_cache_new(WI_TXN_VERIFIED_CACHE_SLOTS, &t->txns);
 	if (rc < 0) {
+		wi_verified_cache_free(t->svids);
+		wi_ratelimit_free(t->ratelimit);
 		free(t);
 		return rc;
 	}
@@ -70,6 +75,7 @@ wi_tts *wi_tts_free(wi_tts *t)
 	wi_registry_unref(t->registry);
 	wi_ratelimit_free(t->ratelimit); /* limits */
 	wi_verified_cache_free(t->svids);
+	wi_verified_cache_free(t->txns);
 	pthread_mutex_destroy(&t->reg_lock);
 	free(t);
 	return NULL;
@@ -173,6 +179,7 @@ void wi_tts_get_stats(const wi_tts *t, wi_tts_stats *ret)
 	if (t->o.issuers)
 		wi_issuers_cache_stats(t->o.issuers, &ret->subject_hits, &ret->subject_misses);
 	wi_verified_cache_stats(t->svids, &ret->svid_hits, &ret->svid_misses);
+	wi_verified_cache_stats(t->txns, &ret->txn_hits, &ret->txn_misses);
 }
 
 /* One log line and one count per refusal. */
@@ -280,6 +287,7 @@ static void fill_ctx(wi_tts *t, const caller *c, wi_txn_ctx *cx)
 		.issuer_id = t->o.issuer_id,
 		.node = t->o.node,
 		.txn_keys = t->o.txn_keys,
+		.txn_cache = t->txns,
 		.svid_keys = t->o.svid_keys,
 		.svid_cache = t->svids,
 		.issuers = t->o.issuers,

@@ -106,10 +106,11 @@ typedef struct wi_tts_stats {
 	uint64_t refused[WI_TTS_ENDPOINTS][WI_TTS_REASONS];
 	uint64_t introspections_active, introspections_inactive;
 	uint64_t revocations; /* revocations stored through /revoke */
-	/* caches of tokens that passed: user tokens presented as subjects, and
+	/* caches of tokens that passed: user tokens presented as subjects,
 	 * JWT-SVIDs sent to us (client assertions, actor tokens, autonomous
-	 * subjects); a hit skipped a signature check */
+	 * subjects) and our own Txn-Tokens; a hit skipped a signature check */
 	uint64_t subject_hits, subject_misses, svid_hits, svid_misses;
+	uint64_t txn_hits, txn_misses; /* Txn-Tokens introspected or replaced */
 } wi_tts_stats;
 
 /* Static label names ("delegated", "/token", "invalid_scope", ...). */

@@ -350,6 +350,26 @@ class TxnCase(unittest.TestCase):
         self.assertEqual(r.headers.get("cache-control"), "no-store", r.headers)
         return r.json
 
+    def verified_cache(self):
+        """{(metric, token kind): value} of the token service's verified-token caches."""
+        c = h.UnixHTTP(h.admin_socket(self.d))
+        try:
+            c.request("GET", "/metrics")
+            r = c.getresponse()
+            body = r.read().decode()
+            self.assertEqual(r.status, 200, body[:200])
+        finally:
+            c.close()
+        got = {}
+        for line in body.splitlines():
+            for name in ("wimsed_txn_verified_cache_hits_total", "wimsed_txn_verified_cache_misses_total"):
+                for kind in ("subject", "jwt_svid", "txn_token"):
+                    prefix = f'{name}{{token="{kind}"}} '
+                    if line.startswith(prefix):
+                        got[(name.split("_")[4], kind)] = int(float(line[len(prefix):]))
+        self.assertEqual(len(got), 6, body[-600:])
+        return got
+
     def revoke(self, form, d=None):
         return self.post("/revoke", form, d=d)
 
@@ -659,26 +679,6 @@ class HttpsExchange(TxnCase):
                           sub_id={"iss": self.idp.issuer, "sub": "frank"},
                           consent=(ut, jwt.decode(ut, options={"verify_signature": False})))
 
-    def verified_cache(self):
-        """{(metric, token kind): value} of the token service's verified-token caches."""
-        c = h.UnixHTTP(h.admin_socket(self.d))
-        try:
-            c.request("GET", "/metrics")
-            r = c.getresponse()
-            body = r.read().decode()
-            self.assertEqual(r.status, 200, body[:200])
-        finally:
-            c.close()
-        got = {}
-        for line in body.splitlines():
-            for name in ("wimsed_txn_verified_cache_hits_total", "wimsed_txn_verified_cache_misses_total"):
-                for kind in ("subject", "jwt_svid"):
-                    prefix = f'{name}{{token="{kind}"}} '
-                    if line.startswith(prefix):
-                        got[(name.split("_")[4], kind)] = int(float(line[len(prefix):]))
-        self.assertEqual(len(got), 4, body[-600:])
-        return got
-
     def test_repeated_client_assertion_and_subject_verified_once(self):
         # The same JWT-SVID client assertion and the same user token, twice:
         # each signature is checked the first time only, and the second
@@ -942,6 +942,12 @@ class KillSwitch(TxnCase):
     def test_revoke_by_txn(self):
         t1, c1, t2 = self.chain("alice")
         other, _ = self.delegated(self.idp, sub="alice")
+        # Both tokens verified once (t1 by the replacement, t2 here), so the
+        # daemon remembers them: the answers after the revocation come from
+        # that cache and must still be "inactive".
+        self.assert_active(t1)
+        self.assert_active(t2)
+        before = self.verified_cache()
         t0 = time.monotonic()
         r = self.revoke([("txn", c1["txn"])])
         self.assertEqual(r.status, 200, r)
@@ -949,6 +955,10 @@ class KillSwitch(TxnCase):
         self.assertEqual(r.headers.get("cache-control"), "no-store")
         self.assert_inactive(t1, msg="revoked txn")
         self.assert_inactive(t2, msg="the replacement shares the revoked txn")
+        after = self.verified_cache()
+        self.assertEqual((after[("hits", "txn_token")] - before[("hits", "txn_token")],
+                          after[("misses", "txn_token")] - before[("misses", "txn_token")]), (2, 0),
+                         "both answers came from the cache of verified Txn-Tokens")
         self.assert_oauth_error(self.scheduler.exchange(t1, stt="txn_token"), 400, "invalid_request")
         self.assertLess(time.monotonic() - t0, 1.0, "revocation took effect within the second")
         self.assert_active(other, msg="another txn of the same user")

@@ -154,6 +154,26 @@ static int teardown(void **state)
 	return wi_test_rmtree(F.dir);
 }
 
+/* The same fixture with the token service's caches of tokens that passed
+ * (JWT-SVIDs, Txn-Tokens): every test runs both ways, so a cached answer can
+ * never differ from a full verification. */
+static int setup_cached(void **state)
+{
+	int rc = setup(state);
+	if (rc == 0 && (wi_verified_cache_new(64, &F.cx.svid_cache) < 0 ||
+			wi_verified_cache_new(64, &F.cx.txn_cache) < 0))
+		rc = -1;
+	return rc;
+}
+
+static int teardown_cached(void **state)
+{
+	wi_verified_cache_free(F.cx.svid_cache);
+	wi_verified_cache_free(F.cx.txn_cache);
+	F.cx.svid_cache = F.cx.txn_cache = NULL;
+	return teardown(state);
+}
+
 static wi_txn_caller caller_for(const char *id)
 {
 	return (wi_txn_caller){.spiffe_id = id, .policy = wi_registry_txn_policy_for(F.reg, id), .transport = "uds",
@@ -435,8 +455,9 @@ static void test_replacement(void **state)
 	free(ut), free(parent), free(child), free(narrow), free(third), free(svid_tok);
 }
 
-static void autonomous_and_actor_tokens(void)
+static void test_autonomous_and_actor_tokens(void **state)
 {
+	(void)state;
 	wi_txn_caller agent = caller_for(AGENT), orch = caller_for(ORCH);
 	/* autonomous: the agent's own JWT-SVID, aud = our issuer id */
 	char *own = svid(AGENT, ISSUER_ID);
@@ -497,29 +518,6 @@ static void autonomous_and_actor_tokens(void)
 	free(own), free(other), free(wrong_aud), free(ut);
 }
 
-static void test_autonomous_and_actor_tokens(void **state)
-{
-	(void)state;
-	autonomous_and_actor_tokens();
-}
-
-/* The same with the service's cache of JWT-SVIDs that passed: the agent's
- * SVID is verified once and then answered from the cache, and every refusal
- * above (another audience, another subject, a revoked actor or exchanger)
- * still happens. */
-static void test_autonomous_and_actor_tokens_cached(void **state)
-{
-	(void)state;
-	wi_verified_cache *vc = NULL;
-	assert_int_equal(wi_verified_cache_new(64, &vc), 0);
-	F.cx.svid_cache = vc;
-	autonomous_and_actor_tokens();
-	uint64_t hits, misses;
-	wi_verified_cache_stats(vc, &hits, &misses);
-	assert_true(hits >= 3); /* the agent's SVID: once as subject, then as actor token */
-	F.cx.svid_cache = NULL;
-	wi_verified_cache_free(vc);
-}
 
 static void test_principal_revocation(void **state)
 {
@@ -605,6 +603,53 @@ static void test_verified_subject_cache(void **state)
 	free(short_lived);
 }
 
+/* A Txn-Token introspected again: no second signature check, but the
+ * revocation, audience and times are checked every time. */
+static void test_txn_verify_cached(void **state)
+{
+	(void)state;
+	wi_txn_caller agent = caller_for(AGENT);
+	char *ut = user_token(IDP, "wimsed", "read", F.now, F.now + 300);
+	char *t = issue(&agent, ut, WI_TOKEN_TYPE_ACCESS, "read");
+	json_t *c = NULL;
+	uint64_t hits, misses;
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(wi_txn_verify(&F.cx, t, F.now + i, &c), 0);
+		json_decref(c);
+		c = NULL;
+	}
+	wi_verified_cache_stats(F.cx.txn_cache, &hits, &misses);
+	assert_int_equal(misses, 1);
+	assert_int_equal(hits, 2);
+	/* remembered, yet for another trust domain it is not a token */
+	const char *td = F.cx.trust_domain;
+	F.cx.trust_domain = "other.example";
+	assert_int_not_equal(wi_txn_verify(&F.cx, t, F.now, &c), 0);
+	assert_null(c);
+	F.cx.trust_domain = td;
+	/* remembered, and dead the moment its run is revoked */
+	c = claims_of(t);
+	char txn[128];
+	snprintf(txn, sizeof(txn), "%s", json_string_value(json_object_get(c, "txn")));
+	json_decref(c);
+	c = NULL;
+	assert_int_equal(wi_revocations_add(F.rev, WI_REVOKE_TXN, txn, F.now + 600), 0);
+	assert_int_equal(wi_txn_verify(&F.cx, t, F.now, &c), WI_E_REVOKED);
+	assert_null(c);
+	wi_verified_cache_stats(F.cx.txn_cache, &hits, &misses);
+	assert_int_equal(misses, 1); /* every call after the first was a hit */
+	assert_int_equal(hits, 5);
+	/* a JWT-SVID signed by another key set is not a Txn-Token, every time */
+	char *sv = svid(AGENT, ISSUER_ID);
+	for (int i = 0; i < 2; i++)
+		assert_int_not_equal(wi_txn_verify(&F.cx, sv, F.now, &c), 0);
+	wi_verified_cache_stats(F.cx.txn_cache, &hits, &misses);
+	assert_int_equal(misses, 3);
+	free(sv);
+	free(t);
+	free(ut);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -614,9 +659,19 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_request_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replacement, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_autonomous_and_actor_tokens, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_autonomous_and_actor_tokens_cached, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_principal_revocation, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_verified_subject_cache, setup, teardown),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	const struct CMUnitTest cached[] = {
+		cmocka_unit_test_setup_teardown(test_delegated, setup_cached, teardown_cached),
+		cmocka_unit_test_setup_teardown(test_downscoping_and_targets, setup_cached, teardown_cached),
+		cmocka_unit_test_setup_teardown(test_subject_token_errors, setup_cached, teardown_cached),
+		cmocka_unit_test_setup_teardown(test_request_errors, setup_cached, teardown_cached),
+		cmocka_unit_test_setup_teardown(test_replacement, setup_cached, teardown_cached),
+		cmocka_unit_test_setup_teardown(test_autonomous_and_actor_tokens, setup_cached, teardown_cached),
+		cmocka_unit_test_setup_teardown(test_principal_revocation, setup_cached, teardown_cached),
+		cmocka_unit_test_setup_teardown(test_txn_verify_cached, setup_cached, teardown_cached),
+	};
+	int failed = cmocka_run_group_tests_name("exchange", tests, NULL, NULL);
+	return failed + cmocka_run_group_tests_name("exchange, caches on", cached, NULL, NULL);
 }
