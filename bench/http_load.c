@@ -5,7 +5,7 @@
  *   wi-bench http --socket PATH --mode token|introspect|echo [--concurrency N]
  *                 [--duration S] [--warmup S] [--resp-size BYTES]
  *                 [--https HOST:PORT --cert PEM --key PEM --cacert PEM]
- *                 [--threads T]
+ *                 [--threads T] [--subjects N] [--tokens N]
  *
  * --threads T: the connections are spread over T threads, each with a curl
  * multi handle of its own, so that one client thread is not the bound (the
@@ -18,7 +18,11 @@
  * above the daemon's WI_SUBJECT_CACHE_SLOTS) nearly every exchange verifies
  * its subject token's signature instead of finding it verified already.
  * introspect: exchanges once, then POSTs
- * token=<the Txn-Token> to /introspect for every request.  echo: POSTs the
+ * token=<the Txn-Token> to /introspect for every request (the daemon
+ * verifies its signature once and then finds it in its cache of Txn-Tokens
+ * that passed).  --tokens N (introspect mode): N exchanges first, and the
+ * requests cycle through the N Txn-Tokens, so that (N well above
+ * WI_TXN_VERIFIED_CACHE_SLOTS) nearly every introspection verifies one.  echo: POSTs the
  * same form to the bare libh2o server (bench/echo_http.c), asking for a
  * --resp-size body; with --https, to its TLS listener (the HTTPS ceiling).
  *
@@ -341,12 +345,12 @@ int wi_bench_http(int argc, char **argv)
 		{"token-socket", required_argument, NULL, 't'}, {"https", required_argument, NULL, 'H'},
 		{"cert", required_argument, NULL, 'E'},	{"key", required_argument, NULL, 'K'},
 		{"cacert", required_argument, NULL, 'A'},	{"subjects", required_argument, NULL, 'S'},
-		{"threads", required_argument, NULL, 'T'},
+		{"threads", required_argument, NULL, 'T'},	{"tokens", required_argument, NULL, 'N'},
 		{0},
 	};
 	const char *socket = NULL, *mode = NULL, *token_socket = NULL, *https = NULL;
 	tls_files tf = {0};
-	int conc = 1, resp_size = 0, n_subjects = 0, threads = 1;
+	int conc = 1, resp_size = 0, n_subjects = 0, threads = 1, n_tokens = 0;
 	double duration = 2.0, warmup = 0.3;
 	int ch;
 	optind = 1;
@@ -365,6 +369,7 @@ int wi_bench_http(int argc, char **argv)
 		case 'A': tf.cacert = optarg; break;
 		case 'S': n_subjects = (int)wi_bench_num("--subjects", optarg); break;
 		case 'T': threads = (int)wi_bench_num("--threads", optarg); break;
+		case 'N': n_tokens = (int)wi_bench_num("--tokens", optarg); break;
 		default: return 2;
 		}
 	}
@@ -381,6 +386,10 @@ int wi_bench_http(int argc, char **argv)
 	}
 	if (n_subjects < 0 || n_subjects > 65536 || (n_subjects && (echo || intro))) {
 		fprintf(stderr, "wi-bench http: --subjects 1..65536, with --mode token only\n");
+		return 2;
+	}
+	if (n_tokens < 0 || n_tokens > 65536 || (n_tokens && !intro)) {
+		fprintf(stderr, "wi-bench http: --tokens 1..65536, with --mode introspect only\n");
 		return 2;
 	}
 	if (https && (!tf.cert || !tf.key || !tf.cacert)) {
@@ -420,7 +429,31 @@ int wi_bench_http(int argc, char **argv)
 	}
 	char url[400];
 	snprintf(url, sizeof(url), "%s/token", base);
-	if (intro) {
+	if (intro && n_tokens) {
+		/* --tokens: n exchanges, and the introspection forms in turn. */
+		forms = calloc((size_t)n_tokens, sizeof(*forms));
+		CURL *e = curl_easy_init();
+		int bad = !forms || !e;
+		for (int i = 0; !bad && i < n_tokens; i++) {
+			char *tt = exchange_once(load_socket, url, body, hdrs, tls);
+			forms[i] = tt ? malloc(4096) : NULL;
+			bad = !forms[i];
+			if (!bad) {
+				forms[i][0] = '\0';
+				bad = form_add(e, forms[i], 4096, "token", tt) < 0;
+			}
+			free(tt);
+		}
+		curl_easy_cleanup(e);
+		n_subjects = n_tokens; /* the forms to cycle through, and free */
+		if (bad) {
+			fprintf(stderr, "wi-bench: cannot obtain %d Txn-Tokens\n", n_tokens);
+			curl_slist_free_all(hdrs);
+			return 1;
+		}
+		snprintf(body, sizeof(body), "%s", forms[0]);
+		snprintf(url, sizeof(url), "%s/introspect", base);
+	} else if (intro) {
 		/* One exchange, then the same introspection form every time. */
 		char *tt = exchange_once(load_socket, url, body, hdrs, tls);
 		CURL *e = curl_easy_init();
