@@ -144,13 +144,20 @@ static int verify_signed(const char *token, size_t len, const wi_jwks *bundle, j
 	return 0;
 }
 
-int wi_jwt_svid_validate(const char *token, size_t len, const wi_jwks *bundle, const char *trust_domain,
-			 const char *audience, time_t now, char **ret_spiffe_id, json_t **ret_claims)
+static int check_args(const char *token, const wi_jwks *bundle, const char *trust_domain, const char *audience,
+		      char **ret_spiffe_id, json_t **ret_claims)
 {
 	WI_CHECK(token != NULL && bundle != NULL && trust_domain != NULL && audience != NULL &&
 			 ret_spiffe_id != NULL && ret_claims != NULL,
 		 WI_E_INVAL, "jwt-svid validate: NULL argument");
 	WI_CHECK(audience[0] != '\0', WI_E_INVAL, "jwt-svid validate: empty audience");
+	return 0;
+}
+
+int wi_jwt_svid_validate(const char *token, size_t len, const wi_jwks *bundle, const char *trust_domain,
+			 const char *audience, time_t now, char **ret_spiffe_id, json_t **ret_claims)
+{
+	WI_TRY(check_args(token, bundle, trust_domain, audience, ret_spiffe_id, ret_claims));
 	json_auto_t *claims = NULL;
 	WI_TRY(verify_signed(token, len, bundle, &claims));
 	WI_TRY(check_claims(claims, trust_domain, audience, now, ret_spiffe_id, NULL));
@@ -165,12 +172,7 @@ int wi_jwt_svid_validate_cached(wi_verified_cache *cache, const char *token, siz
 	if (!cache)
 		return wi_jwt_svid_validate(token, len, bundle, trust_domain, audience, now, ret_spiffe_id,
 					    ret_claims);
-	WI_CHECK(token != NULL && bundle != NULL && trust_domain != NULL && audience != NULL &&
-			 ret_spiffe_id != NULL && ret_claims != NULL,
-		 WI_E_INVAL, "jwt-svid validate: NULL argument");
-	WI_CHECK(audience[0] != '\0', WI_E_INVAL, "jwt-svid validate: empty audience");
-	/* Refused before any hashing, as wi_jws_verify would refuse it. */
-	WI_CHECK(len <= WI_JWT_MAX_LEN, WI_E_TOO_BIG, "token longer than %u bytes", (unsigned)WI_JWT_MAX_LEN);
+	WI_TRY(check_args(token, bundle, trust_domain, audience, ret_spiffe_id, ret_claims));
 	/* Only an entry verified under this very bundle object hits (the entry
 	 * holds a reference, so the address was not reused): a rotated or
 	 * reloaded bundle is another object. */

@@ -30,7 +30,7 @@ struct wi_verified_cache {
 
 int wi_verified_cache_new(size_t slots, wi_verified_cache **ret)
 {
-	WI_CHECK(slots > 0, WI_E_INVAL, "subject cache needs a slot");
+	WI_CHECK(slots > 0, WI_E_INVAL, "verified cache needs a slot");
 	wi_verified_cache *c = calloc(1, sizeof(*c));
 	WI_CHECK_ALLOC(c);
 	c->slots = calloc(slots, sizeof(*c->slots));
@@ -142,6 +142,8 @@ void wi_verified_cache_stats(wi_verified_cache *c, uint64_t *ret_hits, uint64_t 
 int wi_verified_cache_lookup(wi_verified_cache *c, const char *token, size_t len, const wi_jwks *keys, time_t now,
 			     uint8_t ret_digest[WI_VERIFIED_DIGEST_LEN], json_t **ret_claims)
 {
+	/* Refused before any hashing, as every verifier refuses it. */
+	WI_CHECK(len <= WI_JWT_MAX_LEN, WI_E_TOO_BIG, "token longer than %u bytes", (unsigned)WI_JWT_MAX_LEN);
 	WI_TRY(wi_verified_cache_digest(token, len, ret_digest));
 	const void *owner = NULL;
 	wi_jwks *was = NULL;

@@ -84,21 +84,22 @@ class JwtWorkloadApi(unittest.TestCase):
 
     def validation_cache(self):
         """(hits, misses) of the daemon's ValidateJWTSVID cache, from /metrics."""
-        c = h.UnixHTTP(h.admin_socket(self.d))
-        try:
-            c.request("GET", "/metrics")
-            r = c.getresponse()
-            body = r.read().decode()
-            self.assertEqual(r.status, 200, body[:200])
-        finally:
-            c.close()
         got = {}
-        for line in body.splitlines():
+        for line in h.metrics_text(self.d).splitlines():
             name, _, value = line.partition(" ")
             if name in ("wimsed_jwt_validation_cache_hits_total", "wimsed_jwt_validation_cache_misses_total"):
                 got[name] = int(float(value))
         self.assertEqual(len(got), 2, "both validation-cache counters must be exported")
         return got["wimsed_jwt_validation_cache_hits_total"], got["wimsed_jwt_validation_cache_misses_total"]
+
+    def validate_ok(self, audience, token):
+        """ValidateJWTSVID that must succeed for PY_ID: the response and its claims as a dict."""
+        try:
+            resp = h.validate_jwt_svid(self.d.target, audience, token)
+        except grpc.RpcError as e:
+            self.fail(f"ValidateJWTSVID of our own token: {e.code().name} {e.details()}")
+        self.assertEqual(resp.spiffe_id, PY_ID)
+        return resp, json_format.MessageToDict(resp.claims)
 
     def validate_code(self, audience, token):
         return h.describe_rpc_error(lambda: h.validate_jwt_svid(self.d.target, audience, token))
@@ -214,12 +215,7 @@ class JwtWorkloadApi(unittest.TestCase):
     # ---- ValidateJWTSVID ---------------------------------------------------------------
     def test_validate_accepts_a_fresh_token(self):
         token = self.fetch().svids[1].svid
-        try:
-            resp = h.validate_jwt_svid(self.d.target, AUD, token)
-        except grpc.RpcError as e:
-            self.fail(f"ValidateJWTSVID of our own token: {e.code().name} {e.details()}")
-        self.assertEqual(resp.spiffe_id, PY_ID)
-        claims = json_format.MessageToDict(resp.claims)
+        _, claims = self.validate_ok(AUD, token)
         self.assertEqual(claims.get("sub"), PY_ID)
         self.assertIn(AUD, claims.get("aud") if isinstance(claims.get("aud"), list)
                       else [claims.get("aud")])
@@ -231,12 +227,7 @@ class JwtWorkloadApi(unittest.TestCase):
         token = self.fetch((AUD, "validation-cache-probe")).svids[1].svid
         hits0, misses0 = self.validation_cache()
         for _ in range(3):
-            try:
-                resp = h.validate_jwt_svid(self.d.target, AUD, token)
-            except grpc.RpcError as e:
-                self.fail(f"ValidateJWTSVID of our own token: {e.code().name} {e.details()}")
-            self.assertEqual(resp.spiffe_id, PY_ID)
-            claims = json_format.MessageToDict(resp.claims)
+            _, claims = self.validate_ok(AUD, token)
             self.assertEqual(claims.get("aud"), [AUD, "validation-cache-probe"])
         hits, misses = self.validation_cache()
         self.assertEqual((hits - hits0, misses - misses0), (2, 1),

@@ -293,6 +293,19 @@ def get_json(sock, path):
         c.close()
 
 
+def metrics_text(d):
+    """The daemon's /metrics exposition, from its admin socket."""
+    c = UnixHTTP(admin_socket(d))
+    try:
+        c.request("GET", "/metrics")
+        r = c.getresponse()
+        body = r.read().decode()
+        assert r.status == 200, ("/metrics", r.status, body[:200])
+        return body
+    finally:
+        c.close()
+
+
 # ---- gRPC helpers ----------------------------------------------------------------
 def channel(target):
     return grpc.insecure_channel(target)
