@@ -169,9 +169,6 @@ int wi_jwt_svid_validate_cached(wi_verified_cache *cache, const char *token, siz
 				const char *trust_domain, const char *audience, time_t now, char **ret_spiffe_id,
 				json_t **ret_claims)
 {
-	if (!cache)
-		return wi_jwt_svid_validate(token, len, bundle, trust_domain, audience, now, ret_spiffe_id,
-					    ret_claims);
 	WI_TRY(check_args(token, bundle, trust_domain, audience, ret_spiffe_id, ret_claims));
 	/* Only an entry verified under this very bundle object hits (the entry
 	 * holds a reference, so the address was not reused): a rotated or
@@ -186,7 +183,7 @@ int wi_jwt_svid_validate_cached(wi_verified_cache *cache, const char *token, siz
 	WI_TRY(check_claims(claims, trust_domain, audience, now, ret_spiffe_id, &exp));
 	/* Only a token valid in full is remembered. */
 	if (!hit)
-		wi_verified_cache_remember(cache, digest, bundle, claims, now, exp);
+		wi_verified_cache_remember(cache, digest, NULL, bundle, claims, now, exp);
 	*ret_claims = TAKE_PTR(claims);
 	return 0;
 }

@@ -142,6 +142,8 @@ void wi_verified_cache_stats(wi_verified_cache *c, uint64_t *ret_hits, uint64_t 
 int wi_verified_cache_lookup(wi_verified_cache *c, const char *token, size_t len, const wi_jwks *keys, time_t now,
 			     uint8_t ret_digest[WI_VERIFIED_DIGEST_LEN], json_t **ret_claims)
 {
+	if (!c)
+		return 0;
 	/* Refused before any hashing, as every verifier refuses it. */
 	WI_CHECK(len <= WI_JWT_MAX_LEN, WI_E_TOO_BIG, "token longer than %u bytes", (unsigned)WI_JWT_MAX_LEN);
 	WI_TRY(wi_verified_cache_digest(token, len, ret_digest));
@@ -153,9 +155,11 @@ int wi_verified_cache_lookup(wi_verified_cache *c, const char *token, size_t len
 	return 1;
 }
 
-void wi_verified_cache_remember(wi_verified_cache *c, const uint8_t digest[WI_VERIFIED_DIGEST_LEN], wi_jwks *keys,
-				const json_t *claims, time_t now, int64_t exp)
+void wi_verified_cache_remember(wi_verified_cache *c, const uint8_t digest[WI_VERIFIED_DIGEST_LEN], const void *owner,
+				wi_jwks *keys, const json_t *claims, time_t now, int64_t exp)
 {
+	if (!c)
+		return;
 	int64_t cap = (int64_t)now + WI_VERIFIED_CACHE_TTL_MAX;
-	wi_verified_cache_put(c, digest, NULL, keys, claims, now, (time_t)(exp < cap ? exp : cap));
+	wi_verified_cache_put(c, digest, owner, keys, claims, now, (time_t)(exp < cap ? exp : cap));
 }

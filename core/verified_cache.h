@@ -56,14 +56,16 @@ void wi_verified_cache_put(wi_verified_cache *c, const uint8_t digest[WI_VERIFIE
 /* For a caller that verifies with a known key set: *ret_digest is the
  * token's SHA-256 (for wi_verified_cache_remember), and 1 with a private copy
  * of the claims (*ret_claims) when these bytes passed before under `keys`,
- * 0 when they must be verified; WI_E_TOO_BIG past WI_JWT_MAX_LEN (nothing is
- * hashed), < 0 when they cannot be hashed. */
+ * 0 when they must be verified (always, and nothing hashed, when `c` is
+ * NULL); WI_E_TOO_BIG past WI_JWT_MAX_LEN (nothing is hashed), < 0 when they
+ * cannot be hashed. */
 int wi_verified_cache_lookup(wi_verified_cache *c, const char *token, size_t len, const wi_jwks *keys, time_t now,
 			     uint8_t ret_digest[WI_VERIFIED_DIGEST_LEN], json_t **ret_claims) WI_WUR;
 /* After a full verification and every check passed: remembers the token
- * until its `exp`, WI_VERIFIED_CACHE_TTL_MAX from now at most. */
-void wi_verified_cache_remember(wi_verified_cache *c, const uint8_t digest[WI_VERIFIED_DIGEST_LEN], wi_jwks *keys,
-				const json_t *claims, time_t now, int64_t exp);
+ * (with `owner`, as put) until its `exp`, WI_VERIFIED_CACHE_TTL_MAX from now
+ * at most.  Nothing when `c` is NULL. */
+void wi_verified_cache_remember(wi_verified_cache *c, const uint8_t digest[WI_VERIFIED_DIGEST_LEN], const void *owner,
+				wi_jwks *keys, const json_t *claims, time_t now, int64_t exp);
 
 /* Hits and misses so far (tests, metrics). */
 void wi_verified_cache_stats(wi_verified_cache *c, uint64_t *ret_hits, uint64_t *ret_misses);

@@ -252,11 +252,8 @@ int wi_txn_verify(const wi_txn_ctx *cx, const char *token, time_t now, json_t **
 	 * skips the signature and typ checks; everything below runs every time,
 	 * the revocation check above all. */
 	uint8_t digest[WI_VERIFIED_DIGEST_LEN];
-	int hit = 0;
-	if (cx->txn_cache) {
-		hit = wi_verified_cache_lookup(cx->txn_cache, token, len, keys, now, digest, &claims);
-		WI_TRY(hit);
-	}
+	int hit = wi_verified_cache_lookup(cx->txn_cache, token, len, keys, now, digest, &claims);
+	WI_TRY(hit);
 	if (!hit) {
 		json_auto_t *hdr = NULL;
 		WI_TRY(wi_jws_verify(token, len, keys, &opts, &hdr, &claims));
@@ -294,8 +291,8 @@ int wi_txn_verify(const wi_txn_ctx *cx, const char *token, time_t now, json_t **
 		actors[n_actors++] = exchanger;
 	if (wi_revocations_is_revoked(cx->revocations, txn, principal[0] ? principal : NULL, actors, n_actors, now))
 		WI_FAIL(WI_E_REVOKED, "the transaction has been revoked");
-	if (cx->txn_cache && !hit)
-		wi_verified_cache_remember(cx->txn_cache, digest, keys, claims, now, exp);
+	if (!hit)
+		wi_verified_cache_remember(cx->txn_cache, digest, NULL, keys, claims, now, exp);
 	*ret_claims = TAKE_PTR(claims);
 	return 0;
 }

@@ -34,7 +34,7 @@ struct wi_issuers {
 	issuer **v; /* pointers: an issuer's mutex never moves */
 	size_t n;
 	atomic_llong abort_at_ms; /* CLOCK_MONOTONIC ms from which fetches abort; 0 = never */
-	wi_verified_cache *verified; /* tokens that verified, by digest (see subject_cache.h) */
+	wi_verified_cache *verified; /* tokens that verified, by digest (core/verified_cache.h) */
 };
 
 static long long mono_ms(void)
@@ -374,8 +374,7 @@ int wi_issuers_verify(wi_issuers *s, const char *token, time_t now, const wi_iss
 	/* Everything above depends only on the bytes, the key set and the
 	 * clock: remember it until the token expires (bounded), and recheck the
 	 * clock and the key set on a hit. */
-	int64_t until = exp < (int64_t)now + WI_VERIFIED_CACHE_TTL_MAX ? exp : (int64_t)now + WI_VERIFIED_CACHE_TTL_MAX;
-	wi_verified_cache_put(s->verified, digest, is, keys, claims, now, (time_t)until);
+	wi_verified_cache_remember(s->verified, digest, is, keys, claims, now, exp);
 	*ret_issuer = is->cfg;
 	*ret_claims = TAKE_PTR(claims);
 	if (ret_digest)
