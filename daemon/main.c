@@ -13,7 +13,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <curl/curl.h>
 #include <systemd/sd-daemon.h>
 #include <uv.h>
 
@@ -530,11 +529,6 @@ int main(int argc, char **argv)
 			   log_json >= 0 ? log_json == 1 : wi_config_log_json(d.config));
 	signal(SIGPIPE, SIG_IGN);
 	umask(077);
-	/* libcurl (JWKS fetching) must be initialised once, before any thread. */
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
-		fprintf(stderr, "wimsed: cannot initialise libcurl\n");
-		return 1;
-	}
 	/* Every connection is an fd (plus a pidfd): take the hard limit. */
 	struct rlimit rl;
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {

@@ -8,21 +8,20 @@
  * - A piece without '=' is a name with the empty value ("a" == "a=").
  * - The value runs to the next '&': a further '=' belongs to the value.
  * - An empty name ("=x") is refused: no parameter of ours has one.
- * - '+' is a space; '%' must be followed by two hex digits (curl's decoder is
- *   lenient and would pass "%G1" through, so we check first); the decoded bytes
+ * - '+' is a space; '%' must be followed by two hex digits (libh2o's
+ *   h2o_hex_decode decodes and checks each pair); the decoded bytes
  *   must be valid UTF-8 (RFC 3629: no overlongs, surrogates or > U+10FFFF)
  *   without NUL.
  * Values carry tokens: every copy we make of one is wiped when freed, and no
  * error detail ever quotes a value (names only, sanitised and shortened). */
 #include "txn-token/form.h"
 
-#include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <curl/curl.h>
+#include <h2o/string_.h>
 #include <openssl/crypto.h>
 
 #include "core/cleanup.h"
@@ -31,8 +30,8 @@
 #define NAME_IN_DETAIL_MAX 64
 
 typedef struct field {
-	char *name;  /* curl_free'd; NUL-free, valid UTF-8 */
-	char *value; /* curl_free'd after OPENSSL_cleanse */
+	char *name;  /* NUL-free, valid UTF-8 */
+	char *value; /* wiped when freed */
 	size_t value_len;
 } field;
 
@@ -43,11 +42,10 @@ struct wi_form {
 
 static void field_clear(field *f)
 {
-	if (f->name)
-		curl_free(f->name);
+	free(f->name);
 	if (f->value) {
 		OPENSSL_cleanse(f->value, f->value_len);
-		curl_free(f->value);
+		free(f->value);
 	}
 	f->name = f->value = NULL;
 }
@@ -83,11 +81,6 @@ static const char *name_for_detail(const char *name, char buf[static NAME_IN_DET
 	}
 	buf[i] = '\0';
 	return buf;
-}
-
-static bool is_hex(unsigned char c)
-{
-	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
 
 /* RFC 3629 §4 UTF8-octets: shortest form only, no surrogates, at most U+10FFFF. */
@@ -136,47 +129,29 @@ static int decode(const char *s, size_t len, const char *what, const char *name,
 		  size_t *ret_len)
 {
 	char nbuf[NAME_IN_DETAIL_MAX + 4];
-	WI_CHECK(len <= INT_MAX, WI_E_TOO_BIG, "form %s too long", what);
-
-	bool plus = false;
+	/* Decoded is never longer than encoded; +1 for the NUL. */
+	char *out = malloc(len + 1);
+	WI_CHECK_ALLOC(out);
+	size_t out_len = 0;
 	for (size_t i = 0; i < len; i++) {
 		if (s[i] == '+') {
-			plus = true;
-		} else if (s[i] == '%') {
+			out[out_len++] = ' '; /* RFC 6749 appendix B; "%2B" stays a '+' */
+		} else if (s[i] != '%') {
+			out[out_len++] = s[i];
+		} else if (2 > len - i - 1 || h2o_hex_decode(out + out_len, s + i + 1, 2) != 0) {
 			/* Strict: exactly two hex digits follow every '%'. */
-			if (2 > len - i - 1 || !is_hex((unsigned char)s[i + 1]) ||
-			    !is_hex((unsigned char)s[i + 2])) {
-				if (name)
-					WI_FAIL(WI_E_PARSE, "bad percent-encoding in the %s of \"%s\"", what,
-						name_for_detail(name, nbuf));
-				WI_FAIL(WI_E_PARSE, "bad percent-encoding in a parameter %s", what);
-			}
+			OPENSSL_cleanse(out, out_len);
+			free(out);
+			if (name)
+				WI_FAIL(WI_E_PARSE, "bad percent-encoding in the %s of \"%s\"", what,
+					name_for_detail(name, nbuf));
+			WI_FAIL(WI_E_PARSE, "bad percent-encoding in a parameter %s", what);
+		} else {
+			out_len++;
 			i += 2;
 		}
 	}
-
-	/* '+' means space (RFC 6749 appendix B); do it before percent-decoding
-	 * so that "%2B" stays a literal '+'. */
-	_cleanup_(freep) char *tmp = NULL;
-	const char *src = s;
-	if (plus) {
-		tmp = malloc(len ? len : 1);
-		WI_CHECK_ALLOC(tmp);
-		for (size_t i = 0; i < len; i++)
-			tmp[i] = s[i] == '+' ? ' ' : s[i];
-		src = tmp;
-	}
-	/* curl takes length 0 to mean "use strlen": never hand it a slice of
-	 * the body with length 0. */
-	if (len == 0)
-		src = "";
-	int olen = 0;
-	/* A NULL handle is allowed: the handle is unused by the decoder. */
-	char *out = curl_easy_unescape(NULL, src, (int)len, &olen);
-	if (tmp)
-		OPENSSL_cleanse(tmp, len);
-	WI_CHECK_ALLOC(out);
-	size_t out_len = (size_t)olen;
+	out[out_len] = '\0';
 
 	const char *why = NULL;
 	if (memchr(out, '\0', out_len))
@@ -185,7 +160,7 @@ static int decode(const char *s, size_t len, const char *what, const char *name,
 		why = "invalid UTF-8";
 	if (why) {
 		OPENSSL_cleanse(out, out_len);
-		curl_free(out);
+		free(out);
 		if (name)
 			WI_FAIL(WI_E_PARSE, "%s in the %s of \"%s\"", why, what, name_for_detail(name, nbuf));
 		WI_FAIL(WI_E_PARSE, "%s in a parameter %s", why, what);

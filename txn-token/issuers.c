@@ -8,8 +8,6 @@
 #include <time.h>
 #include <strings.h>
 
-#include <curl/curl.h>
-
 #include "core/b64url.h"
 #include "core/buf.h"
 #include "core/cleanup.h"
@@ -20,6 +18,7 @@
 #include "core/jwk.h"
 #include "core/limits.h"
 #include "core/verified_cache.h"
+#include "txn-token/jwks_fetch.h"
 
 typedef struct issuer {
 	const wi_issuer_config *cfg;
@@ -87,6 +86,13 @@ int wi_issuers_new(const wi_config *c, wi_issuers **ret)
 				wi_issuers_free(s);
 				WI_FAIL(WI_E_CONFIG, "issuer %.128s: jwks_file: %s", c ? is->cfg->issuer : "", why);
 			}
+		} else if (is->cfg->jwks_url && wi_jwks_fetch_init() < 0) {
+			/* Now, not at the first token: a node that cannot fetch keys
+			 * should not start as if it could. */
+			char why[256];
+			snprintf(why, sizeof(why), "%s", wi_error_detail());
+			wi_issuers_free(s);
+			WI_FAIL(WI_E_CONFIG, "issuer %.128s: jwks_url: %s", is->cfg->issuer, why);
 		}
 	}
 	*ret = s;
@@ -140,50 +146,9 @@ void wi_issuers_cache_stats(const wi_issuers *s, uint64_t *ret_hits, uint64_t *r
 
 /* ---- fetching a JWKS URL ------------------------------------------------ */
 
-typedef struct fetch_buf {
-	wi_buf b;
-	bool too_big;
-	long max_age; /* from Cache-Control, -1 when absent */
-	const atomic_llong *abort_at;
-} fetch_buf;
-
-static int on_progress(void *ud, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
+static bool fetch_cancelled(void *ud)
 {
-	const fetch_buf *f = ud;
-	return aborted(f->abort_at) ? 1 : 0; /* non-zero aborts the transfer */
-}
-
-static size_t on_body(char *p, size_t size, size_t n, void *ud)
-{
-	fetch_buf *f = ud;
-	size_t len = size * n;
-	if (wi_buf_append(&f->b, p, len) < 0) {
-		f->too_big = true;
-		return 0; /* aborts the transfer: a 50 MB "JWKS" costs at most the cap */
-	}
-	return len;
-}
-
-static size_t on_header(char *p, size_t size, size_t n, void *ud)
-{
-	fetch_buf *f = ud;
-	size_t len = size * n;
-	/* RFC 9111 §5.2.2.1: Cache-Control: max-age=N */
-	if (len > 14 && strncasecmp(p, "cache-control:", 14) == 0) {
-		char line[512];
-		size_t l = len < sizeof(line) - 1 ? len : sizeof(line) - 1;
-		memcpy(line, p, l);
-		line[l] = '\0';
-		for (char *q = line; *q; q++)
-			if (*q >= 'A' && *q <= 'Z')
-				*q = (char)(*q - 'A' + 'a');
-		if (strstr(line, "no-store") || strstr(line, "no-cache"))
-			f->max_age = 0;
-		char *m = strstr(line, "max-age=");
-		if (m && f->max_age != 0)
-			f->max_age = strtol(m + 8, NULL, 10);
-	}
-	return len;
+	return aborted(ud);
 }
 
 /* Fetches and parses the issuer's JWKS; called with is->lock held. */
@@ -191,48 +156,25 @@ static int fetch(issuer *is, const atomic_llong *abort_at, time_t now)
 {
 	WI_CHECK(!aborted(abort_at), WI_E_UNAVAILABLE, "shutting down");
 	is->last_attempt = now;
-	CURL *h = curl_easy_init();
-	WI_CHECK(h, WI_E_UNAVAILABLE, "cannot start a fetch");
-	fetch_buf f = {.max_age = -1, .abort_at = abort_at};
-	wi_buf_init(&f.b, WI_JWKS_DOC_MAX, false);
-	curl_easy_setopt(h, CURLOPT_URL, is->cfg->jwks_url);
-	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)WI_JWKS_CONNECT_TIMEOUT_MS);
-	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)WI_JWKS_TOTAL_TIMEOUT_MS);
-	curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)WI_JWKS_DOC_MAX);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(h, CURLOPT_WRITEDATA, &f);
-	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
-	curl_easy_setopt(h, CURLOPT_HEADERDATA, &f);
-	curl_easy_setopt(h, CURLOPT_USERAGENT, "wimsed");
-	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
-	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
-	curl_easy_setopt(h, CURLOPT_XFERINFODATA, &f);
-	CURLcode cc = curl_easy_perform(h);
-	long status = 0;
-	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-	curl_easy_cleanup(h);
-	int rc = 0;
-	if (f.too_big || cc == CURLE_FILESIZE_EXCEEDED)
-		rc = wi__error_set(WI_E_UNAVAILABLE, __FILE__, __LINE__, "JWKS of %.128s is larger than %u bytes",
-				   is->cfg->issuer, (unsigned)WI_JWKS_DOC_MAX);
-	else if (cc != CURLE_OK)
-		rc = wi__error_set(WI_E_UNAVAILABLE, __FILE__, __LINE__, "JWKS of %.128s: %s", is->cfg->issuer,
-				   curl_easy_strerror(cc));
-	else if (status != 200)
-		rc = wi__error_set(WI_E_UNAVAILABLE, __FILE__, __LINE__, "JWKS of %.128s: HTTP status %ld",
-				   is->cfg->issuer, status);
+	wi_buf doc;
+	long max_age;
+	int rc = wi_jwks_fetch_get(is->cfg->jwks_url, fetch_cancelled, (void *)abort_at, &doc, &max_age);
+	if (rc < 0) {
+		char why[256];
+		snprintf(why, sizeof(why), "%s", wi_error_detail());
+		rc = wi__error_set(rc, __FILE__, __LINE__, "JWKS of %.128s: %s", is->cfg->issuer, why);
+	}
 	wi_jwks *keys = NULL;
-	if (rc == 0 && wi_jwks_parse((const char *)f.b.data, f.b.len, WI_JWKS_DOC_MAX, &keys) < 0)
-		rc = wi__error_set(WI_E_UNAVAILABLE, __FILE__, __LINE__, "JWKS of %.128s is malformed",
-				   is->cfg->issuer);
-	wi_buf_free(&f.b);
+	if (rc == 0) {
+		if (wi_jwks_parse((const char *)doc.data, doc.len, WI_JWKS_DOC_MAX, &keys) < 0)
+			rc = wi__error_set(WI_E_UNAVAILABLE, __FILE__, __LINE__, "JWKS of %.128s is malformed",
+					   is->cfg->issuer);
+		wi_buf_free(&doc);
+	}
 	is->last_error = rc;
 	if (rc < 0)
 		return rc;
-	long age = f.max_age < 0 ? WI_JWKS_CACHE_DEFAULT_SECONDS : f.max_age;
+	long age = max_age < 0 ? WI_JWKS_CACHE_DEFAULT_SECONDS : max_age;
 	if (age < WI_JWKS_CACHE_MIN_SECONDS)
 		age = WI_JWKS_CACHE_MIN_SECONDS;
 	if (age > WI_JWKS_CACHE_MAX_SECONDS)

@@ -571,6 +571,12 @@ class DelegatedExchange(TxnCase):
     def test_es256_user_token_via_jwks_file_with_curl(self):
         self._curl_case(self.es_idp, "ES256")
 
+    def test_libcurl_loaded_for_a_jwks_url_issuer(self):
+        # The config names a jwks_url: libcurl was opened at start, not at the first token.
+        libs = self.d.mapped_libraries()
+        self.assertTrue(any(x.startswith("libcurl.so.4") for x in libs), sorted(libs))
+
+
     def test_es_issuer_refuses_rs256(self):
         """The issuer's algorithms allow-list (ES256 only) applies."""
         ut = self.es_idp.token(alg="RS256", sub="carol")
@@ -618,6 +624,39 @@ class DelegatedExchange(TxnCase):
         other = h.fetch_jwt_svid(self.d.target, ["https://elsewhere.test"]).svids[0].svid
         self.assert_oauth_error(self.exchange(other, stt="jwt"), 400, "invalid_request")
 
+
+class LibcurlOnDemand(TxnCase):
+    """Without a jwks_url issuer the daemon never maps libcurl nor what it pulls in."""
+    CURL_ONLY = ("libcurl", "libgnutls", "libkrb5", "libgssapi_krb5", "libldap", "libssh2", "librtmp",
+                 "libnghttp2", "libp11-kit")
+
+    @classmethod
+    def setUpClass(cls):
+        cls.idp = idplib.IdP("https://file.idp.test/")
+        w = h.make_workdir("wimsed-txn-file-")
+        jwks_file = cls.idp.write_jwks(os.path.join(w, "jwks.json"))
+        cls.d = start_txn_daemon(cls.addClassCleanup, issuers=[
+            cls.idp.issuer_config(jwks_file=jwks_file, algorithms=["ES256"])])
+
+    def assert_no_curl(self):
+        libs = self.d.mapped_libraries()
+        self.assertTrue(any(x.startswith("libgrpc.so") for x in libs), sorted(libs))  # the probe works
+        mapped = sorted(x for x in libs if x.split(".so")[0] in self.CURL_ONLY)
+        self.assertEqual(mapped, [], sorted(libs))
+
+    def test_exchange_and_form_decoding_without_libcurl(self):
+        self.assert_no_curl()
+        # urlencode sends spaces as '+', and '+', '&', '=', '%' percent-encoded: the daemon's
+        # decoder (txn-token/form.c) must give back exactly these details.
+        details = {"note": "a+b & c=d % e", "path": "/x?y=1&z=%41"}
+        ut = self.idp.token(alg="ES256", sub="zoe", scope="calendar.read calendar.write")
+        form = exchange_form(ut, scope="calendar.read calendar.write", resource=CAL, details=details)
+        self.assertIn("+", urllib.parse.urlencode(form))
+        tok, _ = self.issued(self.post("/token", form))
+        claims = self.verify(tok)[1]
+        self.assertEqual(claims["scope"], "calendar.read calendar.write")
+        self.assertEqual(claims["tctx"]["details"], details)
+        self.assert_no_curl()
 
 # =====================================================================================
 # 2. HTTPS with SPIFFE mTLS, and jwt-spiffe client assertions

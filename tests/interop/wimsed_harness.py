@@ -237,6 +237,16 @@ class Daemon:
     def fd_count(self):
         return len(os.listdir(f"/proc/{self.pid}/fd"))
 
+    def mapped_libraries(self):
+        """Basenames of the shared objects mapped into the daemon (/proc/<pid>/maps)."""
+        libs = set()
+        with open(f"/proc/{self.pid}/maps") as f:
+            for line in f:
+                parts = line.split(None, 5)
+                if len(parts) == 6 and ".so" in parts[5]:
+                    libs.add(os.path.basename(parts[5].strip()))
+        return libs
+
     def rss_kib(self):
         with open(f"/proc/{self.pid}/status") as f:
             for line in f:
