@@ -114,6 +114,22 @@ int wi_verified_cache_get(wi_verified_cache *c, const uint8_t digest[WI_VERIFIED
 	return 0;
 }
 
+void wi_verified_cache_reject(wi_verified_cache *c, const uint8_t digest[WI_VERIFIED_DIGEST_LEN],
+			      const wi_jwks *keys)
+{
+	entry old = {0};
+	pthread_mutex_lock(&c->lock);
+	entry *e = slot_of(c, digest);
+	if (e->used && e->keys == keys && CRYPTO_memcmp(e->digest, digest, WI_VERIFIED_DIGEST_LEN) == 0) {
+		old = *e;
+		memset(e, 0, sizeof(*e));
+	}
+	pthread_mutex_unlock(&c->lock);
+	entry_clear(&old); /* outside the lock: the last reference may free a key set */
+	atomic_fetch_sub_explicit(&c->hits, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&c->misses, 1, memory_order_relaxed);
+}
+
 void wi_verified_cache_put(wi_verified_cache *c, const uint8_t digest[WI_VERIFIED_DIGEST_LEN], const void *owner,
 			  wi_jwks *keys, const json_t *claims, time_t now, time_t until)
 {

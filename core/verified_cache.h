@@ -47,6 +47,13 @@ int wi_verified_cache_digest(const char *token, size_t len, uint8_t ret[WI_VERIF
 int wi_verified_cache_get(wi_verified_cache *c, const uint8_t digest[WI_VERIFIED_DIGEST_LEN], time_t now,
 			  const wi_jwks *expect, const void **ret_owner, wi_jwks **ret_keys, json_t **ret_claims) WI_WUR;
 
+/* For a caller that learns from a hit's owner which key set it should have
+ * been (get with `expect` NULL) and finds another: drops the entry for
+ * `digest` if it still holds `keys`, and counts the get that found it as a
+ * miss instead of a hit. */
+void wi_verified_cache_reject(wi_verified_cache *c, const uint8_t digest[WI_VERIFIED_DIGEST_LEN],
+			      const wi_jwks *keys);
+
 /* Remembers a verified token until `until` (ignored unless > now): takes a
  * reference on `keys` and keeps a deep copy of `claims`.  Out of memory just
  * means the token is not remembered. */

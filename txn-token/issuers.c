@@ -261,6 +261,8 @@ static bool verified_before(wi_issuers *s, const uint8_t *digest, time_t now, co
 	bool ok = current_keys(is, &s->abort_at_ms, NULL, now, &cur) == 0 && cur == was &&
 		  wi_jwt_check_times(claims, now, NULL) == 0;
 	wi_jwks_unref(cur);
+	if (!ok)
+		wi_verified_cache_reject(s->verified, digest, was); /* a miss after all */
 	wi_jwks_unref(was);
 	if (!ok) {
 		json_decref(claims);

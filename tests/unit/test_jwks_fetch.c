@@ -3,108 +3,38 @@
  *
  * This binary does not link libcurl (it does not include its header), so the
  * first test can see that nothing maps it before wi_jwks_fetch_init.  The peer
- * is a canned server on 127.0.0.1: it reads up to the end of the request head
- * and sends fixed bytes, so each test states exactly what the daemon would see. */
+ * is canned (canned_http.h): each test states exactly what the daemon would see. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <arpa/inet.h>
 #include <link.h>
-#include <netinet/in.h>
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "core/error.h"
 #include "core/limits.h"
 #include "txn-token/jwks_fetch.h"
 
-/* ---- the canned server ---------------------------------------------------- */
+#include "canned_http.h"
 
-typedef struct canned {
-	int lfd;
-	unsigned short port;
-	const char *head;  /* sent first, verbatim */
-	size_t body_len;   /* then this many bytes of 'x' (or `body`) */
-	const char *body;
-	bool silent;       /* accept, read, never answer: wait for the client to go */
-	char request[2048]; /* the request head as received */
-	pthread_t thread;
-} canned;
-
-static void *serve(void *ud)
-{
-	canned *c = ud;
-	int fd = accept(c->lfd, NULL, NULL);
-	if (fd < 0)
-		return NULL;
-	size_t got = 0;
-	while (got < sizeof(c->request) - 1 && !strstr(c->request, "\r\n\r\n")) {
-		ssize_t n = read(fd, c->request + got, sizeof(c->request) - 1 - got);
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-		c->request[got] = '\0';
-	}
-	if (c->silent) {
-		char b[64];
-		while (read(fd, b, sizeof(b)) > 0)
-			;
-	} else {
-		if (write(fd, c->head, strlen(c->head)) < 0)
-			goto out;
-		if (c->body) {
-			if (write(fd, c->body, strlen(c->body)) < 0)
-				goto out;
-		} else {
-			char chunk[4096];
-			memset(chunk, 'x', sizeof(chunk));
-			for (size_t left = c->body_len; left;) {
-				size_t n = left < sizeof(chunk) ? left : sizeof(chunk);
-				ssize_t w = write(fd, chunk, n);
-				if (w <= 0)
-					break; /* the client stopped reading: expected past the cap */
-				left -= (size_t)w;
-			}
-		}
-	}
-out:
-	close(fd);
-	return NULL;
-}
+/* One reply per test; `canned` is the helper with its first reply spelt out. */
+typedef wi_canned canned;
+#define REPLY(...) .replies = {{__VA_ARGS__}}
 
 static void canned_start(canned *c)
 {
-	c->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	assert_true(c->lfd >= 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	assert_int_equal(bind(c->lfd, (struct sockaddr *)&a, sizeof(a)), 0);
-	assert_int_equal(listen(c->lfd, 4), 0);
-	socklen_t l = sizeof(a);
-	assert_int_equal(getsockname(c->lfd, (struct sockaddr *)&a, &l), 0);
-	c->port = ntohs(a.sin_port);
-	assert_int_equal(pthread_create(&c->thread, NULL, serve, c), 0);
-}
-
-static void canned_stop(canned *c)
-{
-	shutdown(c->lfd, SHUT_RDWR); /* wakes an accept that never got a client */
-	pthread_join(c->thread, NULL);
-	close(c->lfd);
+	assert_int_equal(wi_canned_start(c), 0);
 }
 
 static const char *url_of(const canned *c, char *buf, size_t cap)
 {
-	snprintf(buf, cap, "http://127.0.0.1:%u/jwks", (unsigned)c->port);
-	return buf;
+	return wi_canned_url(c, "/jwks", buf, cap);
 }
 
 static int get(canned *c, wi_buf *ret_doc, long *ret_max_age)
@@ -119,7 +49,7 @@ static void expect_refused(canned *c, const char *why)
 	long age = 1234;
 	canned_start(c);
 	int rc = get(c, &doc, &age);
-	canned_stop(c);
+	wi_canned_stop(c);
 	assert_int_equal(rc, WI_E_UNAVAILABLE);
 	if (!strstr(wi_error_detail(), why))
 		fail_msg("detail \"%s\" lacks \"%s\"", wi_error_detail(), why);
@@ -160,14 +90,14 @@ static void test_ok_with_max_age(void **state)
 {
 	(void)state;
 	static const char body[] = "{\"keys\":[]}";
-	canned c = {.head = "HTTP/1.1 200 OK\r\nCache-Control: public, Max-Age=120\r\nContent-Length: 11\r\n"
+	canned c = {REPLY(.head = "HTTP/1.1 200 OK\r\nCache-Control: public, Max-Age=120\r\nContent-Length: 11\r\n"
 			    "Connection: close\r\n\r\n",
-		    .body = body};
+		    .body = body)};
 	canned_start(&c);
 	wi_buf doc;
 	long age = 0;
 	int rc = get(&c, &doc, &age);
-	canned_stop(&c);
+	wi_canned_stop(&c);
 	if (rc < 0)
 		fail_msg("fetch failed: %s", wi_error_detail());
 	assert_int_equal(doc.len, strlen(body));
@@ -182,21 +112,21 @@ static void test_ok_with_max_age(void **state)
 static void test_cache_control_no_store_and_absent(void **state)
 {
 	(void)state;
-	canned c = {.head = "HTTP/1.1 200 OK\r\nCache-Control: no-store, max-age=600\r\nContent-Length: 2\r\n"
+	canned c = {REPLY(.head = "HTTP/1.1 200 OK\r\nCache-Control: no-store, max-age=600\r\nContent-Length: 2\r\n"
 			    "Connection: close\r\n\r\n",
-		    .body = "{}"};
+		    .body = "{}")};
 	canned_start(&c);
 	wi_buf doc;
 	long age = 99;
 	assert_int_equal(get(&c, &doc, &age), 0);
-	canned_stop(&c);
+	wi_canned_stop(&c);
 	assert_int_equal(age, 0); /* no-store wins over max-age */
 	wi_buf_free(&doc);
 
-	canned d = {.head = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n", .body = "{}"};
+	canned d = {REPLY(.head = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n", .body = "{}")};
 	canned_start(&d);
 	assert_int_equal(get(&d, &doc, &age), 0);
-	canned_stop(&d);
+	wi_canned_stop(&d);
 	assert_int_equal(age, -1);
 	wi_buf_free(&doc);
 }
@@ -204,13 +134,13 @@ static void test_cache_control_no_store_and_absent(void **state)
 static void test_status_other_than_200(void **state)
 {
 	(void)state;
-	canned nf = {.head = "HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\nConnection: close\r\n\r\n",
-		     .body = "{}"};
+	canned nf = {REPLY(.head = "HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\nConnection: close\r\n\r\n",
+		     .body = "{}")};
 	expect_refused(&nf, "HTTP status 404");
 	/* No redirects: a 302 is an answer, not a hop to another host. */
-	canned rd = {.head = "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:1/evil\r\nContent-Length: 0\r\n"
+	canned rd = {REPLY(.head = "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:1/evil\r\nContent-Length: 0\r\n"
 			     "Connection: close\r\n\r\n",
-		     .body = ""};
+		     .body = "")};
 	expect_refused(&rd, "HTTP status 302");
 }
 
@@ -221,19 +151,19 @@ static void test_body_over_the_cap(void **state)
 	char head[160];
 	snprintf(head, sizeof(head), "HTTP/1.1 200 OK\r\nContent-Length: %u\r\nConnection: close\r\n\r\n",
 		 (unsigned)WI_JWKS_DOC_MAX + 1);
-	canned declared = {.head = head, .body_len = (size_t)WI_JWKS_DOC_MAX + 1};
+	canned declared = {REPLY(.head = head, .body_len = (size_t)WI_JWKS_DOC_MAX + 1)};
 	expect_refused(&declared, "larger than");
 	/* Undeclared (read to close): the transfer stops at the cap. */
-	canned streamed = {.head = "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n",
-			   .body_len = 8u * WI_JWKS_DOC_MAX};
+	canned streamed = {REPLY(.head = "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n",
+			   .body_len = 8u * WI_JWKS_DOC_MAX)};
 	expect_refused(&streamed, "larger than");
 	/* Exactly the cap is fine. */
-	canned exact = {.head = "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n", .body_len = WI_JWKS_DOC_MAX};
+	canned exact = {REPLY(.head = "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n", .body_len = WI_JWKS_DOC_MAX)};
 	canned_start(&exact);
 	wi_buf doc;
 	long age;
 	assert_int_equal(get(&exact, &doc, &age), 0);
-	canned_stop(&exact);
+	wi_canned_stop(&exact);
 	assert_int_equal(doc.len, WI_JWKS_DOC_MAX);
 	wi_buf_free(&doc);
 }
@@ -247,7 +177,7 @@ static bool always(void *ud)
 static void test_cancelled(void **state)
 {
 	(void)state;
-	canned c = {.silent = true};
+	canned c = {REPLY(.silent = true)};
 	canned_start(&c);
 	char url[64];
 	wi_buf doc = {0};
@@ -257,7 +187,7 @@ static void test_cancelled(void **state)
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	int rc = wi_jwks_fetch_get(url_of(&c, url, sizeof(url)), always, &polls, &doc, &age);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
-	canned_stop(&c);
+	wi_canned_stop(&c);
 	assert_int_equal(rc, WI_E_UNAVAILABLE);
 	assert_true(polls >= 1);
 	assert_null(doc.data);

@@ -144,12 +144,62 @@ static void test_expected_key_set(void **state)
 	wi_verified_cache_free(c);
 }
 
+/* A caller that finds a hit's key set stale (learnt from the owner) rejects
+ * it: the entry goes, and the find counts as a miss, not a hit. */
+static void test_reject(void **state)
+{
+	(void)state;
+	wi_verified_cache *c = NULL;
+	assert_int_equal(wi_verified_cache_new(8, &c), 0);
+	wi_jwks *k1 = NULL, *k2 = NULL;
+	assert_int_equal(wi_jwks_new(&k1), 0);
+	assert_int_equal(wi_jwks_new(&k2), 0);
+	uint8_t a[WI_VERIFIED_DIGEST_LEN];
+	digest_of("token-a", a);
+	json_t *cl = json_pack("{s:s}", "sub", "x");
+	wi_verified_cache_put(c, a, NULL, k1, cl, 0, 100);
+	const void *owner;
+	wi_jwks *got = NULL;
+	json_t *claims = NULL;
+	uint64_t hits, misses;
+	assert_int_equal(wi_verified_cache_get(c, a, 1, NULL, &owner, &got, &claims), 0);
+	wi_verified_cache_stats(c, &hits, &misses);
+	assert_int_equal(hits, 1);
+	assert_int_equal(misses, 0);
+	/* rejected with another key set than the entry's: the entry stays (a
+	 * newer put may have replaced the one this caller saw) */
+	wi_verified_cache_reject(c, a, k2);
+	wi_verified_cache_stats(c, &hits, &misses);
+	assert_int_equal(hits, 0);
+	assert_int_equal(misses, 1);
+	wi_jwks_unref(got);
+	json_decref(claims);
+	assert_int_equal(wi_verified_cache_get(c, a, 1, NULL, &owner, &got, &claims), 0);
+	/* rejected with the entry's own: gone */
+	wi_verified_cache_reject(c, a, got);
+	wi_jwks_unref(got);
+	json_decref(claims);
+	got = NULL;
+	claims = NULL;
+	assert_int_equal(wi_verified_cache_get(c, a, 1, NULL, &owner, &got, &claims), WI_E_NOT_FOUND);
+	assert_null(got);
+	wi_verified_cache_stats(c, &hits, &misses);
+	assert_int_equal(hits, 0);
+	assert_int_equal(misses, 3);
+	/* the cache's reference went with the entry: ours is the last */
+	json_decref(cl);
+	wi_jwks_unref(k1);
+	wi_jwks_unref(k2);
+	wi_verified_cache_free(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_hit_miss_expiry),
 		cmocka_unit_test(test_collision_replaces),
 		cmocka_unit_test(test_expected_key_set),
+		cmocka_unit_test(test_reject),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
