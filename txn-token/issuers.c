@@ -78,21 +78,20 @@ int wi_issuers_new(const wi_config *c, wi_issuers **ret)
 		s->v[i] = is;
 		is->cfg = wi_config_issuer_at(c, i);
 		pthread_mutex_init(&is->lock, NULL);
-		if (is->cfg->jwks_file) {
-			int rc = load_file(is);
-			if (rc < 0) {
-				char why[256];
-				snprintf(why, sizeof(why), "%s", wi_error_detail());
-				wi_issuers_free(s);
-				WI_FAIL(WI_E_CONFIG, "issuer %.128s: jwks_file: %s", c ? is->cfg->issuer : "", why);
-			}
-		} else if (is->cfg->jwks_url && wi_jwks_fetch_init() < 0) {
+		const char *what = NULL;
+		if (is->cfg->jwks_file && load_file(is) < 0)
+			what = "jwks_file";
+		else if (is->cfg->jwks_url && wi_jwks_fetch_init() < 0)
 			/* Now, not at the first token: a node that cannot fetch keys
 			 * should not start as if it could. */
+			what = "jwks_url";
+		if (what) {
+			/* The config (which the detail quotes) outlives the set; `is` does not. */
+			const wi_issuer_config *cfg = is->cfg;
 			char why[256];
 			snprintf(why, sizeof(why), "%s", wi_error_detail());
 			wi_issuers_free(s);
-			WI_FAIL(WI_E_CONFIG, "issuer %.128s: jwks_url: %s", is->cfg->issuer, why);
+			WI_FAIL(WI_E_CONFIG, "issuer %.128s: %s: %s", cfg->issuer, what, why);
 		}
 	}
 	*ret = s;

@@ -209,11 +209,34 @@ static void test_rotation_refetch_and_cache_accounting(void **state)
 	key_free(&b);
 }
 
+/* A JWKS file that cannot be read fails the set, naming the issuer (the
+ * detail is built from the config, not from the freed issuer). */
+static void test_unreadable_jwks_file(void **state)
+{
+	(void)state;
+	wi_config *conf = NULL;
+	if (wi_config_load_string("{\"trust_domain\": \"example.org\", \"data_dir\": \"/nonexistent\","
+				  " \"workload_socket\": \"/nonexistent/w\", \"txn\": {\"exchange_socket\": \"/nonexistent/x\","
+				  " \"issuers\": [{\"issuer\": \"" IDP "/first\", \"jwks_file\": \"/nonexistent/a.json\","
+				  " \"audiences\": [\"wimsed\"]}, {\"issuer\": \"" IDP "/second\","
+				  " \"jwks_file\": \"/nonexistent/b.json\", \"audiences\": [\"wimsed\"]}]}}",
+				  "test", &conf) != 0)
+		fail_msg("%s", wi_error_detail());
+	wi_issuers *s = NULL;
+	assert_int_equal(wi_issuers_new(conf, &s), WI_E_CONFIG);
+	assert_null(s);
+	const char *why = wi_error_detail();
+	if (!strstr(why, "issuer " IDP "/first: jwks_file: "))
+		fail_msg("detail: %s", why);
+	wi_config_free(conf);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_jwks_url_opens_libcurl_when_built),
 		cmocka_unit_test(test_rotation_refetch_and_cache_accounting),
+		cmocka_unit_test(test_unreadable_jwks_file),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
