@@ -118,6 +118,9 @@
 #define WI_JWKS_CACHE_MAX_SECONDS 86400
 #define WI_JWKS_CACHE_DEFAULT_SECONDS 300
 #define WI_JWKS_REFETCH_MIN_SECONDS 30
+
+/* One sd_notify(3) state string (daemon/notify.c), bytes with the NUL. */
+#define WI_NOTIFY_STATE_MAX 4096
 /* The Transaction Token Service's HTTP listeners. */
 #define WI_TTS_BODY_MAX (64u * 1024u)
 #define WI_TTS_CONNECTIONS_MAX 1024

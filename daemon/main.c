@@ -13,7 +13,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <systemd/sd-daemon.h>
 #include <uv.h>
 
 #include "attestors/attest.h"
@@ -26,6 +25,7 @@
 #include "daemon/admin_entries.h"
 #include "daemon/logsink.h"
 #include "daemon/metrics.h"
+#include "daemon/notify.h"
 #include "daemon/storage.h"
 #include "daemon/tts.h"
 #include "workload-api/server.h"
@@ -145,10 +145,10 @@ static void check_health(daemon_state *d)
 	wi_wl_server_set_serving(d->wl, ok);
 	if (ok) {
 		wi_log(WI_LOG_INFO, "health_serving", "the state directory takes writes again");
-		sd_notify(0, "STATUS=serving");
+		wi_daemon_notify("STATUS=serving");
 	} else {
 		wi_log(WI_LOG_ERROR, "health_not_serving", "reason=\"%s\"; current identities are still served", why);
-		sd_notifyf(0, "STATUS=NOT_SERVING: %s", why);
+		wi_daemon_notifyf("STATUS=NOT_SERVING: %s", why);
 	}
 }
 
@@ -184,7 +184,7 @@ static void notify_status(daemon_state *d, const char *prefix)
 	wi_wl_stats st;
 	wi_wl_server_get_stats(d->wl, &st);
 	wi_registry *reg = wi_admin_entries_registry(d->entries);
-	sd_notifyf(0, "%sSTATUS=serving %s: %zu entries, %" PRIu64 " connections, %" PRIu64 " streams", prefix,
+	wi_daemon_notifyf("%sSTATUS=serving %s: %zu entries, %" PRIu64 " connections, %" PRIu64 " streams", prefix,
 		   wi_config_workload_socket(d->config), wi_registry_count(reg), st.connections_open,
 		   st.streams_open);
 	wi_registry_unref(reg);
@@ -203,7 +203,7 @@ static void close_cb_noop(uv_handle_t *h)
 
 static void shutdown_loop(daemon_state *d)
 {
-	sd_notify(0, "STOPPING=1\nSTATUS=stopping: draining connections");
+	wi_daemon_notify("STOPPING=1\nSTATUS=stopping: draining connections");
 	uv_poll_stop(&d->accept_poll);
 	uv_close((uv_handle_t *)&d->accept_poll, close_cb_noop);
 	uv_close((uv_handle_t *)&d->sig_term, close_cb_noop);
@@ -234,7 +234,7 @@ static void on_reload(uv_signal_t *h, int signum)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	/* MONOTONIC_USEC: sd_notify(3) asks for it with RELOADING=1. */
-	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%" PRIu64 "\nSTATUS=reloading %s",
+	wi_daemon_notifyf("RELOADING=1\nMONOTONIC_USEC=%" PRIu64 "\nSTATUS=reloading %s",
 		   (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u, d->config_path);
 	wi_config *nc = NULL;
 	if (wi_config_load_file(d->config_path, &nc) < 0) {
@@ -438,7 +438,7 @@ static int run(daemon_state *d)
 	       wi_config_workload_socket(c), wi_registry_count(wopts.registry), wi_jwt_keys_kid(d->jwt_keys));
 	notify_status(d, "READY=1\n");
 	uint64_t wd_usec = 0;
-	if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec > 0) {
+	if (wi_daemon_notify_watchdog(&wd_usec)) {
 		uint64_t every_ms = wd_usec / 2000u > 0 ? wd_usec / 2000u : 1;
 		uv_timer_init(d->loop, &d->watchdog_timer);
 		d->watchdog_timer.data = d;
@@ -529,6 +529,11 @@ int main(int argc, char **argv)
 			   log_json >= 0 ? log_json == 1 : wi_config_log_json(d.config));
 	signal(SIGPIPE, SIG_IGN);
 	umask(077);
+	if (wi_daemon_notify_open() < 0) {
+		fprintf(stderr, "wimsed: %s\n", wi_error_detail());
+		wi_config_free(d.config);
+		return 1;
+	}
 	/* Every connection is an fd (plus a pidfd): take the hard limit. */
 	struct rlimit rl;
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {

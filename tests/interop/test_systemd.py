@@ -414,6 +414,9 @@ class Notify(unittest.TestCase):
     def test_ready_reload_stopping(self):
         d, n = self.start()
         i, m = n.wait_for("READY")
+        # NOTIFY_SOCKET set: libsystemd was opened for sd_notify (daemon/notify.c).
+        libs = d.mapped_libraries()
+        self.assertTrue(any(x.startswith("libsystemd.so.0") for x in libs), sorted(libs))
         self.assertIn("STATUS", m, m)
         self.assertIn(d.socket, m["STATUS"])
         self.assertEqual(n.count("READY"), 1)
@@ -455,6 +458,19 @@ class Notify(unittest.TestCase):
         self.assertTrue(stat_ok, "each keep-alive carries a STATUS= line")
         d.stop()
         n.wait_for("STOPPING", timeout=1)
+
+    def test_libsystemd_missing_fails_at_once(self):
+        """A manager waits for READY=1: without libsystemd none can come, so the daemon
+        says so and exits instead of being killed at the start timeout."""
+        d = h.Daemon()
+        n = FakeNotifySocket(os.path.join(d.workdir, "notify.sock"))
+        self.addCleanup(n.close)
+        env = h.daemon_env(NOTIFY_SOCKET=n.path, LD_LIBRARY_PATH=h.bogus_library_dir("libsystemd.so.0"))
+        r = d.run_to_exit(env)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("NOTIFY_SOCKET is set but libsystemd.so.0 cannot be loaded", r.stderr)
+        self.assertFalse(os.path.exists(d.socket), "it never served")
+        self.assertEqual(n.snapshot(), [])
 
     def test_no_watchdog_for_another_pid(self):
         """WATCHDOG_PID names a different process (e.g. a wrapper): sd_watchdog_enabled

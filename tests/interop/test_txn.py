@@ -625,10 +625,11 @@ class DelegatedExchange(TxnCase):
         self.assert_oauth_error(self.exchange(other, stt="jwt"), 400, "invalid_request")
 
 
-class LibcurlOnDemand(TxnCase):
-    """Without a jwks_url issuer the daemon never maps libcurl nor what it pulls in."""
-    CURL_ONLY = ("libcurl", "libgnutls", "libkrb5", "libgssapi_krb5", "libldap", "libssh2", "librtmp",
-                 "libnghttp2", "libp11-kit")
+class LibrariesOnDemand(TxnCase):
+    """Without a jwks_url issuer the daemon never maps libcurl nor what it pulls in, and
+    without NOTIFY_SOCKET not libsystemd either (txn-token/jwks_fetch.c, daemon/notify.c)."""
+    ON_DEMAND = ("libcurl", "libgnutls", "libkrb5", "libgssapi_krb5", "libldap", "libssh2", "librtmp",
+                 "libnghttp2", "libp11-kit", "libsystemd", "libgcrypt", "liblzma", "liblz4")
 
     @classmethod
     def setUpClass(cls):
@@ -638,14 +639,14 @@ class LibcurlOnDemand(TxnCase):
         cls.d = start_txn_daemon(cls.addClassCleanup, issuers=[
             cls.idp.issuer_config(jwks_file=jwks_file, algorithms=["ES256"])])
 
-    def assert_no_curl(self):
+    def assert_not_mapped(self):
         libs = self.d.mapped_libraries()
         self.assertTrue(any(x.startswith("libgrpc.so") for x in libs), sorted(libs))  # the probe works
-        mapped = sorted(x for x in libs if x.split(".so")[0] in self.CURL_ONLY)
+        mapped = sorted(x for x in libs if x.split(".so")[0] in self.ON_DEMAND)
         self.assertEqual(mapped, [], sorted(libs))
 
     def test_exchange_and_form_decoding_without_libcurl(self):
-        self.assert_no_curl()
+        self.assert_not_mapped()
         # urlencode sends spaces as '+', and '+', '&', '=', '%' percent-encoded: the daemon's
         # decoder (txn-token/form.c) must give back exactly these details.
         details = {"note": "a+b & c=d % e", "path": "/x?y=1&z=%41"}
@@ -656,7 +657,24 @@ class LibcurlOnDemand(TxnCase):
         claims = self.verify(tok)[1]
         self.assertEqual(claims["scope"], "calendar.read calendar.write")
         self.assertEqual(claims["tctx"]["details"], details)
-        self.assert_no_curl()
+        self.assert_not_mapped()
+
+    def test_jwks_url_without_libcurl_fails_at_start(self):
+        """A node that could not fetch its IdP's keys must not start as if it could."""
+        w = h.make_workdir("wimsed-txn-nocurl-")
+        d = h.Daemon(workdir=w, entries=agent_entries(), txn={
+            "exchange_socket": os.path.join(w, "exchange.sock"),
+            "issuers": [{"issuer": self.idp.issuer, "audiences": [self.idp.audience],
+                         "jwks_url": "http://127.0.0.1:9/jwks"}]})
+        r = d.run_to_exit(h.daemon_env(LD_LIBRARY_PATH=h.bogus_library_dir("libcurl.so.4")))
+        self.assertNotEqual(r.returncode, 0, r.stderr)
+        log = r.stderr + r.stdout
+        if os.path.exists(d.log_path):
+            with open(d.log_path) as f:
+                log += f.read()
+        self.assertIn("cannot load libcurl.so.4", log)
+        self.assertIn(self.idp.issuer, log)
+        self.assertFalse(os.path.exists(os.path.join(w, "exchange.sock")), "it never served")
 
 # =====================================================================================
 # 2. HTTPS with SPIFFE mTLS, and jwt-spiffe client assertions

@@ -97,6 +97,23 @@ def default_entries(uid=UID):
     ]
 
 
+def daemon_env(**extra):
+    """This process's environment without a service manager's variables (a test daemon
+    must not notify whatever started the test run), plus `extra`."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID")}
+    env.update(extra)
+    return env
+
+
+def bogus_library_dir(soname):
+    """A directory holding an empty file named `soname`: with it first on
+    LD_LIBRARY_PATH, dlopen(soname) fails as it would on a node without the library."""
+    d = make_workdir("wimsed-nolib-")
+    open(os.path.join(d, soname), "wb").close()
+    return d
+
+
 def make_workdir(prefix="wimsed-interop-"):
     """A fresh temp dir, mode 0755 so that another uid can reach the socket in it."""
     d = tempfile.mkdtemp(prefix=prefix)
@@ -146,13 +163,23 @@ class Daemon:
     def pid(self):
         return self.proc.pid
 
+    def write_config(self):
+        with open(self.config_path, "w") as f:
+            json.dump(self.config, f, indent=2)
+
+    def run_to_exit(self, env, timeout=20):
+        """Runs the daemon on its config to its exit (for starts that must fail)."""
+        self.write_config()
+        return subprocess.run([WIMSED, "--config", self.config_path], cwd=self.workdir,
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              env=env, timeout=timeout)
+
     def start(self):
         assert self.proc is None or self.proc.poll() is not None, "daemon already running"
         if not os.access(WIMSED, os.X_OK):
             raise AssertionError(f"wimsed binary not found or not executable: {WIMSED} "
                                  "(build it first, or set WIMSED)")
-        with open(self.config_path, "w") as f:
-            json.dump(self.config, f, indent=2)
+        self.write_config()
         self.starts += 1
         self._log = open(self.log_path, "ab")
         self._log.write(f"===== start #{self.starts} =====\n".encode())
@@ -162,7 +189,8 @@ class Daemon:
         self.proc = subprocess.Popen(
             [*self.wrapper, "setpriv", "--pdeathsig", "TERM", WIMSED, "--config", self.config_path,
              *self.extra_args],
-            cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log)
+            cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log,
+            env=daemon_env())
         _DAEMONS.append(self)
         self.wait_ready()
         return self

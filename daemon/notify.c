@@ -1,0 +1,81 @@
+/* daemon/notify.c — sd_notify(3) through a libsystemd opened on need. */
+#include "daemon/notify.h"
+
+#include <dlfcn.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/limits.h"
+
+#define LIBSYSTEMD_SONAME "libsystemd.so.0"
+
+static struct {
+	int (*notify)(int unset_environment, const char *state);
+	int (*watchdog_enabled)(int unset_environment, uint64_t *usec);
+} api;
+
+static bool resolve(void *lib, const char *name, void *ret_fn, size_t fn_size)
+{
+	void *p = dlsym(lib, name);
+	if (!p)
+		return false;
+	memcpy(ret_fn, &p, fn_size); /* dlsym's data pointer, as the function pointer it is */
+	return true;
+}
+
+int wi_daemon_notify_open(void)
+{
+	const char *sock = getenv("NOTIFY_SOCKET");
+	if (!sock || !*sock)
+		return 0;
+	if (api.notify)
+		return 0;
+	void *lib = dlopen(LIBSYSTEMD_SONAME, RTLD_NOW | RTLD_LOCAL);
+	if (!lib) {
+		const char *e = dlerror();
+		WI_FAIL(WI_E_UNAVAILABLE, "NOTIFY_SOCKET is set but %s cannot be loaded: %.200s", LIBSYSTEMD_SONAME,
+			e ? e : "?");
+	}
+	if (!resolve(lib, "sd_notify", &api.notify, sizeof(api.notify)) ||
+	    !resolve(lib, "sd_watchdog_enabled", &api.watchdog_enabled, sizeof(api.watchdog_enabled))) {
+		memset(&api, 0, sizeof(api));
+		dlclose(lib);
+		WI_FAIL(WI_E_UNAVAILABLE, "%s lacks sd_notify or sd_watchdog_enabled", LIBSYSTEMD_SONAME);
+	}
+	return 0;
+}
+
+bool wi_daemon_notify_loaded(void)
+{
+	return api.notify != NULL;
+}
+
+void wi_daemon_notify(const char *state)
+{
+	if (api.notify)
+		(void)api.notify(0, state); /* best effort, as sd_notify(3) intends */
+}
+
+void wi_daemon_notifyf(const char *fmt, ...)
+{
+	if (!api.notify)
+		return;
+	char state[WI_NOTIFY_STATE_MAX];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(state, sizeof(state), fmt, ap);
+	va_end(ap);
+	if (n >= 0)
+		wi_daemon_notify(state);
+}
+
+bool wi_daemon_notify_watchdog(uint64_t *ret_usec)
+{
+	uint64_t usec = 0;
+	if (!api.watchdog_enabled || api.watchdog_enabled(0, &usec) <= 0 || usec == 0)
+		return false;
+	*ret_usec = usec;
+	return true;
+}
