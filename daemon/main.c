@@ -185,8 +185,8 @@ static void notify_status(daemon_state *d, const char *prefix)
 	wi_wl_server_get_stats(d->wl, &st);
 	wi_registry *reg = wi_admin_entries_registry(d->entries);
 	wi_daemon_notifyf("%sSTATUS=serving %s: %zu entries, %" PRIu64 " connections, %" PRIu64 " streams", prefix,
-		   wi_config_workload_socket(d->config), wi_registry_count(reg), st.connections_open,
-		   st.streams_open);
+			  wi_config_workload_socket(d->config), wi_registry_count(reg), st.connections_open,
+			  st.streams_open);
 	wi_registry_unref(reg);
 }
 
@@ -235,7 +235,7 @@ static void on_reload(uv_signal_t *h, int signum)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	/* MONOTONIC_USEC: sd_notify(3) asks for it with RELOADING=1. */
 	wi_daemon_notifyf("RELOADING=1\nMONOTONIC_USEC=%" PRIu64 "\nSTATUS=reloading %s",
-		   (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u, d->config_path);
+			  (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u, d->config_path);
 	wi_config *nc = NULL;
 	if (wi_config_load_file(d->config_path, &nc) < 0) {
 		wi_log(WI_LOG_ERROR, "reload_failed", "keeping the running config: %s", wi_error_detail());

@@ -47,11 +47,6 @@ int wi_daemon_notify_open(void)
 	return 0;
 }
 
-bool wi_daemon_notify_loaded(void)
-{
-	return api.notify != NULL;
-}
-
 void wi_daemon_notify(const char *state)
 {
 	if (api.notify)

@@ -31,7 +31,4 @@ void wi_daemon_notifyf(const char *fmt, ...) __attribute__((format(printf, 1, 2)
  * this very process (WATCHDOG_PID) for keep-alives. */
 bool wi_daemon_notify_watchdog(uint64_t *ret_usec);
 
-/* Whether libsystemd is open (tests, diagnostics). */
-bool wi_daemon_notify_loaded(void);
-
 #endif

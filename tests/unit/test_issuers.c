@@ -11,7 +11,6 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <link.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +29,8 @@
 #include "txn-token/issuers.h"
 #include "txn-token/jwks_fetch.h"
 
-#include "canned_http.h"
+#include "tests/unit/canned_http.h"
+#include "tests/unit/testutil.h"
 
 #define IDP "https://idp.test"
 
@@ -98,21 +98,6 @@ static wi_config *config_for(const wi_canned *c)
 	return conf;
 }
 
-static int find_curl(struct dl_phdr_info *info, size_t size, void *ud)
-{
-	(void)size;
-	if (info->dlpi_name && strstr(info->dlpi_name, "libcurl.so"))
-		*(bool *)ud = true;
-	return 0;
-}
-
-static bool curl_mapped(void)
-{
-	bool found = false;
-	dl_iterate_phdr(find_curl, &found);
-	return found;
-}
-
 static void verify_ok(wi_issuers *s, const char *tok, time_t now, const char *want_sub)
 {
 	const wi_issuer_config *is = NULL;
@@ -137,15 +122,15 @@ static void expect_stats(wi_issuers *s, uint64_t hits, uint64_t misses)
 static void test_jwks_url_opens_libcurl_when_built(void **state)
 {
 	(void)state;
-	assert_false(curl_mapped());
+	assert_false(wi_test_library_mapped("libcurl.so"));
 	wi_canned c = {.replies = {{.silent = true}}};
 	assert_int_equal(wi_canned_start(&c), 0);
 	wi_config *conf = config_for(&c);
-	assert_false(curl_mapped()); /* the config alone does not */
+	assert_false(wi_test_library_mapped("libcurl.so")); /* the config alone does not */
 	wi_issuers *s = NULL;
 	assert_int_equal(wi_issuers_new(conf, &s), 0);
 	assert_true(wi_jwks_fetch_loaded());
-	assert_true(curl_mapped());
+	assert_true(wi_test_library_mapped("libcurl.so"));
 	wi_issuers_free(s);
 	wi_canned_stop(&c);
 	assert_int_equal(c.served, 0); /* nothing fetched before a token needs keys */

@@ -10,7 +10,6 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <link.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,7 +20,8 @@
 #include "core/limits.h"
 #include "txn-token/jwks_fetch.h"
 
-#include "canned_http.h"
+#include "tests/unit/canned_http.h"
+#include "tests/unit/testutil.h"
 
 /* One reply per test; `canned` is the helper with its first reply spelt out. */
 typedef wi_canned canned;
@@ -59,30 +59,15 @@ static void expect_refused(canned *c, const char *why)
 
 /* ---- tests -------------------------------------------------------------------- */
 
-static int find_curl(struct dl_phdr_info *info, size_t size, void *ud)
-{
-	(void)size;
-	if (info->dlpi_name && strstr(info->dlpi_name, "libcurl.so"))
-		*(bool *)ud = true;
-	return 0;
-}
-
-static bool curl_mapped(void)
-{
-	bool found = false;
-	dl_iterate_phdr(find_curl, &found);
-	return found;
-}
-
 /* Must run first: it sees the process before anything opened libcurl. */
 static void test_loaded_only_on_init(void **state)
 {
 	(void)state;
-	assert_false(curl_mapped());
+	assert_false(wi_test_library_mapped("libcurl.so"));
 	assert_false(wi_jwks_fetch_loaded());
 	assert_int_equal(wi_jwks_fetch_init(), 0);
 	assert_true(wi_jwks_fetch_loaded());
-	assert_true(curl_mapped());
+	assert_true(wi_test_library_mapped("libcurl.so"));
 	assert_int_equal(wi_jwks_fetch_init(), 0); /* once per process, then the same answer */
 }
 

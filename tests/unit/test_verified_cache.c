@@ -106,21 +106,42 @@ static void test_collision_replaces(void **state)
 	assert_int_not_equal(wi_verified_cache_new(0, &c), 0);
 }
 
+/* A cache of 8 slots holding token-a, put under k1 (until 100); k2 is
+ * another key set. */
+typedef struct one_entry {
+	wi_verified_cache *c;
+	wi_jwks *k1, *k2;
+	uint8_t a[WI_VERIFIED_DIGEST_LEN];
+} one_entry;
+
+static void one_entry_init(one_entry *f)
+{
+	assert_int_equal(wi_verified_cache_new(8, &f->c), 0);
+	assert_int_equal(wi_jwks_new(&f->k1), 0);
+	assert_int_equal(wi_jwks_new(&f->k2), 0);
+	digest_of("token-a", f->a);
+	json_t *cl = json_pack("{s:s}", "sub", "x");
+	wi_verified_cache_put(f->c, f->a, NULL, f->k1, cl, 0, 100);
+	json_decref(cl);
+}
+
+static void one_entry_clear(one_entry *f)
+{
+	wi_jwks_unref(f->k1);
+	wi_jwks_unref(f->k2);
+	wi_verified_cache_free(f->c);
+}
+
 /* A caller that names the key set it verifies with gets no entry put under
  * another one, and that entry goes. */
 static void test_expected_key_set(void **state)
 {
 	(void)state;
-	wi_verified_cache *c = NULL;
-	assert_int_equal(wi_verified_cache_new(8, &c), 0);
-	wi_jwks *k1 = NULL, *k2 = NULL;
-	assert_int_equal(wi_jwks_new(&k1), 0);
-	assert_int_equal(wi_jwks_new(&k2), 0);
-	uint8_t a[WI_VERIFIED_DIGEST_LEN];
-	digest_of("token-a", a);
-	json_t *cl = json_pack("{s:s}", "sub", "x");
-	wi_verified_cache_put(c, a, NULL, k1, cl, 0, 100);
-	json_decref(cl);
+	one_entry f;
+	one_entry_init(&f);
+	wi_verified_cache *c = f.c;
+	wi_jwks *k1 = f.k1, *k2 = f.k2;
+	const uint8_t *a = f.a;
 	const void *owner;
 	wi_jwks *got = NULL;
 	json_t *claims = NULL;
@@ -139,9 +160,7 @@ static void test_expected_key_set(void **state)
 	wi_verified_cache_stats(c, &hits, &misses);
 	assert_int_equal(hits, 1);
 	assert_int_equal(misses, 2);
-	wi_jwks_unref(k1);
-	wi_jwks_unref(k2);
-	wi_verified_cache_free(c);
+	one_entry_clear(&f);
 }
 
 /* A caller that finds a hit's key set stale (learnt from the owner) rejects
@@ -149,15 +168,10 @@ static void test_expected_key_set(void **state)
 static void test_reject(void **state)
 {
 	(void)state;
-	wi_verified_cache *c = NULL;
-	assert_int_equal(wi_verified_cache_new(8, &c), 0);
-	wi_jwks *k1 = NULL, *k2 = NULL;
-	assert_int_equal(wi_jwks_new(&k1), 0);
-	assert_int_equal(wi_jwks_new(&k2), 0);
-	uint8_t a[WI_VERIFIED_DIGEST_LEN];
-	digest_of("token-a", a);
-	json_t *cl = json_pack("{s:s}", "sub", "x");
-	wi_verified_cache_put(c, a, NULL, k1, cl, 0, 100);
+	one_entry f;
+	one_entry_init(&f);
+	wi_verified_cache *c = f.c;
+	const uint8_t *a = f.a;
 	const void *owner;
 	wi_jwks *got = NULL;
 	json_t *claims = NULL;
@@ -168,7 +182,7 @@ static void test_reject(void **state)
 	assert_int_equal(misses, 0);
 	/* rejected with another key set than the entry's: the entry stays (a
 	 * newer put may have replaced the one this caller saw) */
-	wi_verified_cache_reject(c, a, k2);
+	wi_verified_cache_reject(c, a, f.k2);
 	wi_verified_cache_stats(c, &hits, &misses);
 	assert_int_equal(hits, 0);
 	assert_int_equal(misses, 1);
@@ -186,11 +200,7 @@ static void test_reject(void **state)
 	wi_verified_cache_stats(c, &hits, &misses);
 	assert_int_equal(hits, 0);
 	assert_int_equal(misses, 3);
-	/* the cache's reference went with the entry: ours is the last */
-	json_decref(cl);
-	wi_jwks_unref(k1);
-	wi_jwks_unref(k2);
-	wi_verified_cache_free(c);
+	one_entry_clear(&f);
 }
 
 int main(void)

@@ -1,12 +1,16 @@
 /* tests/unit/testutil.h — the small test-only helpers every unit test needs
- * (STYLE §14): private temporary directories and their removal, and the
- * state.db schemas that shipped, for migration tests. */
+ * (STYLE §14): private temporary directories and their removal, whether a
+ * shared library is mapped, and the state.db schemas that shipped, for
+ * migration tests. */
 #ifndef WI_TESTS_TESTUTIL_H
 #define WI_TESTS_TESTUTIL_H
 
 #include <ftw.h>
+#include <link.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 
 /* Makes a fresh directory $TMPDIR/wi-<tag>-XXXXXX (or under /tmp) into buf;
@@ -29,6 +33,29 @@ static inline int wi__test_rm_one(const char *p, const struct stat *st, int flag
 static inline int wi_test_rmtree(const char *dir)
 {
 	return nftw(dir, wi__test_rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+typedef struct wi__test_lib_probe {
+	const char *name;
+	bool found;
+} wi__test_lib_probe;
+
+static inline int wi__test_lib_one(struct dl_phdr_info *info, size_t size, void *ud)
+{
+	(void)size;
+	wi__test_lib_probe *p = ud;
+	if (info->dlpi_name && strstr(info->dlpi_name, p->name))
+		p->found = true;
+	return 0;
+}
+
+/* Whether a shared object whose path contains `name` ("libcurl.so") is
+ * mapped into this process now. */
+static inline bool wi_test_library_mapped(const char *name)
+{
+	wi__test_lib_probe p = {.name = name};
+	dl_iterate_phdr(wi__test_lib_one, &p);
+	return p.found;
 }
 
 /* The DDL of shipped state.db schemas, frozen here as they were (never taken
