@@ -2,6 +2,8 @@
 #include "bench/common.h"
 
 #include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -137,6 +139,42 @@ long wi_bench_proc_file_kb(int pid, const char *file, const char *field)
 	}
 	fclose(f);
 	return kb;
+}
+
+long wi_bench_proc_libraries(int pid)
+{
+	char path[96];
+	snprintf(path, sizeof(path), "/proc/%d/maps", pid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return -1;
+	/* A library is mapped in a few consecutive pieces; distinct names are
+	 * counted by comparing with the ones already seen (a few hundred). */
+	enum { SEEN_MAX = 1024 };
+	char **seen = calloc(SEEN_MAX, sizeof(*seen));
+	long n = seen ? 0 : -1;
+	char line[4352];
+	while (seen && n < SEEN_MAX && fgets(line, sizeof(line), f)) {
+		char *name = strchr(line, '/');
+		if (!name)
+			continue;
+		name[strcspn(name, "\n")] = '\0';
+		const char *base = strrchr(name, '/') + 1;
+		if (!strstr(base, ".so"))
+			continue;
+		bool known = false;
+		for (long i = n - 1; i >= 0 && !known; i--)
+			known = strcmp(seen[i], name) == 0;
+		if (!known && !(seen[n++] = strdup(name)))
+			n = -1;
+		if (n < 0)
+			break;
+	}
+	for (long i = 0; seen && i < SEEN_MAX && seen[i]; i++)
+		free(seen[i]);
+	free(seen);
+	fclose(f);
+	return n;
 }
 
 double wi_bench_num(const char *opt, const char *v)

@@ -42,6 +42,10 @@ long wi_bench_proc_kb(int pid, const char *field);
 /* The same from another /proc/<pid> file ("smaps_rollup": Pss, Private_Dirty). */
 long wi_bench_proc_file_kb(int pid, const char *file, const char *field);
 
+/* How many distinct shared objects (a mapped file whose name has ".so") the
+ * process maps now, from /proc/<pid>/maps; -1 if unreadable. */
+long wi_bench_proc_libraries(int pid);
+
 /* Parses a positive number or dies with a usage message. */
 double wi_bench_num(const char *opt, const char *v);
 

@@ -93,7 +93,7 @@ int wi_bench_ready(int argc, char **argv)
 		else
 			usleep(500);
 	}
-	long rss = -1, hwm = -1, anon = -1, file = -1, pss = -1;
+	long rss = -1, hwm = -1, anon = -1, file = -1, pss = -1, libs = -1;
 	if (serving) {
 		usleep((useconds_t)(settle * 1e6));
 		rss = wi_bench_proc_kb(pid, "VmRSS");
@@ -102,6 +102,7 @@ int wi_bench_ready(int argc, char **argv)
 		anon = wi_bench_proc_kb(pid, "RssAnon");
 		file = wi_bench_proc_kb(pid, "RssFile");
 		pss = wi_bench_proc_file_kb(pid, "smaps_rollup", "Pss");
+		libs = wi_bench_proc_libraries(pid);
 	}
 	kill(pid, SIGTERM);
 	uint64_t t_term = wi_bench_now_ns();
@@ -109,10 +110,10 @@ int wi_bench_ready(int argc, char **argv)
 	(void)waitpid(pid, &st, 0);
 	uint64_t t_exit = wi_bench_now_ns();
 	printf("{\"ready\":%s,\"ready_ms\":%.2f,\"health_attempts\":%d,\"idle_rss_kb\":%ld,\"hwm_kb\":%ld,"
-	       "\"rss_anon_kb\":%ld,\"rss_file_kb\":%ld,\"pss_kb\":%ld,"
+	       "\"rss_anon_kb\":%ld,\"rss_file_kb\":%ld,\"pss_kb\":%ld,\"libraries\":%ld,"
 	       "\"stop_ms\":%.2f,\"exit_status\":%d}\n",
 	       serving ? "true" : "false", serving ? (double)(t_ready - t0) / 1e6 : -1.0, attempts, rss, hwm, anon, file,
-	       pss,
+	       pss, libs,
 	       (double)(t_exit - t_term) / 1e6, WIFEXITED(st) ? WEXITSTATUS(st) : -1);
 	return serving && WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : 1;
 }

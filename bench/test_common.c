@@ -6,6 +6,11 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <dlfcn.h>
+#include <link.h>
+#include <string.h>
+#include <unistd.h>
+
 #include "bench/common.h"
 
 static void add_ms(wi_bench_lat *l, unsigned from, unsigned to)
@@ -72,11 +77,40 @@ static void test_merge_bounded(void **state)
 	wi_bench_lat_free(&b);
 }
 
+static int count_loaded(struct dl_phdr_info *info, size_t size, void *ud)
+{
+	(void)size;
+	if (info->dlpi_name && strchr(info->dlpi_name, '/'))
+		(*(long *)ud)++;
+	return 0;
+}
+
+/* The dynamic loader's own list of loaded objects (the executable and the
+ * vDSO have no path) against the kernel's map of the process: the same
+ * count, before and after a dlopen; no such process: -1. */
+static void test_proc_libraries(void **state)
+{
+	(void)state;
+	long loaded = 0;
+	dl_iterate_phdr(count_loaded, &loaded);
+	long n = wi_bench_proc_libraries((int)getpid());
+	assert_true(n >= 2); /* libc, libcmocka */
+	assert_int_equal(n, loaded);
+	void *h = dlopen("libz.so.1", RTLD_NOW | RTLD_LOCAL);
+	assert_non_null(h);
+	loaded = 0;
+	dl_iterate_phdr(count_loaded, &loaded);
+	assert_int_equal(wi_bench_proc_libraries((int)getpid()), loaded);
+	dlclose(h);
+	assert_int_equal(wi_bench_proc_libraries(-1), -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_percentiles),
 		cmocka_unit_test(test_merge),
+		cmocka_unit_test(test_proc_libraries),
 		cmocka_unit_test(test_merge_bounded),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
