@@ -3,7 +3,9 @@
  *
  * It accepts one connection per reply, in order, reads up to the end of the
  * request head and sends the reply's bytes verbatim, then closes: each test
- * states exactly what a client would see.  Not an HTTP implementation. */
+ * states exactly what a client would see.  Not an HTTP implementation.
+ * Sends with MSG_NOSIGNAL: a client that stops reading (past its cap) must
+ * not kill the test process with SIGPIPE. */
 #ifndef WI_TESTS_CANNED_HTTP_H
 #define WI_TESTS_CANNED_HTTP_H
 
@@ -43,10 +45,10 @@ static inline void wi__canned_reply(int fd, const wi_canned_reply *r)
 			;
 		return;
 	}
-	if (write(fd, r->head, strlen(r->head)) < 0)
+	if (send(fd, r->head, strlen(r->head), MSG_NOSIGNAL) < 0)
 		return;
 	if (r->body) {
-		if (write(fd, r->body, strlen(r->body)) < 0)
+		if (send(fd, r->body, strlen(r->body), MSG_NOSIGNAL) < 0)
 			return;
 		return;
 	}
@@ -54,7 +56,7 @@ static inline void wi__canned_reply(int fd, const wi_canned_reply *r)
 	memset(chunk, 'x', sizeof(chunk));
 	for (size_t left = r->body_len; left;) {
 		size_t n = left < sizeof(chunk) ? left : sizeof(chunk);
-		ssize_t w = write(fd, chunk, n);
+		ssize_t w = send(fd, chunk, n, MSG_NOSIGNAL);
 		if (w <= 0)
 			break; /* the client stopped reading: expected past its cap */
 		left -= (size_t)w;
