@@ -1,12 +1,12 @@
 /* daemon/notify.c — sd_notify(3) through a libsystemd opened on need. */
 #include "daemon/notify.h"
 
-#include <dlfcn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/dl.h"
 #include "core/limits.h"
 
 #define LIBSYSTEMD_SONAME "libsystemd.so.0"
@@ -16,15 +16,6 @@ static struct {
 	int (*watchdog_enabled)(int unset_environment, uint64_t *usec);
 } api;
 
-static bool resolve(void *lib, const char *name, void *ret_fn, size_t fn_size)
-{
-	void *p = dlsym(lib, name);
-	if (!p)
-		return false;
-	memcpy(ret_fn, &p, fn_size); /* dlsym's data pointer, as the function pointer it is */
-	return true;
-}
-
 int wi_daemon_notify_open(void)
 {
 	const char *sock = getenv("NOTIFY_SOCKET");
@@ -32,17 +23,16 @@ int wi_daemon_notify_open(void)
 		return 0;
 	if (api.notify)
 		return 0;
-	void *lib = dlopen(LIBSYSTEMD_SONAME, RTLD_NOW | RTLD_LOCAL);
-	if (!lib) {
-		const char *e = dlerror();
-		WI_FAIL(WI_E_UNAVAILABLE, "NOTIFY_SOCKET is set but %s cannot be loaded: %.200s", LIBSYSTEMD_SONAME,
-			e ? e : "?");
-	}
-	if (!resolve(lib, "sd_notify", &api.notify, sizeof(api.notify)) ||
-	    !resolve(lib, "sd_watchdog_enabled", &api.watchdog_enabled, sizeof(api.watchdog_enabled))) {
+	void *lib = NULL;
+	if (wi_dl_open(LIBSYSTEMD_SONAME, &lib) < 0)
+		WI_FAIL(WI_E_UNAVAILABLE, "NOTIFY_SOCKET is set but %s cannot be loaded: %s", LIBSYSTEMD_SONAME,
+			wi_error_detail());
+	if (wi_dl_function(lib, "sd_notify", &api.notify, sizeof(api.notify)) < 0 ||
+	    wi_dl_function(lib, "sd_watchdog_enabled", &api.watchdog_enabled, sizeof(api.watchdog_enabled)) < 0) {
+		char why[128];
+		snprintf(why, sizeof(why), "%s", wi_error_detail());
 		memset(&api, 0, sizeof(api));
-		dlclose(lib);
-		WI_FAIL(WI_E_UNAVAILABLE, "%s lacks sd_notify or sd_watchdog_enabled", LIBSYSTEMD_SONAME);
+		WI_FAIL(WI_E_UNAVAILABLE, "%s %s", LIBSYSTEMD_SONAME, why);
 	}
 	return 0;
 }

@@ -2,7 +2,6 @@
  * first need. */
 #include "txn-token/jwks_fetch.h"
 
-#include <dlfcn.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -13,6 +12,7 @@
 /* Types and constants only: the functions are reached through `api`. */
 #include <curl/curl.h>
 
+#include "core/dl.h"
 #include "core/limits.h"
 
 /* The soname Debian's libcurl4 (the OpenSSL flavour, the one the headers
@@ -34,27 +34,21 @@ static pthread_once_t load_once = PTHREAD_ONCE_INIT;
 static atomic_int load_rc = WI_E_UNAVAILABLE; /* written once, inside load_once */
 static char load_why[256] = "not initialised";
 
-/* dlsym hands back a data pointer; a function pointer is copied out of it. */
 static bool resolve(void *lib, const char *name, void *ret_fn, size_t fn_size)
 {
-	void *p = dlsym(lib, name);
-	if (!p) {
-		snprintf(load_why, sizeof(load_why), "%s lacks %s", LIBCURL_SONAME, name);
-		return false;
-	}
-	memcpy(ret_fn, &p, fn_size);
-	return true;
+	if (wi_dl_function(lib, name, ret_fn, fn_size) == 0)
+		return true;
+	snprintf(load_why, sizeof(load_why), "%s %s", LIBCURL_SONAME, wi_error_detail());
+	return false;
 }
 
 #define RESOLVE(lib, field, name) resolve((lib), (name), &api.field, sizeof(api.field))
 
 static void load(void)
 {
-	/* RTLD_LOCAL: its symbols serve only the pointers below. */
-	void *lib = dlopen(LIBCURL_SONAME, RTLD_NOW | RTLD_LOCAL);
-	if (!lib) {
-		const char *e = dlerror();
-		snprintf(load_why, sizeof(load_why), "cannot load %s: %.200s", LIBCURL_SONAME, e ? e : "?");
+	void *lib = NULL;
+	if (wi_dl_open(LIBCURL_SONAME, &lib) < 0) {
+		snprintf(load_why, sizeof(load_why), "cannot load %s: %s", LIBCURL_SONAME, wi_error_detail());
 		return;
 	}
 	if (!RESOLVE(lib, global_init, "curl_global_init") || !RESOLVE(lib, version_info, "curl_version_info") ||

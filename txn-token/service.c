@@ -120,6 +120,22 @@ static void reply_json(wi_http_response *resp, int status, json_t *body, bool no
 	resp->no_store = no_store;
 }
 
+/* 200, no-store, {"access_token": token, then the members of `rest`}
+ * (`rest` is taken; NULL: out of memory).  The token's JSON string is wiped
+ * once the reply has been serialised; the caller wipes its own copy. */
+static void reply_token(wi_http_response *resp, const char *token, json_t *rest)
+{
+	json_t *tok = wi_json_secret_string(token, strlen(token));
+	json_t *body = tok && rest ? json_pack("{s:O}", "access_token", tok) : NULL;
+	if (body && json_object_update(body, rest) < 0) {
+		json_decref(body);
+		body = NULL;
+	}
+	json_decref(rest);
+	reply_json(resp, 200, body, true);
+	wi_json_secret_release(tok);
+}
+
 /* ---- metrics ------------------------------------------------------------- */
 
 static const char *const grant_names[WI_TTS_GRANTS] = {"delegated", "autonomous", "replacement"};
@@ -332,13 +348,10 @@ static void do_token(wi_tts *t, const wi_http_request *req, const wi_form *f, co
 	       out.txn, grant_names[g], (long long)out.expires_in);
 	/* RFC 8693 §2.2.1 and the Txn-Token draft §6.2: token_type N_A, no
 	 * refresh token, no-store. */
-	json_t *tok = wi_json_secret_string(out.token, strlen(out.token));
-	json_t *body = tok ? json_pack("{s:O, s:s, s:s, s:I}", "access_token", tok, "issued_token_type",
-				       WI_TOKEN_TYPE_TXN, "token_type", "N_A", "expires_in", (json_int_t)out.expires_in)
-			   : NULL;
+	reply_token(resp, out.token,
+		    json_pack("{s:s, s:s, s:I}", "issued_token_type", WI_TOKEN_TYPE_TXN, "token_type", "N_A",
+			      "expires_in", (json_int_t)out.expires_in));
 	wi_txn_issued_clear(&out);
-	reply_json(resp, 200, body, true);
-	wi_json_secret_release(tok);
 }
 
 static void do_introspect(wi_tts *t, const wi_form *f, const caller *c, wi_http_response *resp)
@@ -463,13 +476,9 @@ static void do_dev_user_token(wi_tts *t, const wi_form *f, const caller *c, wi_h
 		return;
 	}
 	wi_log(WI_LOG_INFO, "dev_user_token", "caller=%s sub=%s", c->id, sub);
-	json_t *tok = wi_json_secret_string(token, strlen(token));
-	json_t *body = tok ? json_pack("{s:O, s:s, s:I}", "access_token", tok, "token_type", "Bearer", "expires_in",
-				       (json_int_t)DEV_TOKEN_TTL)
-			   : NULL;
+	reply_token(resp, token,
+		    json_pack("{s:s, s:I}", "token_type", "Bearer", "expires_in", (json_int_t)DEV_TOKEN_TTL));
 	wi_secret_free(token, strlen(token));
-	reply_json(resp, 200, body, true);
-	wi_json_secret_release(tok);
 }
 
 static void do_metadata(wi_tts *t, const wi_http_request *req, wi_http_response *resp)
