@@ -18,6 +18,15 @@ static void digest_of(const char *s, uint8_t d[WI_VERIFIED_DIGEST_LEN])
 	assert_int_equal(wi_verified_cache_digest(s, strlen(s), d), 0);
 }
 
+/* The cache's hit and miss counts are exactly these. */
+static void expect_stats(wi_verified_cache *c, uint64_t hits, uint64_t misses)
+{
+	uint64_t h, m;
+	wi_verified_cache_stats(c, &h, &m);
+	assert_int_equal(h, hits);
+	assert_int_equal(m, misses);
+}
+
 static void test_hit_miss_expiry(void **state)
 {
 	(void)state;
@@ -68,10 +77,7 @@ static void test_hit_miss_expiry(void **state)
 	json_decref(cl);
 	assert_int_equal(wi_verified_cache_get(c, b, 200, NULL, &owner, &got, &claims), WI_E_NOT_FOUND);
 
-	uint64_t hits, misses;
-	wi_verified_cache_stats(c, &hits, &misses);
-	assert_int_equal(hits, 2);
-	assert_int_equal(misses, 4);
+	expect_stats(c, 2, 4);
 	wi_verified_cache_free(c);
 	wi_jwks_unref(keys);
 }
@@ -156,10 +162,7 @@ static void test_expected_key_set(void **state)
 	assert_null(got);
 	assert_null(claims);
 	assert_int_equal(wi_verified_cache_get(c, a, 1, k1, &owner, &got, &claims), WI_E_NOT_FOUND);
-	uint64_t hits, misses;
-	wi_verified_cache_stats(c, &hits, &misses);
-	assert_int_equal(hits, 1);
-	assert_int_equal(misses, 2);
+	expect_stats(c, 1, 2);
 	one_entry_clear(&f);
 }
 
@@ -175,17 +178,12 @@ static void test_reject(void **state)
 	const void *owner;
 	wi_jwks *got = NULL;
 	json_t *claims = NULL;
-	uint64_t hits, misses;
 	assert_int_equal(wi_verified_cache_get(c, a, 1, NULL, &owner, &got, &claims), 0);
-	wi_verified_cache_stats(c, &hits, &misses);
-	assert_int_equal(hits, 1);
-	assert_int_equal(misses, 0);
+	expect_stats(c, 1, 0);
 	/* rejected with another key set than the entry's: the entry stays (a
 	 * newer put may have replaced the one this caller saw) */
 	wi_verified_cache_reject(c, a, f.k2);
-	wi_verified_cache_stats(c, &hits, &misses);
-	assert_int_equal(hits, 0);
-	assert_int_equal(misses, 1);
+	expect_stats(c, 0, 1);
 	wi_jwks_unref(got);
 	json_decref(claims);
 	assert_int_equal(wi_verified_cache_get(c, a, 1, NULL, &owner, &got, &claims), 0);
@@ -197,9 +195,7 @@ static void test_reject(void **state)
 	claims = NULL;
 	assert_int_equal(wi_verified_cache_get(c, a, 1, NULL, &owner, &got, &claims), WI_E_NOT_FOUND);
 	assert_null(got);
-	wi_verified_cache_stats(c, &hits, &misses);
-	assert_int_equal(hits, 0);
-	assert_int_equal(misses, 3);
+	expect_stats(c, 0, 3);
 	one_entry_clear(&f);
 }
 
