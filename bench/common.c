@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 uint64_t wi_bench_now_ns(void)
 {
@@ -21,6 +22,28 @@ double wi_bench_self_cpu_s(void)
 	if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) != 0)
 		return -1;
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+double wi_bench_proc_cpu_s(int pid)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return -1;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	/* The command name may hold spaces and ')': fields follow the last ')'. */
+	char *p = strrchr(buf, ')');
+	long tck = sysconf(_SC_CLK_TCK);
+	if (!p || tck <= 0)
+		return -1;
+	unsigned long long utime, stime;
+	/* state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt utime stime */
+	if (sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) != 2)
+		return -1;
+	return (double)(utime + stime) / (double)tck;
 }
 
 int wi_bench_lat_init(wi_bench_lat *l, size_t initial)

@@ -24,6 +24,9 @@ typedef struct wi_bench_lat {
 uint64_t wi_bench_now_ns(void);
 /* CPU seconds (user + system) of this process, all threads; -1 on error. */
 double wi_bench_self_cpu_s(void);
+/* The same of another process, from /proc/<pid>/stat (in clock ticks, so to
+ * 1 / sysconf(_SC_CLK_TCK) s); -1 if unreadable. */
+double wi_bench_proc_cpu_s(int pid);
 /* Initial capacity only; grows up to WI_BENCH_SAMPLES_MAX. */
 int wi_bench_lat_init(wi_bench_lat *l, size_t initial) __attribute__((warn_unused_result));
 void wi_bench_lat_add(wi_bench_lat *l, uint64_t ns);

@@ -2,8 +2,12 @@
  *
  *   wi-bench grpc --socket PATH --mode jwt-warm|jwt-cold|validate|x509
  *                 [--concurrency N] [--channels N] [--duration S] [--warmup S]
- *                 [--connect] [--streams N] [--pid DAEMON_PID]
+ *                 [--connect] [--streams N] [--pid SERVER_PID]
  *                 [--echo --resp-size BYTES] [--rotation S] [--tokens N]
+ *
+ * --pid: the server's process; a load run reports its CPU seconds over the
+ * measured window (server_cpu_s: warm-up and set-up excluded, like
+ * client_cpu_s), a --streams run reads its RSS.
  *
  * One client thread drives one completion queue and keeps `concurrency`
  * calls in flight over `channels` channels (each its own connection: local
@@ -653,16 +657,20 @@ int wi_bench_grpc(int argc, char **argv)
 		/* The generator's own CPU (its thread and gRPC's) over the window,
 		 * read at the first completion past each edge: it shares the cores
 		 * with the server, so a row can say what the client took. */
-		double cpu_start = -1, cpu_end = -1;
+		double cpu_start = -1, cpu_end = -1, srv_start = -1, srv_end = -1;
 		while (L->inflight > 0) {
 			grpc_event ev = grpc_completion_queue_next(L->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
 			if (ev.type != GRPC_OP_COMPLETE)
 				break;
 			uint64_t now = wi_bench_now_ns();
-			if (cpu_start < 0 && now >= L->win_start)
+			if (cpu_start < 0 && now >= L->win_start) {
 				cpu_start = wi_bench_self_cpu_s();
-			if (cpu_end < 0 && now >= L->win_end)
+				srv_start = pid > 0 ? wi_bench_proc_cpu_s(pid) : -1;
+			}
+			if (cpu_end < 0 && now >= L->win_end) {
 				cpu_end = wi_bench_self_cpu_s();
+				srv_end = pid > 0 ? wi_bench_proc_cpu_s(pid) : -1;
+			}
 			slot *s = ev.tag;
 			if (s->phase == 1) {
 				on_first(s, L->mode == M_X509 && !L->echo);
@@ -673,10 +681,12 @@ int wi_bench_grpc(int argc, char **argv)
 				(void)start_call(L, s, next_idx++);
 		}
 		double client_cpu = cpu_start >= 0 && cpu_end >= cpu_start ? cpu_end - cpu_start : -1;
-		char extra[192];
-		snprintf(extra, sizeof(extra),
-			 ",\"concurrency\":%d,\"channels\":%d,\"resp_bytes\":%zu,\"client_cpu_s\":%.3f", conc,
-			 L->connect ? -1 : L->n_ch, L->resp_bytes, client_cpu);
+		char extra[224];
+		int len = snprintf(extra, sizeof(extra),
+				   ",\"concurrency\":%d,\"channels\":%d,\"resp_bytes\":%zu,\"client_cpu_s\":%.3f", conc,
+				   L->connect ? -1 : L->n_ch, L->resp_bytes, client_cpu);
+		if (srv_start >= 0 && srv_end >= srv_start)
+			snprintf(extra + len, sizeof(extra) - (size_t)len, ",\"server_cpu_s\":%.3f", srv_end - srv_start);
 		wi_bench_print_result(&L->lat, duration, extra);
 		rc = L->lat.ok > 0 && L->lat.errors == 0 ? 0 : 1;
 		free(slots);

@@ -5,7 +5,11 @@
  *   wi-bench http --socket PATH --mode token|introspect|echo [--concurrency N]
  *                 [--duration S] [--warmup S] [--resp-size BYTES]
  *                 [--https HOST:PORT --cert PEM --key PEM --cacert PEM]
- *                 [--threads T] [--subjects N] [--tokens N]
+ *                 [--threads T] [--subjects N] [--tokens N] [--pid SERVER_PID]
+ *
+ * --pid: the server's process, whose CPU seconds over the measured window
+ * the result reports (server_cpu_s; warm-up and set-up, e.g. fetching the
+ * --subjects tokens, excluded).
  *
  * --threads T: the connections are spread over T threads, each with a curl
  * multi handle of its own, so that one client thread is not the bound (the
@@ -346,11 +350,11 @@ int wi_bench_http(int argc, char **argv)
 		{"cert", required_argument, NULL, 'E'},	{"key", required_argument, NULL, 'K'},
 		{"cacert", required_argument, NULL, 'A'},	{"subjects", required_argument, NULL, 'S'},
 		{"threads", required_argument, NULL, 'T'},	{"tokens", required_argument, NULL, 'N'},
-		{0},
+		{"pid", required_argument, NULL, 'p'},		{0},
 	};
 	const char *socket = NULL, *mode = NULL, *token_socket = NULL, *https = NULL;
 	tls_files tf = {0};
-	int conc = 1, resp_size = 0, n_subjects = 0, threads = 1, n_tokens = 0;
+	int conc = 1, resp_size = 0, n_subjects = 0, threads = 1, n_tokens = 0, pid = 0;
 	double duration = 2.0, warmup = 0.3;
 	int ch;
 	optind = 1;
@@ -370,6 +374,7 @@ int wi_bench_http(int argc, char **argv)
 		case 'S': n_subjects = (int)wi_bench_num("--subjects", optarg); break;
 		case 'T': threads = (int)wi_bench_num("--threads", optarg); break;
 		case 'N': n_tokens = (int)wi_bench_num("--tokens", optarg); break;
+		case 'p': pid = (int)wi_bench_num("--pid", optarg); break;
 		default: return 2;
 		}
 	}
@@ -493,12 +498,14 @@ int wi_bench_http(int argc, char **argv)
 	}
 	/* The load generator's own CPU (all its threads) over the measured
 	 * window: at threads x 1.00 core, it is the bound, not the server. */
-	double cpu_start = -1, cpu_end = -1;
+	double cpu_start = -1, cpu_end = -1, srv_start = -1, srv_end = -1;
 	if (rc == 0) {
 		sleep_until(job.win_start);
 		cpu_start = wi_bench_self_cpu_s();
+		srv_start = pid > 0 ? wi_bench_proc_cpu_s(pid) : -1;
 		sleep_until(job.win_end);
 		cpu_end = wi_bench_self_cpu_s();
+		srv_end = pid > 0 ? wi_bench_proc_cpu_s(pid) : -1;
 	}
 	wi_bench_lat lat;
 	bool have_lat = wi_bench_lat_init(&lat, 1u << 16) == 0;
@@ -513,10 +520,13 @@ int wi_bench_http(int argc, char **argv)
 	}
 	if (have_lat && rc == 0) {
 		double client_cpu = cpu_start >= 0 && cpu_end >= cpu_start ? cpu_end - cpu_start : -1;
-		char extra[224];
-		snprintf(extra, sizeof(extra),
-			 ",\"concurrency\":%d,\"threads\":%d,\"resp_bytes\":%zu,\"req_bytes\":%zu,\"client_cpu_s\":%.3f", conc,
-			 threads, resp_bytes, strlen(body), client_cpu);
+		char extra[256];
+		int len = snprintf(extra, sizeof(extra),
+				   ",\"concurrency\":%d,\"threads\":%d,\"resp_bytes\":%zu,\"req_bytes\":%zu,"
+				   "\"client_cpu_s\":%.3f",
+				   conc, threads, resp_bytes, strlen(body), client_cpu);
+		if (srv_start >= 0 && srv_end >= srv_start)
+			snprintf(extra + len, sizeof(extra) - (size_t)len, ",\"server_cpu_s\":%.3f", srv_end - srv_start);
 		wi_bench_print_result(&lat, duration, extra);
 		rc = lat.ok > 0 && lat.errors == 0 ? 0 : 1;
 	}

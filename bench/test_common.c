@@ -1,5 +1,6 @@
 /* Unit tests: bench/common (the latency record behind every published
- * percentile, and the merge of the HTTP load threads' records). */
+ * percentile, the merge of the HTTP load threads' records, and the /proc
+ * readings beside them). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +10,8 @@
 #include <dlfcn.h>
 #include <link.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "bench/common.h"
@@ -105,12 +108,52 @@ static void test_proc_libraries(void **state)
 	assert_int_equal(wi_bench_proc_libraries(-1), -1);
 }
 
+/* Another process's CPU seconds from /proc against its own clock: a child
+ * named with a space and a ')' (the name is parsed past the last ')') burns
+ * CPU, reports CLOCK_PROCESS_CPUTIME_ID and waits; the two agree to a few
+ * clock ticks.  No such process: -1. */
+static void test_proc_cpu(void **state)
+{
+	(void)state;
+	int up[2], down[2];
+	assert_int_equal(pipe(up), 0);
+	assert_int_equal(pipe(down), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		(void)prctl(PR_SET_NAME, "x) 1 2 3", 0, 0, 0);
+		volatile uint64_t spin = 0;
+		while (wi_bench_self_cpu_s() < 0.3)
+			spin++;
+		double own = wi_bench_self_cpu_s();
+		char go;
+		_exit(write(up[1], &own, sizeof(own)) == (ssize_t)sizeof(own) && read(down[0], &go, 1) == 1 ? 0 : 1);
+	}
+	double own = 0;
+	assert_int_equal(read(up[0], &own, sizeof(own)), (ssize_t)sizeof(own));
+	double seen = wi_bench_proc_cpu_s((int)pid);
+	double tick = 1.0 / (double)sysconf(_SC_CLK_TCK);
+	assert_true(own >= 0.3);
+	assert_true(seen >= own - 3 * tick && seen <= own + 3 * tick);
+	assert_int_equal(write(down[1], "x", 1), 1);
+	int st = -1;
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	assert_true(wi_bench_proc_cpu_s((int)pid) < 0);
+	assert_true(wi_bench_proc_cpu_s(-1) < 0);
+	close(up[0]);
+	close(up[1]);
+	close(down[0]);
+	close(down[1]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_percentiles),
 		cmocka_unit_test(test_merge),
 		cmocka_unit_test(test_proc_libraries),
+		cmocka_unit_test(test_proc_cpu),
 		cmocka_unit_test(test_merge_bounded),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
