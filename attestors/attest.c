@@ -497,10 +497,8 @@ static int read_failure(const wi_peer *peer, int r)
 		return WI_E_UNAUTHENTICATED;
 	if (r == WI_E_NOMEM || r == WI_E_TOO_BIG || r == WI_E_UNAUTHENTICATED)
 		return r;
-	char why[WI_ERROR_DETAIL_MAX];
-	snprintf(why, sizeof(why), "%s", wi_error_detail());
 	return wi__error_set(WI_E_UNAVAILABLE, __FILE__, __LINE__, "attesting pid %d: %s",
-			     (int)wi_peer_pid(peer), why);
+			     (int)wi_peer_pid(peer), wi_error_detail());
 }
 
 static int attest(wi_attestor *a, const wi_peer *peer, wi_selector_set **ret)

@@ -177,9 +177,8 @@ static int peer_finish(wi_peer *p, bool check_start, uint64_t accept_ticks, bool
 		/* peer.h promises UNAUTHENTICATED or IO: a /proc file that is
 		 * missing, malformed or oversized for a live process is an I/O
 		 * failure; keep the parser's reason in the detail. */
-		char why[WI_ERROR_DETAIL_MAX];
-		snprintf(why, sizeof(why), "%s", wi_error_detail());
-		return wi__error_set(WI_E_IO, __FILE__, __LINE__, "reading /proc/%d: %s", (int)p->pid, why);
+		return wi__error_set(WI_E_IO, __FILE__, __LINE__, "reading /proc/%d: %s", (int)p->pid,
+				     wi_error_detail());
 	}
 	if (r < 0)
 		return r;

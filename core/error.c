@@ -90,14 +90,21 @@ static const char *base_name(const char *file)
 int wi__error_set(int code, const char *file, int line, const char *fmt, ...)
 {
 	int saved = errno;
-	int n = snprintf(detail, sizeof(detail), "%s:%d: %s: ", base_name(file), line,
-			 wi_error_text(code));
-	if (n < 0 || (size_t)n >= sizeof(detail))
-		return code;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(detail + n, sizeof(detail) - (size_t)n, fmt, ap);
-	va_end(ap);
+	/* Formatted aside, then copied: an argument may be wi_error_detail()
+	 * itself (the cause a caller wraps), which must be read whole before
+	 * the slot is overwritten. */
+	char text[sizeof(detail)];
+	int n = snprintf(text, sizeof(text), "%s:%d: %s: ", base_name(file), line, wi_error_text(code));
+	if (n < 0)
+		n = 0;
+	if ((size_t)n < sizeof(text)) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(text + n, sizeof(text) - (size_t)n, fmt, ap);
+		va_end(ap);
+	}
+	text[sizeof(text) - 1] = '\0';
+	memcpy(detail, text, strlen(text) + 1);
 	errno = saved;
 	return code;
 }

@@ -61,7 +61,11 @@ const char *wi_error_detail(void);
 void wi_error_clear(void);
 
 /* Records a failure with a printf-style detail and returns `code` (for
- * `return wi__error_set(...)`).  Used through the macros below. */
+ * `return wi__error_set(...)`).  Used through the macros below.  The
+ * arguments may include wi_error_detail(): a caller wraps the cause it got
+ * with WI_FAIL(rc, "reading %s: %s", path, wi_error_detail()), and the
+ * cause is read before the slot is rewritten.  Truncated to
+ * WI_ERROR_DETAIL_MAX - 1 bytes. */
 int wi__error_set(int code, const char *file, int line, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 /* Like wi__error_set but appends the reason of OpenSSL's error queue and

@@ -467,10 +467,8 @@ static int parse_one(wi_jwks *s, const json_t *jwk, size_t i)
 	if (r < 0) {
 		if (r == WI_E_NOMEM)
 			return r;
-		char why[WI_ERROR_DETAIL_MAX];
-		snprintf(why, sizeof(why), "%s", wi_error_detail());
 		WI_FAIL(WI_E_PARSE, "jwks: keys[%zu] (kid \"%.64s\"): %s", i, json_string_value(kid),
-			why);
+			wi_error_detail());
 	}
 	/* An ambiguous set: which key would a token with this kid mean? */
 	WI_CHECK(wi_jwks_find(s, json_string_value(kid)) == NULL, WI_E_PARSE,

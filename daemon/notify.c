@@ -29,10 +29,8 @@ int wi_daemon_notify_open(void)
 			wi_error_detail());
 	if (wi_dl_function(lib, "sd_notify", &api.notify, sizeof(api.notify)) < 0 ||
 	    wi_dl_function(lib, "sd_watchdog_enabled", &api.watchdog_enabled, sizeof(api.watchdog_enabled)) < 0) {
-		char why[128];
-		snprintf(why, sizeof(why), "%s", wi_error_detail());
 		memset(&api, 0, sizeof(api));
-		WI_FAIL(WI_E_UNAVAILABLE, "%s %s", LIBSYSTEMD_SONAME, why);
+		WI_FAIL(WI_E_UNAVAILABLE, "%s %s", LIBSYSTEMD_SONAME, wi_error_detail());
 	}
 	return 0;
 }

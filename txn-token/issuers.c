@@ -158,11 +158,8 @@ static int fetch(issuer *is, const atomic_llong *abort_at, time_t now)
 	wi_buf doc;
 	long max_age;
 	int rc = wi_jwks_fetch_get(is->cfg->jwks_url, fetch_cancelled, (void *)abort_at, &doc, &max_age);
-	if (rc < 0) {
-		char why[256];
-		snprintf(why, sizeof(why), "%s", wi_error_detail());
-		rc = wi__error_set(rc, __FILE__, __LINE__, "JWKS of %.128s: %s", is->cfg->issuer, why);
-	}
+	if (rc < 0)
+		rc = wi__error_set(rc, __FILE__, __LINE__, "JWKS of %.128s: %s", is->cfg->issuer, wi_error_detail());
 	wi_jwks *keys = NULL;
 	if (rc == 0) {
 		if (wi_jwks_parse((const char *)doc.data, doc.len, WI_JWKS_DOC_MAX, &keys) < 0)

@@ -176,7 +176,10 @@ static void test_file_errors(void **state)
 {
 	wi_config *c = NULL;
 	assert_int_equal(wi_config_load_file("/nonexistent/wimsed.json", &c), WI_E_CONFIG);
-	assert_non_null(strstr(wi_error_detail(), "/nonexistent/wimsed.json"));
+	assert_non_null(strstr(wi_error_detail(), "/nonexistent/wimsed.json: cannot read: "));
+	/* The cause, wrapped: the read's own reason. */
+	assert_non_null(strstr(wi_error_detail(), "core/fsutil.c:"));
+	assert_non_null(strstr(wi_error_detail(), "/nonexistent/wimsed.json does not exist"));
 	/* the shipped dev config loads */
 	if (wi_config_load_file("../../conf/dev.json", &c) != 0)
 		fail_msg("conf/dev.json: %s", wi_error_detail());
