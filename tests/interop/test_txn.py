@@ -673,6 +673,7 @@ class LibrariesOnDemand(TxnCase):
             with open(d.log_path) as f:
                 log += f.read()
         self.assertIn("cannot load libcurl.so.4", log)
+        self.assertIn("libcurl.so.4: file too short", log)  # the loader's reason
         self.assertIn(self.idp.issuer, log)
         self.assertFalse(os.path.exists(os.path.join(w, "exchange.sock")), "it never served")
 
