@@ -2,12 +2,14 @@
 # README.md promises: each installs what it needs first.
 BUILD     ?= build
 ASAN      ?= build-asan
+FUZZ      ?= build-fuzz
+FUZZ_SECONDS ?= 60
 JOBS      ?= $(shell nproc)
 CONFIG    ?= conf/dev.json
 PREFIX    ?= /usr
 DESTDIR   ?=
 
-.PHONY: all deps build run test test-fast test-asan install clean bench
+.PHONY: all deps build run test test-fast test-asan install clean bench fuzz
 
 all: build
 
@@ -50,5 +52,13 @@ install: build
 bench: deps
 	./bench/run
 
+# libFuzzer (clang, ASan+UBSan) on every fuzz/fuzz_*.c target, FUZZ_SECONDS
+# each; make test only replays the corpora.  Installs clang when missing.
+fuzz:
+	./scripts/install-deps --fuzz
+	CC=clang cmake -S . -B $(FUZZ) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWI_FUZZ=ON -DWI_SANITIZE=ON -DWI_INTEROP=OFF
+	cmake --build $(FUZZ) -j$(JOBS)
+	./scripts/fuzz $(FUZZ) $(FUZZ_SECONDS)
+
 clean:
-	rm -rf $(BUILD) $(ASAN)
+	rm -rf $(BUILD) $(ASAN) $(FUZZ)

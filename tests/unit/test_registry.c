@@ -38,7 +38,7 @@ static void test_selector_parse(void **state)
 	static const char *const bad[] = {
 		"unix",		     "unix:uid",	   "unix:uid:",		   "unix:uid:-1",
 		"unix:uid:01",	     "unix:uid:abc",	   "unix:uid:4294967295", "unix:uid:99999999999",
-		"k8s:ns:default",    "unix:nope:1",	   "unix:sha256:ABC",	   "unix:sha256:" "0123",
+		"k8s:ns:default",    "unix:nope:1",	   "unix:sha256:ABC",	   ("unix:sha256:" "0123"),
 		"unix:path:relative", "cgroup:path:x",	   "container:id:xyz",	   "container:id:abc",
 		"unix:user:a/b",     "systemd:unit:a b",   "unix:user:a\nb",	   "unix:gid: 1",
 	};

@@ -134,8 +134,8 @@ static void test_manifest_refusals(void **state)
 		"{\"version\":1,\"slots\":[{\"seq\":-1,\"prepared\":0,\"activate\":0}]}",
 		"{\"version\":1,\"slots\":[{\"seq\":1,\"prepared\":0}]}",
 		"{\"version\":1,\"slots\":[{\"seq\":1,\"prepared\":0,\"activate\":0,\"x\":1}]}",
-		"{\"version\":1,\"slots\":[{\"seq\":1,\"prepared\":0,\"activate\":0},"
-		"{\"seq\":1,\"prepared\":0,\"activate\":5}]}",
+		("{\"version\":1,\"slots\":[{\"seq\":1,\"prepared\":0,\"activate\":0},"
+		 "{\"seq\":1,\"prepared\":0,\"activate\":5}]}"),
 		"{\"version\":1,\"version\":1,\"slots\":[]}",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
