@@ -455,9 +455,14 @@ int wi_txn_exchange(const wi_txn_ctx *cx, const wi_form *f, const wi_txn_caller 
 		goto out;
 	}
 
-	/* 3. What the subject allows: the user's scope, the parent's scope. */
+	/* 3. What the subject allows: the user's scope, the parent's scope.
+	 *    Only an absent claim from an issuer whose tokens may omit it leaves
+	 *    the policy alone to bound the grant; a present but empty claim
+	 *    ("scope": "", "scp": []) grants nothing. */
+	bool policy_bounds_alone = false;
 	if (kind == SUBJ_USER) {
 		int sr = scopes_from_claims(subj, issuer->scope_claim, &cap);
+		policy_bounds_alone = sr == WI_E_NOT_FOUND && issuer->scope_optional;
 		if (sr == WI_E_NOT_FOUND && !issuer->scope_optional) {
 			/* Txn-Token draft §7.1: an undeterminable scope MUST be
 			 * rejected, never treated as unconstrained. */
@@ -483,8 +488,7 @@ int wi_txn_exchange(const wi_txn_ctx *cx, const wi_form *f, const wi_txn_caller 
 	}
 	for (size_t i = 0; i < requested.n; i++) {
 		bool ok = wi_txn_policy_allows_scope(policy, requested.v[i]) &&
-			  (kind == SUBJ_AGENT || (kind == SUBJ_USER && cap.n == 0 && issuer->scope_optional) ||
-			   scopes_has(&cap, requested.v[i]));
+			  (kind == SUBJ_AGENT || policy_bounds_alone || scopes_has(&cap, requested.v[i]));
 		if (!ok) {
 			rc = oauth_fail(err, 400, "invalid_scope", "scope \"%.64s\" is not granted", requested.v[i]);
 			goto out;

@@ -885,9 +885,13 @@ class ScopesAndTargets(TxnCase):
     def setUpClass(cls):
         cls.idp = start_idp(cls.addClassCleanup, "scope")
         cls.typed = start_idp(cls.addClassCleanup, "typed")
+        cls.lax = start_idp(cls.addClassCleanup, "lax")
+        cls.lax_scp = start_idp(cls.addClassCleanup, "laxscp")
         cls.d = start_txn_daemon(cls.addClassCleanup, issuers=[
             cls.idp.issuer_config(),
-            cls.typed.issuer_config(token_type="at+jwt", scope_claim="scp")])
+            cls.typed.issuer_config(token_type="at+jwt", scope_claim="scp"),
+            cls.lax.issuer_config(scope_optional=True),
+            cls.lax_scp.issuer_config(scope_claim="scp", scope_optional=True)])
         cls.scheduler = Agent(cls.d, SCHEDULER_UID, cls.addClassCleanup)
 
     def test_granted_is_the_requested_subset(self):
@@ -907,6 +911,21 @@ class ScopesAndTargets(TxnCase):
     def test_user_token_without_scope(self):
         ut = self.idp.token(sub="peggy", scope=None)
         self.assert_oauth_error(self.exchange(ut, scope="calendar.read"), 400, "invalid_scope")
+
+    def test_scope_optional_issuer(self):
+        """scope_optional: a token without the claim is bounded by the policy alone; one
+        whose claim is there but empty grants nothing (never read as "absent")."""
+        tok, _ = self.issued(self.exchange(self.lax.token(sub="olga", scope=None), scope="calendar.write"))
+        self.assertEqual(self.verify(tok)[1]["scope"], "calendar.write")
+        self.assert_oauth_error(self.exchange(self.lax.token(sub="olga", scope=None), scope="admin.all"), 400,
+                                "invalid_scope")
+        for label, ut in (("scope empty", self.lax.token(sub="olga", scope="")),
+                          ("scope blank", self.lax.token(sub="olga", scope="   ")),
+                          ("scp []", self.lax_scp.token(sub="olga", scope=None, scp=[]))):
+            with self.subTest(label):
+                self.assert_oauth_error(self.exchange(ut, scope="calendar.read"), 400, "invalid_scope")
+        tok, _ = self.issued(self.exchange(self.lax_scp.token(sub="olga", scope=None), scope="calendar.read"))
+        self.assertEqual(self.verify(tok)[1]["scope"], "calendar.read")
 
     def test_missing_or_malformed_scope_parameter(self):
         ut = self.idp.token(sub="peggy")

@@ -118,7 +118,9 @@ static int setup(void **state)
 		 "   {\"issuer\": \"" IDP "\", \"jwks_file\": \"%s\", \"audiences\": [\"wimsed\"], \"algorithms\": [\"ES256\"],"
 		 "    \"token_type\": \"at+jwt\"},"
 		 "   {\"issuer\": \"https://lax.test\", \"jwks_file\": \"%s\", \"audiences\": [\"wimsed\"], \"algorithms\": [\"ES256\"],"
-		 "    \"scope_optional\": true}]},"
+		 "    \"scope_optional\": true},"
+		 "   {\"issuer\": \"https://lax-scp.test\", \"jwks_file\": \"%s\", \"audiences\": [\"wimsed\"],"
+		 "    \"algorithms\": [\"ES256\"], \"scope_claim\": \"scp\", \"scope_optional\": true}]},"
 		 " \"entries\": ["
 		 "  {\"spiffe_id\": \"" AGENT "\", \"selectors\": [\"unix:uid:1\"], \"txn\": {\"allowed_scopes\": [\"read\", \"write\"],"
 		 "    \"allowed_resources\": [\"https://api.test/\"], \"max_ttl\": \"4m\"}},"
@@ -127,7 +129,7 @@ static int setup(void **state)
 		 "  {\"spiffe_id\": \"" ORCH "\", \"selectors\": [\"unix:uid:3\"], \"txn\": {\"allowed_scopes\": [\"read\"],"
 		 "    \"may_exchange_for\": [\"" AGENT "\"]}},"
 		 "  {\"spiffe_id\": \"" NOPOL "\", \"selectors\": [\"unix:uid:4\"]}]}",
-		 F.dir, F.dir, F.dir, jwks_path, jwks_path);
+		 F.dir, F.dir, F.dir, jwks_path, jwks_path, jwks_path);
 	if (wi_config_load_string(cfg, "test", &F.config) != 0)
 		fail_msg("%s", wi_error_detail());
 	F.reg = wi_config_registry(F.config);
@@ -306,6 +308,25 @@ static void test_downscoping_and_targets(void **state)
 	assert_int_equal(run(&c, form_of(BASE_FORM("read write", lax, WI_TOKEN_TYPE_ACCESS), NULL), &out, &err), 0);
 	wi_txn_issued_clear(&out);
 	expect_err(&c, form_of(BASE_FORM("admin", lax, WI_TOKEN_TYPE_ACCESS), NULL), 400, "invalid_scope", NULL);
+	/* ... but a scope claim that is there and empty grants nothing, even
+	 * from that issuer: "scope": "" and "scp": [] */
+	char *lax_empty = user_token("https://lax.test", "wimsed", "", F.now, F.now + 300);
+	expect_err(&c, form_of(BASE_FORM("read", lax_empty, WI_TOKEN_TYPE_ACCESS), NULL), 400, "invalid_scope", "read");
+	json_t *cl = json_pack("{s:s, s:s, s:s, s:I, s:I, s:[]}", "iss", "https://lax-scp.test", "sub", "alice", "aud",
+			       "wimsed", "iat", (json_int_t)F.now, "exp", (json_int_t)(F.now + 300), "scp");
+	char *lax_scp = NULL;
+	assert_int_equal(wi_jws_sign(F.idp_signer, F.idp_kid, "at+jwt", cl, &lax_scp), 0);
+	json_decref(cl);
+	expect_err(&c, form_of(BASE_FORM("read", lax_scp, WI_TOKEN_TYPE_ACCESS), NULL), 400, "invalid_scope", "read");
+	/* (the same issuer without the claim: the policy bounds it) */
+	cl = json_pack("{s:s, s:s, s:s, s:I, s:I}", "iss", "https://lax-scp.test", "sub", "alice", "aud", "wimsed",
+		       "iat", (json_int_t)F.now, "exp", (json_int_t)(F.now + 300));
+	char *lax_none = NULL;
+	assert_int_equal(wi_jws_sign(F.idp_signer, F.idp_kid, "at+jwt", cl, &lax_none), 0);
+	json_decref(cl);
+	assert_int_equal(run(&c, form_of(BASE_FORM("read", lax_none, WI_TOKEN_TYPE_ACCESS), NULL), &out, &err), 0);
+	wi_txn_issued_clear(&out);
+	free(lax_empty), free(lax_scp), free(lax_none);
 	/* targets */
 	expect_err(&c,
 		   form_of("grant_type", WI_GRANT_TOKEN_EXCHANGE, "requested_token_type", WI_TOKEN_TYPE_TXN, "audience",
