@@ -190,17 +190,13 @@ static int peer_finish(wi_peer *p, bool check_start, uint64_t accept_ticks, bool
 	return 0;
 }
 
-static int fallback(pid_t pid, uid_t uid, gid_t gid, uint64_t accept_ticks, bool maybe_reaped,
-		    wi_peer **ret)
+static int fallback(pid_t pid, uid_t uid, gid_t gid, uint64_t accept_ticks, wi_peer **ret)
 {
 	_cleanup_(wi_peer_freep) wi_peer *p = NULL;
 	WI_TRY(peer_alloc(pid, uid, gid, &p));
 	int r = pidfd_open_sys(pid, &p->pidfd);
 	if (r < 0) {
-		/* ESRCH: gone.  After SO_PEERPIDFD said EINVAL the peer may have
-		 * been reaped, so no failure here can be told from that. */
-		WI_CHECK(r != -ESRCH && !maybe_reaped, WI_E_UNAUTHENTICATED, "pidfd_open(%d): %s",
-			 (int)pid, strerror(-r));
+		WI_CHECK(r != -ESRCH, WI_E_UNAUTHENTICATED, "pidfd_open(%d): %s", (int)pid, strerror(-r));
 		WI_FAIL(WI_E_IO, "pidfd_open(%d): %s", (int)pid, strerror(-r));
 	}
 	WI_TRY(peer_finish(p, true, accept_ticks, false));
@@ -211,7 +207,17 @@ static int fallback(pid_t pid, uid_t uid, gid_t gid, uint64_t accept_ticks, bool
 int wi__peer_from_pid_fallback(pid_t pid, uid_t uid, gid_t gid, uint64_t accept_ticks, wi_peer **ret)
 {
 	WI_CHECK(pid > 0, WI_E_UNAUTHENTICATED, "peer pid %d", (int)pid);
-	return fallback(pid, uid, gid, accept_ticks, false, ret);
+	return fallback(pid, uid, gid, accept_ticks, ret);
+}
+
+int wi__peer_pidfd_refusal(int e)
+{
+	if (e == ENOPROTOOPT)
+		return 0;
+	/* The peer's pid number may already name another process: no lookup
+	 * by number after the kernel said the connecting one is gone. */
+	WI_CHECK(e != EINVAL, WI_E_UNAUTHENTICATED, "getsockopt(SO_PEERPIDFD): the peer has exited");
+	WI_FAIL(WI_E_IO, "getsockopt(SO_PEERPIDFD): %s", strerror(e));
 }
 
 int wi_peer_from_socket(int fd, wi_peer **ret)
@@ -250,12 +256,8 @@ int wi_peer_from_socket(int fd, wi_peer **ret)
 		*ret = TAKE_PTR(p);
 		return 0;
 	}
-	int e = errno;
-	/* ENOPROTOOPT: kernel < 6.5.  EINVAL: older 6.x kernels refuse a pidfd
-	 * for a peer already reaped (reference §4.2), which pidfd_open will
-	 * confirm or not. */
-	WI_CHECK_ERRNO(e == ENOPROTOOPT || e == EINVAL, "getsockopt(SO_PEERPIDFD): %s", strerror(e));
-	return fallback(cr.pid, cr.uid, cr.gid, accept_ticks, e == EINVAL, ret);
+	WI_TRY(wi__peer_pidfd_refusal(errno));
+	return fallback(cr.pid, cr.uid, cr.gid, accept_ticks, ret);
 }
 
 int wi_peer_from_pid(pid_t pid, wi_peer **ret)

@@ -20,6 +20,13 @@
 int wi__peer_from_pid_fallback(pid_t pid, uid_t uid, gid_t gid, uint64_t accept_ticks,
 			       wi_peer **ret) WI_WUR;
 
+/* What a failed getsockopt(SO_PEERPIDFD) with errno `e` means: 0 when the
+ * kernel lacks the option (ENOPROTOOPT, < 6.5) and the fallback must do;
+ * WI_E_UNAUTHENTICATED for EINVAL, which 6.5 and later kernels return when
+ * the connecting process has been reaped (its pid number may already be
+ * another process's, so it is never looked up); WI_E_IO otherwise. */
+int wi__peer_pidfd_refusal(int e) WI_WUR;
+
 /* Now, in the clock of /proc/<pid>/stat field 22: CLOCK_BOOTTIME in USER_HZ
  * ticks (proc(5): "time the process started after system boot", which the
  * kernel takes from the task's boot-based start time). */

@@ -902,6 +902,17 @@ static void test_peer_fallback(void **state)
 	assert_null(p);
 }
 
+/* A kernel without SO_PEERPIDFD takes the fallback; one that refuses the
+ * pidfd because the peer is gone fails closed, never looking the pid up. */
+static void test_peer_pidfd_refusal(void **state)
+{
+	(void)state;
+	assert_int_equal(wi__peer_pidfd_refusal(ENOPROTOOPT), 0);
+	assert_int_equal(wi__peer_pidfd_refusal(EINVAL), WI_E_UNAUTHENTICATED);
+	assert_non_null(strstr(wi_error_detail(), "the peer has exited"));
+	assert_int_equal(wi__peer_pidfd_refusal(ENOBUFS), WI_E_IO);
+}
+
 struct hammer {
 	wi_attestor *a;
 	const wi_peer *p;
@@ -1002,6 +1013,7 @@ int main(void)
 		cmocka_unit_test(test_cached_then_exited),
 		cmocka_unit_test(test_peer_gone_before_accept_check),
 		cmocka_unit_test(test_peer_fallback),
+		cmocka_unit_test(test_peer_pidfd_refusal),
 		cmocka_unit_test(test_attest_threads),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
