@@ -386,8 +386,11 @@ void wi__handle_validate_jwt_svid(wi__call *c, const uint8_t *req, size_t len)
 	json_t *aud = json_object_get(claims, "aud");
 	if (json_is_string(aud)) {
 		json_t *list = json_array();
-		if (!list || json_array_append(list, aud) < 0 || json_object_set_new(claims, "aud", list) < 0) {
+		bool listed = list && json_array_append(list, aud) == 0;
+		if (!listed)
 			json_decref(list);
+		/* set_new takes `list` even when it fails (and frees it then). */
+		if (!listed || json_object_set_new(claims, "aud", list) < 0) {
 			free(spiffe_id);
 			wi_log(WI_LOG_ERROR, "validate_failed", "pid=%d reason=\"out of memory\"",
 			       (int)wi_peer_pid(c->conn->peer));
