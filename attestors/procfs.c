@@ -365,13 +365,23 @@ static bool is_unit(const char *c, size_t n, const char **ret, size_t *ret_len)
 
 int wi__cgroup_systemd_unit(const char *path, size_t len, const char **ret, size_t *ret_len)
 {
-	const char *u;
-	size_t ul;
-	WI_CHECK(path != NULL && deepest(path, len, is_unit, &u, &ul), WI_E_NOT_FOUND,
-		 "cgroup path names no systemd unit");
-	*ret = u;
-	*ret_len = ul;
-	return 0;
+	WI_CHECK(path != NULL, WI_E_NOT_FOUND, "cgroup path names no systemd unit");
+	size_t s = 0;
+	while (s < len) {
+		size_t e = s;
+		while (e < len && path[e] != '/')
+			e++;
+		size_t n = e - s, stem;
+		if (n > 0) {
+			if (!(ends_with(path + s, n, ".slice", &stem) && stem > 0 && unit_chars(path + s, n))) {
+				WI_CHECK(is_unit(path + s, n, ret, ret_len), WI_E_NOT_FOUND,
+					 "cgroup path names no systemd unit");
+				return 0;
+			}
+		}
+		s = e + 1;
+	}
+	WI_FAIL(WI_E_NOT_FOUND, "cgroup path names no systemd unit");
 }
 
 #define CONTAINER_ID_LEN 64

@@ -57,8 +57,12 @@ void wi__proc_status_done(wi__proc_status *s);
  * is not absolute. */
 int wi__proc_parse_cgroup(const char *text, size_t len, const char **ret_path, size_t *ret_path_len) WI_WUR;
 
-/* The deepest component of a cgroup path that is a systemd unit name ending in
- * ".service" or ".scope" (slice of `path`); WI_E_NOT_FOUND when none. */
+/* The system manager's unit of a cgroup path, as systemd's sd_pid_get_unit
+ * finds it: the first component below the leading "*.slice" ones, when it is
+ * a unit name ending in ".service" or ".scope" (slice of `path`);
+ * WI_E_NOT_FOUND when none.  Never a deeper one: below a unit the cgroup tree
+ * may be delegated (user@UID.service to its user, Delegate=yes services), and
+ * whoever holds it may name sub-cgroups "agent.service" at will. */
 int wi__cgroup_systemd_unit(const char *path, size_t len, const char **ret, size_t *ret_len) WI_WUR;
 
 /* The container id (64 lowercase hex) of the deepest path component that names

@@ -383,12 +383,19 @@ static const struct shape shapes[] = {
 	{"/system.slice/system-serial\\x2dgetty.slice/serial-getty@ttyS0.service",
 	 "serial-getty@ttyS0.service", NULL},
 	{"/user.slice/user-1000.slice/session-3.scope", "session-3.scope", NULL},
-	{"/user.slice/user-1000.slice/user@1000.service/app.slice/foo.service", "foo.service", NULL},
-	{"/user.slice/user-1000.slice/user@1000.service/init.scope", "init.scope", NULL},
+	/* A user's own manager: its units are named by the user, so the unit is
+	 * the system's user@UID.service, never one below it. */
+	{"/user.slice/user-1000.slice/user@1000.service/app.slice/foo.service", "user@1000.service", NULL},
+	{"/user.slice/user-1000.slice/user@1000.service/app.slice/agent.service", "user@1000.service", NULL},
+	{"/user.slice/user-1000.slice/user@1000.service/agent.service", "user@1000.service", NULL},
+	{"/user.slice/user-1000.slice/user@1000.service/init.scope", "user@1000.service", NULL},
 	{"/user.slice/user-1000.slice/user@1000.service/app.slice/app-gnome-firefox-1234.scope",
-	 "app-gnome-firefox-1234.scope", NULL},
+	 "user@1000.service", NULL},
 	/* A service with its own sub-cgroups (Delegate=yes). */
 	{"/system.slice/nginx.service/workers/w1", "nginx.service", NULL},
+	{"/system.slice/docker.service/agent.service", "docker.service", NULL},
+	{"/system.slice/docker.service/x.slice/agent.service", "docker.service", NULL},
+	{"/user.slice/user-1000.slice", NULL, NULL},
 	{"/init.scope", "init.scope", NULL},
 	/* docker, systemd driver and cgroupfs driver */
 	{"/system.slice/docker-" ID64 ".scope", "docker-" ID64 ".scope", ID64},
@@ -397,7 +404,7 @@ static const struct shape shapes[] = {
 	/* docker in docker: the innermost container */
 	{"/docker/" ID64 "/docker/" ID64B, NULL, ID64B},
 	/* rootless docker */
-	{"/user.slice/user-1000.slice/user@1000.service/docker.service/docker/" ID64, "docker.service", ID64},
+	{"/user.slice/user-1000.slice/user@1000.service/docker.service/docker/" ID64, "user@1000.service", ID64},
 	/* containerd / CRI under kubepods, systemd and cgroupfs drivers */
 	{"/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1b2c3d4e_5f60_7182_93a4_b5c6d7e8f901.slice/"
 	 "cri-containerd-" ID64 ".scope",
@@ -425,11 +432,10 @@ static const struct shape shapes[] = {
 	{"/machine.slice/libpod-conmon-" ID64 ".scope", "libpod-conmon-" ID64 ".scope", NULL},
 	{"/libpod_parent/libpod-" ID64, NULL, ID64},
 	/* podman rootless */
-	{"/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-" ID64 ".scope",
-	 "libpod-" ID64 ".scope", ID64},
+	{"/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-" ID64 ".scope", "user@1000.service", ID64},
 	{"/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-" ID64 ".scope/container",
-	 "libpod-" ID64 ".scope", ID64},
-	{"/user.slice/user-1000.slice/user@1000.service/user.slice/podman-1234.scope", "podman-1234.scope", NULL},
+	 "user@1000.service", ID64},
+	{"/user.slice/user-1000.slice/user@1000.service/user.slice/podman-1234.scope", "user@1000.service", NULL},
 	/* garbage and near misses */
 	{"garbage", NULL, NULL},
 	{"///", NULL, NULL},
@@ -437,7 +443,7 @@ static const struct shape shapes[] = {
 	{"/.scope/", NULL, NULL},
 	{"/system.slice/sshd.service.d", NULL, NULL},
 	{"/system.slice/a b.service", NULL, NULL},
-	{"/system.slice/x/y.service/", "y.service", NULL},
+	{"/system.slice/x/y.service/", NULL, NULL}, /* below a non-unit */
 	{"/docker/" ID64 "0", NULL, NULL},                          /* 65 hex */
 	{"/docker/0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde", NULL, NULL}, /* 63 */
 	{"/docker/0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef", NULL, NULL}, /* upper */
