@@ -6,6 +6,9 @@
   Privileges    the daemon as a non-root uid with only the unit's ambient capabilities
                 attests a root process by path and by the hash of a 0711 binary (and does
                 not without them)
+  UnitFromCgroup  systemd:unit as sd_pid_get_unit reads it, for grpcio clients moved into
+                cgroups of the test's making (root, writable cgroup v2): a unit below a
+                user's manager or inside a Delegate=yes service is never the unit
   Install       `cmake --install` with DESTDIR puts every file in its place
   Notify        a fake NOTIFY_SOCKET (AF_UNIX datagrams): READY=1+STATUS= once serving,
                 RELOADING=1 then READY=1 on SIGHUP, WATCHDOG=1 every WATCHDOG_USEC/2,
@@ -299,6 +302,97 @@ def start_with_wrapper(d, wrapper, env=None):
 
 
 # ---- make install --------------------------------------------------------------------
+def cgroup2_dir():
+    """The calling process's cgroup v2 directory when this process may create cgroups
+    below it (root, a writable cgroup2 mount: unified or hybrid), else None."""
+    if not IS_ROOT:
+        return None
+    mnt = None
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            parts = line.split()
+            sep = parts.index("-")
+            if parts[sep + 1] == "cgroup2":
+                mnt = parts[4]
+                break
+    with open("/proc/self/cgroup") as f:
+        cur = next((ln.strip()[3:] for ln in f if ln.startswith("0::")), None)
+    if not mnt or cur is None:
+        return None
+    d = os.path.join(mnt, cur.lstrip("/"))
+    probe = os.path.join(d, f"wimsed-probe-{os.getpid()}")
+    try:
+        os.mkdir(probe)
+        os.rmdir(probe)
+    except OSError:
+        return None
+    return d
+
+
+# A client placed in a cgroup of our making: moves itself in, fetches its X.509-SVIDs
+# with grpcio, prints their SPIFFE IDs (or the gRPC status) as JSON.
+CGROUP_CLIENT = """
+import json, os, sys
+sys.path.insert(0, sys.argv[3])
+with open(os.path.join(sys.argv[1], "cgroup.procs"), "w") as f:
+    f.write(str(os.getpid()))
+import grpc, wimsed_harness as h
+try:
+    print(json.dumps([s.spiffe_id for s in h.fetch_x509_svid(sys.argv[2]).svids]))
+except grpc.RpcError as e:
+    print(json.dumps(e.code().name))
+"""
+
+
+@unittest.skipUnless(cgroup2_dir(), "needs root and a writable cgroup v2 hierarchy")
+class UnitFromCgroup(unittest.TestCase):
+    """systemd:unit is the system manager's unit (sd_pid_get_unit): a process in a unit named
+    agent.service below a user's manager (which the user may name at will) is not given an
+    entry on systemd:unit:agent.service; it reads user@UID.service."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.d = h.start_daemon(cls, entries=[
+            {"spiffe_id": h.TD_ID + "/agent", "selectors": ["systemd:unit:agent.service"]},
+            {"spiffe_id": h.TD_ID + "/user-4242", "selectors": ["systemd:unit:user@4242.service"]},
+        ])
+        cls.base = os.path.join(cgroup2_dir(), f"wimsed-test-{os.getpid()}.slice")
+        cls.made = []
+
+    @classmethod
+    def tearDownClass(cls):
+        for d in reversed(cls.made):
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
+
+    def ids_in(self, rel):
+        cg = os.path.dirname(self.base)
+        for part in [os.path.basename(self.base)] + rel.split("/"):
+            cg = os.path.join(cg, part)
+            if not os.path.isdir(cg):
+                os.mkdir(cg)
+                self.made.append(cg)
+        r = subprocess.run([sys.executable, "-c", CGROUP_CLIENT, cg, self.d.target, os.path.dirname(__file__)],
+                           capture_output=True, text=True, timeout=30, env=os.environ)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return json.loads(r.stdout)
+
+    def test_system_unit(self):
+        self.assertEqual(self.ids_in("agent.service"), [h.TD_ID + "/agent"])
+        # below a unit (Delegate=yes): still that unit, whatever the sub-cgroup is named
+        self.assertEqual(self.ids_in("agent.service/payload"), [h.TD_ID + "/agent"])
+
+    def test_user_manager_units_are_not_system_units(self):
+        for rel in ("user@4242.service/app.slice/agent.service", "user@4242.service/agent.service",
+                    "user@4242.service/init.scope"):
+            with self.subTest(cgroup=rel):
+                self.assertEqual(self.ids_in(rel), [h.TD_ID + "/user-4242"])
+        # a Delegate=yes service's own sub-cgroups cannot make an agent.service either
+        self.assertEqual(self.ids_in("docker.service/agent.service"), "PERMISSION_DENIED")
+
+
 class Install(unittest.TestCase):
     def test_destdir_install(self):
         if not os.path.isfile(os.path.join(BUILD, "cmake_install.cmake")):
