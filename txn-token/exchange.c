@@ -270,10 +270,14 @@ int wi_txn_verify(const wi_txn_ctx *cx, const char *token, time_t now, json_t **
 	WI_CHECK(txn && sub, WI_E_INVAL, "txn or sub claim is missing");
 	/* Revocation: the run, the principal, or any actor of the chain. */
 	const json_t *sid = json_object_get(claims, "sub_id");
-	char principal[2048] = "";
-	if (json_is_object(sid) && wi_jwt_string_claim(sid, "iss") && wi_jwt_string_claim(sid, "sub"))
-		snprintf(principal, sizeof(principal), "%s %s", wi_jwt_string_claim(sid, "iss"),
-			 wi_jwt_string_claim(sid, "sub"));
+	/* The same bound as the revocation that names it, never truncated: a
+	 * cut value would match no revocation. */
+	char principal[WI_REVOCATION_VALUE_MAX] = "";
+	if (json_is_object(sid) && wi_jwt_string_claim(sid, "iss") && wi_jwt_string_claim(sid, "sub")) {
+		int pn = snprintf(principal, sizeof(principal), "%s %s", wi_jwt_string_claim(sid, "iss"),
+				  wi_jwt_string_claim(sid, "sub"));
+		WI_CHECK(pn >= 0 && (size_t)pn < sizeof(principal), WI_E_INVAL, "sub_id is too long");
+	}
 	const char *actors[WI_TXN_MAX_HOPS_MAX + 3];
 	size_t n_actors = 0;
 	const json_t *path =
@@ -440,8 +444,13 @@ int wi_txn_exchange(const wi_txn_ctx *cx, const wi_form *f, const wi_txn_caller 
 		}
 		/* The kill switch for a human: no new runs on their behalf. */
 		char principal[WI_REVOCATION_VALUE_MAX];
-		snprintf(principal, sizeof(principal), "%s %s", wi_jwt_string_claim(subj, "iss"),
-			 wi_jwt_string_claim(subj, "sub"));
+		int pn = snprintf(principal, sizeof(principal), "%s %s", wi_jwt_string_claim(subj, "iss"),
+				  wi_jwt_string_claim(subj, "sub"));
+		if (pn < 0 || (size_t)pn >= sizeof(principal)) {
+			/* It could be neither revoked nor checked: refused. */
+			rc = oauth_fail(err, 400, "invalid_request", "subject_token: sub is too long");
+			goto out;
+		}
 		if (wi_revocations_is_revoked(cx->revocations, NULL, principal, NULL, 0, now)) {
 			rc = oauth_fail(err, 400, "invalid_request", "the principal has been revoked");
 			goto out;

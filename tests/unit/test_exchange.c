@@ -60,16 +60,22 @@ typedef struct fx {
 
 static fx F;
 
-static char *user_token(const char *iss, const char *aud, const char *scope, time_t iat, time_t exp)
+static char *user_token_of(const char *iss, const char *sub, const char *aud, const char *scope, time_t iat,
+			   time_t exp)
 {
-	json_t *c = json_pack("{s:s, s:s, s:s, s:I, s:I}", "iss", iss, "sub", "alice", "aud", aud, "iat",
-			      (json_int_t)iat, "exp", (json_int_t)exp);
+	json_t *c = json_pack("{s:s, s:s, s:s, s:I, s:I}", "iss", iss, "sub", sub, "aud", aud, "iat", (json_int_t)iat,
+			      "exp", (json_int_t)exp);
 	if (scope)
 		json_object_set_new(c, "scope", json_string(scope));
 	char *t = NULL;
 	assert_int_equal(wi_jws_sign(F.idp_signer, F.idp_kid, "at+jwt", c, &t), 0);
 	json_decref(c);
 	return t;
+}
+
+static char *user_token(const char *iss, const char *aud, const char *scope, time_t iat, time_t exp)
+{
+	return user_token_of(iss, "alice", aud, scope, iat, exp);
 }
 
 static char *svid(const char *id, const char *aud)
@@ -553,6 +559,32 @@ static void test_principal_revocation(void **state)
 		   "principal has been revoked");
 	free(ut);
 	free(t);
+
+	/* A long sub (here 3000 bytes): the revocation names all of it, and so
+	 * do the checks of new exchanges and of tokens already issued. */
+	char longsub[3001];
+	memset(longsub, 'b', sizeof(longsub) - 1);
+	longsub[sizeof(longsub) - 1] = '\0';
+	ut = user_token_of(IDP, longsub, "wimsed", "read", F.now, F.now + 300);
+	t = issue(&sub, ut, WI_TOKEN_TYPE_ACCESS, "read");
+	char principal[sizeof(IDP) + sizeof(longsub)];
+	snprintf(principal, sizeof(principal), "%s %s", IDP, longsub);
+	assert_int_equal(wi_revocations_add(F.rev, WI_REVOKE_PRINCIPAL, principal, F.now + 600), 0);
+	assert_int_equal(wi_txn_verify(&F.cx, t, F.now, &c), WI_E_REVOKED);
+	expect_err(&sub, form_of(BASE_FORM("read", ut, WI_TOKEN_TYPE_ACCESS), NULL), 400, "invalid_request",
+		   "principal has been revoked");
+	free(ut);
+	free(t);
+	/* One too long to be revoked is not exchanged at all. */
+	char *huge = malloc(WI_REVOCATION_VALUE_MAX + 1);
+	assert_non_null(huge);
+	memset(huge, 'c', WI_REVOCATION_VALUE_MAX);
+	huge[WI_REVOCATION_VALUE_MAX] = '\0';
+	ut = user_token_of(IDP, huge, "wimsed", "read", F.now, F.now + 300);
+	expect_err(&sub, form_of(BASE_FORM("read", ut, WI_TOKEN_TYPE_ACCESS), NULL), 400, "invalid_request",
+		   "sub is too long");
+	free(ut);
+	free(huge);
 }
 
 /* A subject token that verified is remembered by digest: the same bytes skip
