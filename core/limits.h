@@ -125,6 +125,10 @@
 #define WI_TTS_BODY_MAX (64u * 1024u)
 #define WI_TTS_CONNECTIONS_MAX 1024
 #define WI_TTS_IO_TIMEOUT_MS 10000
+/* Agent processes whose runs are watched at once (txn-token/runs.c), each
+ * holding one pidfd: beyond it an exchange is refused (503), not issued
+ * with a run that would outlive its agent; far below LimitNOFILE. */
+#define WI_RUNS_PROCESSES_MAX 16384
 /* Tokens that verified, remembered by SHA-256 (core/verified_cache.h), and
  * for how long at most: user tokens presented for exchange (subject cache),
  * JWT-SVIDs (ValidateJWTSVID; the token service's) and Txn-Tokens. */

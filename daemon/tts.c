@@ -206,7 +206,7 @@ int wi_daemon_tts_start(uv_loop_t *loop, const wi_config *c, wi_store *store, wi
 			       DEV_ISSUER);
 	}
 	if (rc == 0)
-		rc = wi_runs_new(loop, t->revocations, &t->runs);
+		rc = wi_runs_new(loop, t->revocations, WI_RUNS_PROCESSES_MAX, &t->runs);
 	wi_registry *reg = wi_config_registry(c);
 	if (rc == 0) {
 		wi_tts_options o = {

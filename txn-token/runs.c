@@ -9,10 +9,12 @@
  * live runs. */
 #include "txn-token/runs.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -59,6 +61,8 @@ struct wi_runs {
 	pthread_mutex_t lock; /* guards `queue`, `watches` and every watch's runs */
 	pending *queue;
 	watch *watches; /* changed on the loop thread only, always under the lock */
+	size_t held;    /* under the lock: watches plus queued new ones */
+	size_t max_held;
 	atomic_uint_fast64_t revoked;
 	atomic_bool stopping;
 };
@@ -169,6 +173,7 @@ static run *drop_watch(wi_runs *r, watch *w)
 		}
 	run *list = w->runs;
 	w->runs = NULL;
+	r->held--;
 	pthread_mutex_unlock(&r->lock);
 	uv_poll_stop(&w->poll);
 	uv_close((uv_handle_t *)&w->poll, on_watch_closed);
@@ -199,6 +204,8 @@ static void start_watch(wi_runs *r, pending *p)
 	watch *have = find_watch(r, p->pid, p->start_time);
 	if (have && x)
 		watch_add_run(have, x, time(NULL));
+	if (have)
+		r->held--; /* joined a watch: this queued one is not a process of its own */
 	pthread_mutex_unlock(&r->lock);
 	if (have) {
 		if (!x)
@@ -212,6 +219,9 @@ static void start_watch(wi_runs *r, pending *p)
 		 * outlive its agent unnoticed. */
 		free(w);
 		free(x);
+		pthread_mutex_lock(&r->lock);
+		r->held--;
+		pthread_mutex_unlock(&r->lock);
 		wi_log(WI_LOG_WARN, "run_watch_failed", "pid=%d: revoking the run at once", p->pid);
 		if (wi_revocations_add(r->rev, WI_REVOKE_TXN, p->txn, p->exp) < 0)
 			wi_log(WI_LOG_ERROR, "run_revoke_failed", "pid=%d: %s", p->pid, wi_error_detail());
@@ -243,21 +253,27 @@ static void on_async(uv_async_t *a)
 	pthread_mutex_unlock(&r->lock);
 	while (q) {
 		pending *n = q->next;
-		if (!atomic_load(&r->stopping))
+		if (!atomic_load(&r->stopping)) {
 			start_watch(r, q);
-		else
+		} else {
 			close(q->pidfd);
+			pthread_mutex_lock(&r->lock);
+			r->held--;
+			pthread_mutex_unlock(&r->lock);
+		}
 		free(q);
 		q = n;
 	}
 }
 
-int wi_runs_new(uv_loop_t *loop, wi_revocations *rev, wi_runs **ret)
+int wi_runs_new(uv_loop_t *loop, wi_revocations *rev, size_t max_processes, wi_runs **ret)
 {
+	WI_CHECK(max_processes > 0, WI_E_INVAL, "runs: no room for a process");
 	wi_runs *r = calloc(1, sizeof(*r));
 	WI_CHECK_ALLOC(r);
 	r->loop = loop;
 	r->rev = rev;
+	r->max_held = max_processes;
 	pthread_mutex_init(&r->lock, NULL);
 	if (uv_async_init(loop, &r->async, on_async) != 0) {
 		pthread_mutex_destroy(&r->lock);
@@ -288,10 +304,23 @@ int wi_runs_track(wi_runs *r, int pidfd, int pid, uint64_t start_time, const cha
 	size_t n = strlen(txn);
 	pending *p = malloc(sizeof(*p) + n + 1);
 	WI_CHECK_ALLOC(p);
+	pthread_mutex_lock(&r->lock);
+	bool room = r->held < r->max_held;
+	if (room)
+		r->held++;
+	pthread_mutex_unlock(&r->lock);
+	if (!room) {
+		free(p);
+		WI_FAIL(WI_E_UNAVAILABLE, "runs of %zu agent processes are watched already", r->max_held);
+	}
 	p->pidfd = fcntl(pidfd, F_DUPFD_CLOEXEC, 3);
 	if (p->pidfd < 0) {
+		int e = errno;
 		free(p);
-		WI_FAIL(WI_E_IO, "dup pidfd");
+		pthread_mutex_lock(&r->lock);
+		r->held--;
+		pthread_mutex_unlock(&r->lock);
+		WI_FAIL(WI_E_IO, "dup pidfd: %s", strerror(e));
 	}
 	p->pid = pid;
 	p->start_time = start_time;

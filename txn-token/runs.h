@@ -21,10 +21,13 @@
 
 typedef struct wi_runs wi_runs;
 
-int wi_runs_new(uv_loop_t *loop, wi_revocations *rev, wi_runs **ret) WI_WUR;
+/* Watches at most `max_processes` processes at once (WI_RUNS_PROCESSES_MAX). */
+int wi_runs_new(uv_loop_t *loop, wi_revocations *rev, size_t max_processes, wi_runs **ret) WI_WUR;
 /* Watches `pidfd` (duplicated; the caller keeps its own) for the process
  * identified by (pid, start_time), and revokes `txn` until `exp` when it
- * exits.  An already-exited process has the txn revoked at once. */
+ * exits.  An already-exited process has the txn revoked at once.
+ * WI_E_UNAVAILABLE when `max_processes` others are watched already; on any
+ * failure the caller must not hand the token out. */
 int wi_runs_track(wi_runs *r, int pidfd, int pid, uint64_t start_time, const char *txn, time_t exp) WI_WUR;
 /* Daemon stop: closes the watchers and stops holding the loop open; later
  * track calls (from requests still finishing) just drop their pidfd.  The

@@ -337,8 +337,15 @@ static void do_token(wi_tts *t, const wi_http_request *req, const wi_form *f, co
 	if (t->o.runs && req->caller->authn == WI_HTTP_AUTHN_UNIX && !out.replacement) {
 		const wi_peer *p = req->caller->peer;
 		if (wi_runs_track(t->o.runs, wi_peer_pidfd(p), (int)wi_peer_pid(p), wi_peer_start_time(p), out.txn,
-				  out.exp) < 0)
+				  out.exp) < 0) {
+			/* Fail closed: a token whose run could outlive its agent
+			 * is not handed out (it is wiped unseen). */
 			wi_log(WI_LOG_WARN, "run_track_failed", "txn=%s: %s", out.txn, wi_error_detail());
+			wi_txn_issued_clear(&out);
+			refuse(t, resp, "/token", c->id, 503, "temporarily_unavailable",
+			       "the run cannot be tied to this process now; retry later");
+			return;
+		}
 	}
 	wi_tts_grant g = out.replacement ? WI_TTS_GRANT_REPLACEMENT
 			 : out.autonomous ? WI_TTS_GRANT_AUTONOMOUS

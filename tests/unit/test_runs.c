@@ -75,7 +75,7 @@ static void fx_open(fx *f)
 	assert_int_equal(wi_store_open(f->dir, &f->store), 0);
 	assert_int_equal(wi_revocations_open(f->store, f->now, &f->rev), 0);
 	assert_int_equal(uv_loop_init(&f->loop), 0);
-	assert_int_equal(wi_runs_new(&f->loop, f->rev, &R), 0);
+	assert_int_equal(wi_runs_new(&f->loop, f->rev, 3, &R), 0);
 	int gate[2];
 	assert_int_equal(pipe(gate), 0);
 	f->child = fork();
@@ -152,6 +152,39 @@ static void test_runs_die_with_agent(void **state)
 	fx_close(&f);
 }
 
+static bool tracked_n(void *arg)
+{
+	return wi_runs_tracked(R) >= *(size_t *)arg;
+}
+
+/* At most 3 processes (the fixture's cap) are watched at once: a fourth is
+ * refused, so its token is never issued; more runs of a watched process are
+ * not; once the watched ones exit there is room again. */
+static void test_process_cap(void **state)
+{
+	(void)state;
+	fx f;
+	fx_open(&f);
+	time_t now = f.now;
+	for (uint64_t st = 1; st <= 3; st++)
+		assert_int_equal(wi_runs_track(R, f.pidfd, f.child, st, "txn-a", now + 300), 0);
+	size_t want = 3;
+	assert_true(loop_until(&f.loop, tracked_n, &want));
+	assert_int_equal(wi_runs_track(R, f.pidfd, f.child, 4, "txn-b", now + 300), WI_E_UNAVAILABLE);
+	assert_non_null(strstr(wi_error_detail(), "3 agent processes"));
+	assert_int_equal(wi_runs_track(R, f.pidfd, f.child, 2, "txn-c", now + 300), 0);
+	assert_int_equal(wi_runs_tracked(R), 4);
+	agent_exit(&f);
+	uint64_t revoked = 4;
+	assert_true(loop_until(&f.loop, revoked_n, &revoked));
+	assert_int_equal(wi_runs_tracked(R), 0);
+	assert_int_equal(wi_runs_track(R, f.pidfd, f.child, 4, "txn-d", now + 300), 0);
+	revoked = 5;
+	assert_true(loop_until(&f.loop, revoked_n, &revoked));
+	assert_false(wi_revocations_is_revoked(f.rev, "txn-b", NULL, NULL, 0, now)); /* never issued */
+	fx_close(&f);
+}
+
 /* An agent that made more exchanges than one store transaction takes: every
  * live run is revoked when it exits, across the batches. */
 #define MANY_RUNS 1300 /* more than two batches of RUNS_REVOKE_BATCH */
@@ -196,6 +229,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_runs_die_with_agent),
+		cmocka_unit_test(test_process_cap),
 		cmocka_unit_test(test_many_runs_die_together),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
