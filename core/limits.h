@@ -123,7 +123,10 @@
 #define WI_NOTIFY_STATE_MAX 4096
 /* The Transaction Token Service's HTTP listeners. */
 #define WI_TTS_BODY_MAX (64u * 1024u)
-#define WI_TTS_CONNECTIONS_MAX 1024
+#define WI_TTS_CONNECTIONS_MAX 1024 /* per listener (Unix socket, HTTPS) */
+/* Of these, what one peer may hold: a uid on the Unix socket, an IPv4
+ * address or IPv6 /64 on HTTPS; a quarter, so one peer cannot take them all. */
+#define WI_TTS_CONNECTIONS_PER_PEER_MAX 256
 #define WI_TTS_IO_TIMEOUT_MS 10000
 /* Agent processes whose runs are watched at once (txn-token/runs.c), each
  * holding one pidfd: beyond it an exchange is refused (503), not issued

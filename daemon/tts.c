@@ -243,6 +243,7 @@ int wi_daemon_tts_start(uv_loop_t *loop, const wi_config *c, wi_store *store, wi
 			.handler_ud = t->tts,
 			.max_body = WI_TTS_BODY_MAX,
 			.max_connections = WI_TTS_CONNECTIONS_MAX,
+			.max_per_peer = WI_TTS_CONNECTIONS_PER_PEER_MAX,
 			.io_timeout_ms = WI_TTS_IO_TIMEOUT_MS,
 			.workers = 0, /* one per core: exchanges are CPU-bound */
 		};

@@ -53,10 +53,15 @@
  *   handshake timeout and the HTTP/2 idle timeout.  h2o 2.2.5 has no write
  *   timeout; our answers are small and fit in the socket buffer.
  * - connections: max_connections sockets accepted and not yet disposed by
- *   h2o, across the listeners and workers; beyond it a new connection is
- *   closed at once (counted, not logged).  An accept that fails for want of
- *   descriptors or memory pauses accepting for ACCEPT_BACKOFF_MS.  A lingering socket no longer counts;
- *   it holds a descriptor for at most io_timeout_ms.
+ *   h2o (or still lingering), per listener, so that network callers cannot
+ *   take the local ones' room; of these at most max_per_peer per peer (a
+ *   uid on the Unix socket, read with SO_PEERCRED before h2o sees a byte; an
+ *   IPv4 address or IPv6 /64 on TCP), so that one peer cannot take them all.
+ *   Beyond either a new connection is closed at once; refusals are logged
+ *   at most once a second, with the count since the last line.  An accept
+ *   that fails for want of descriptors or memory pauses accepting for
+ *   ACCEPT_BACKOFF_MS.  A lingering socket holds its slot, and a
+ *   descriptor, for at most io_timeout_ms.
  * HTTP/2 (h2c upgrade, prior knowledge) is disabled: we serve HTTP/1.1.
  *
  * SIGPIPE: libuv writes with write(2), so a client that goes away before its
@@ -72,6 +77,8 @@
  * - h2o cannot close an HTTP/1 connection on request: stop shuts the
  *   sockets down and h2o closes them on the end-of-file it then reads. */
 #include "txn-token/http.h"
+
+#include "core/slots.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -139,7 +146,9 @@ typedef struct conn {
 	char *tls_peer_id;   /* TLS listener: verified SVID's SPIFFE ID, or NULL */
 	lkind kind;
 	bool tls_peer_checked;
-	bool counted;        /* holds a slot of max_connections */
+	bool counted;        /* holds a slot of max_connections (and `key`'s) */
+	bool keyed;          /* `key` holds a per-peer slot */
+	wi_slot_key key;
 	unsigned refs;
 	/* Lingering close after an error h2o answers by itself (see linger_start). */
 	int linger_fd;          /* a dup of the socket, or -1 */
@@ -155,6 +164,8 @@ typedef struct handoff {
 	int fd;
 	lkind kind;
 	wi_peer *peer;
+	bool keyed;
+	wi_slot_key key;
 } handoff;
 
 struct worker {
@@ -215,7 +226,10 @@ struct wi_tts_http {
 	bool handles_inited;
 	int handles_open;    /* done + backoff, while closing */
 
-	atomic_size_t n_open; /* connections counted against max_connections */
+	atomic_size_t n_open[L_KINDS]; /* connections counted against max_connections */
+	wi_slots *per_peer;            /* NULL: no per-peer bound */
+	time_t refused_logged;         /* daemon's loop: the last refusal line's second */
+	unsigned long refused_since;   /* refusals not logged since */
 	size_t refs;          /* see the file comment */
 	bool stopping;
 };
@@ -498,15 +512,22 @@ static char *tls_peer_id(h2o_socket_t *sock, SSL_CTX *expected)
 
 /* ---- requests ------------------------------------------------------------------ */
 
+/* Gives back a connection's slots: its listener's and its peer's. */
+static void slots_release(worker *w, lkind kind, bool keyed, const wi_slot_key *key)
+{
+	atomic_fetch_sub(&w->server->n_open[kind], 1);
+	atomic_fetch_sub(&w->load, 1);
+	if (keyed)
+		wi_slots_release(w->server->per_peer, key);
+}
+
 static void conn_unref(conn *c)
 {
 	if (--c->refs > 0)
 		return;
 	worker *w = c->w;
-	if (c->counted) {
-		atomic_fetch_sub(&w->server->n_open, 1);
-		atomic_fetch_sub(&w->load, 1);
-	}
+	if (c->counted)
+		slots_release(w, c->kind, c->keyed, &c->key);
 	wi_peer_free(c->peer);
 	free(c->tls_peer_id);
 	free(c);
@@ -702,13 +723,14 @@ static void on_sock_dispose(void *data)
 	conn *c = data;
 	c->sock = NULL;
 	h2o_linklist_unlink(&c->link);
+	if (c->linger_fd >= 0) {
+		linger_start(c); /* keeps its slots until the linger ends */
+		return;
+	}
 	if (c->counted) {
 		c->counted = false;
-		atomic_fetch_sub(&c->w->server->n_open, 1);
-		atomic_fetch_sub(&c->w->load, 1);
+		slots_release(c->w, c->kind, c->keyed, &c->key);
 	}
-	if (c->linger_fd >= 0)
-		linger_start(c);
 }
 
 /* The uv close callback of a connection's handle (h2o freed its socket first). */
@@ -722,8 +744,7 @@ static void handoff_drop(worker *w, handoff *h)
 {
 	close(h->fd);
 	wi_peer_free(h->peer);
-	atomic_fetch_sub(&w->server->n_open, 1);
-	atomic_fetch_sub(&w->load, 1);
+	slots_release(w, h->kind, h->keyed, &h->key);
 }
 
 /* Starts serving an accepted descriptor on worker `w` (its thread). */
@@ -757,6 +778,8 @@ static void worker_take(worker *w, handoff *h)
 	}
 	c->peer = h->peer;
 	c->counted = true;
+	c->keyed = h->keyed;
+	c->key = h->key;
 	w->refs++;
 	h2o_socket_t *sock = h2o_uv_socket_create(&c->h.stream, on_conn_closed);
 	sock->on_close.cb = on_sock_dispose;
@@ -966,8 +989,47 @@ static void listeners_poll(wi_tts_http *s, bool on)
 	}
 }
 
+/* A refusal at a cap: one line a second at most, with how many there were
+ * (a flood of connections must not become a flood of log lines). */
+static void log_capped(wi_tts_http *s, lkind kind, const char *why)
+{
+	time_t now = time(NULL);
+	if (now == s->refused_logged) {
+		s->refused_since++;
+		return;
+	}
+	wi_log(WI_LOG_WARN, "connection_refused", "listener=%s reason=\"%s\" refused_since_last_line=%lu",
+	       lkind_names[kind], why, s->refused_since);
+	s->refused_logged = now;
+	s->refused_since = 0;
+}
+
+/* The peer of an accepted TCP connection: its IPv4 address or IPv6 /64 (one
+ * host is given a /64 as readily as one address). */
+static bool tcp_peer_key(const struct sockaddr_storage *ss, wi_slot_key *k)
+{
+	memset(k, 0, sizeof(*k));
+	if (ss->ss_family == AF_INET) {
+		k->b[0] = 4;
+		memcpy(k->b + 1, &((const struct sockaddr_in *)ss)->sin_addr, 4);
+		return true;
+	}
+	if (ss->ss_family == AF_INET6) {
+		const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+		if (IN6_IS_ADDR_V4MAPPED(a)) {
+			k->b[0] = 4;
+			memcpy(k->b + 1, a->s6_addr + 12, 4);
+		} else {
+			k->b[0] = 6;
+			memcpy(k->b + 1, a->s6_addr, 8);
+		}
+		return true;
+	}
+	return false;
+}
+
 /* Hands one accepted descriptor to a worker, or closes it. */
-static void dispatch(wi_tts_http *s, lkind kind, int fd)
+static void dispatch(wi_tts_http *s, lkind kind, int fd, const struct sockaddr_storage *from)
 {
 	wi_peer *peer = NULL;
 	worker *w = NULL;
@@ -977,22 +1039,49 @@ static void dispatch(wi_tts_http *s, lkind kind, int fd)
 		return;
 	}
 	const char *why = NULL;
-	if (atomic_load(&s->n_open) >= s->max_connections)
+	bool capped = false, keyed = false;
+	wi_slot_key key;
+	if (atomic_load(&s->n_open[kind]) >= s->max_connections) {
 		why = "connection cap";
-	/* Who is calling, read before h2o sees a byte (DESIGN §4: attested like
-	 * a Workload API caller). */
-	else if (kind == L_UNIX && wi_peer_from_socket(fd, &peer) < 0)
+		capped = true;
+	} else if (kind == L_UNIX && wi_peer_from_socket(fd, &peer) < 0) {
+		/* Who is calling, read before h2o sees a byte (DESIGN §4:
+		 * attested like a Workload API caller). */
 		why = wi_error_detail();
-	else if ((w = pick_worker(s)) == NULL || (h = malloc(sizeof(*h))) == NULL)
+	}
+	if (!why && s->per_peer) {
+		if (kind == L_UNIX) {
+			uid_t uid = wi_peer_uid(peer);
+			memset(&key, 0, sizeof(key));
+			key.b[0] = 'u';
+			memcpy(key.b + 1, &uid, sizeof(uid));
+			keyed = true;
+		} else {
+			keyed = tcp_peer_key(from, &key);
+		}
+		if (keyed && !wi_slots_take(s->per_peer, &key)) {
+			keyed = false;
+			why = kind == L_UNIX ? "connection cap for this uid" : "connection cap for this address";
+			capped = true;
+		}
+	}
+	if (!why && ((w = pick_worker(s)) == NULL || (h = malloc(sizeof(*h))) == NULL))
 		why = "out of memory";
 	if (why) {
-		wi_log(WI_LOG_WARN, "connection_refused", "listener=%s reason=\"%s\"", lkind_names[kind], why);
+		if (capped)
+			log_capped(s, kind, why);
+		else
+			wi_log(WI_LOG_WARN, "connection_refused", "listener=%s reason=\"%s\"", lkind_names[kind], why);
+		if (keyed)
+			wi_slots_release(s->per_peer, &key);
 		wi_peer_free(peer);
 		close(fd);
 		return;
 	}
-	*h = (handoff){.fd = fd, .kind = kind, .peer = peer};
-	atomic_fetch_add(&s->n_open, 1);
+	*h = (handoff){.fd = fd, .kind = kind, .peer = peer, .keyed = keyed};
+	if (keyed)
+		h->key = key;
+	atomic_fetch_add(&s->n_open[kind], 1);
 	atomic_fetch_add(&w->load, 1);
 	pthread_mutex_lock(&w->lock);
 	*w->inbox_tail = h;
@@ -1009,7 +1098,10 @@ static void on_listener_readable(uv_poll_t *p, int status, int events)
 	if (status < 0 || s->stopping)
 		return;
 	for (int i = 0; i < ACCEPT_BATCH; i++) {
-		int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		struct sockaddr_storage from;
+		socklen_t fl = sizeof(from);
+		memset(&from, 0, sizeof(from));
+		int fd = accept4(l->fd, (struct sockaddr *)&from, &fl, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
 				continue;
@@ -1019,7 +1111,7 @@ static void on_listener_readable(uv_poll_t *p, int status, int events)
 			}
 			return; /* EAGAIN: drained */
 		}
-		dispatch(s, l->kind, fd);
+		dispatch(s, l->kind, fd, &from);
 	}
 }
 
@@ -1037,6 +1129,7 @@ static void free_server(wi_tts_http *s)
 {
 	if (s->config_inited)
 		h2o_config_dispose(&s->config);
+	wi_slots_free(s->per_peer);
 	free(s->workers);
 	free(s->unix_path);
 	free(s);
@@ -1187,6 +1280,10 @@ int wi_tts_http_start(const wi_tts_http_options *o, wi_tts_http **ret)
 	s->max_body = o->max_body;
 	s->max_connections = o->max_connections;
 	s->io_timeout_ms = o->io_timeout_ms;
+	if (o->max_per_peer && wi_slots_new(o->max_per_peer, o->max_connections * L_KINDS, &s->per_peer) < 0) {
+		free_server(s);
+		WI_FAIL(WI_E_NOMEM, "allocation");
+	}
 	s->tls_ctx = o->tls_ctx;
 	s->refs = 1;
 	for (size_t i = 0; i < L_KINDS; i++)

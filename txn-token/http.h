@@ -76,7 +76,9 @@ typedef struct wi_tts_http_options {
 	wi_http_handler handler;
 	void *handler_ud;
 	size_t max_body;          /* e.g. 64 KiB */
-	size_t max_connections;   /* across listeners */
+	size_t max_connections;   /* per listener (Unix, TLS, TCP): one cannot starve another */
+	size_t max_per_peer;      /* per uid (Unix) or address (TCP: IPv4, IPv6 /64) on a
+				     listener, 0: none; so no one peer takes them all */
 	uint64_t io_timeout_ms;   /* idle and slow-client timeout */
 	unsigned workers;         /* worker threads; 0: one per online CPU (at most
 				     WI_HTTP_WORKERS_MAX) */

@@ -232,6 +232,58 @@ class Hostile(T.TxnCase):
         self.assert_serving_after()
 
     # ---- HTTP and form -------------------------------------------------------------
+    def test_one_uid_cannot_take_every_connection(self):
+        """WI_TTS_CONNECTIONS_PER_PEER_MAX (256) per uid on the exchange socket: a caller
+        holding that many idle connections gets its next one closed at once, while a caller
+        of another uid is still served."""
+        PER_PEER = 256
+        held = []
+        try:
+            for _ in range(PER_PEER):
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                s.connect(self.d.xsock)
+                held.append(s)
+            # the daemon accepts them in order; the next one from this uid is closed
+            deadline = time.time() + 10
+            while True:
+                extra = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                extra.settimeout(2)
+                extra.connect(self.d.xsock)
+                try:
+                    closed = extra.recv(1) == b""
+                except (socket.timeout, ConnectionResetError):
+                    closed = False
+                finally:
+                    extra.close()
+                if closed:
+                    break
+                self.assertLess(time.time(), deadline, "the connection past the cap was held")
+            probe = ("import http.client, socket, sys\n"
+                     "s = socket.socket(socket.AF_UNIX); s.settimeout(10); s.connect(sys.argv[1])\n"
+                     "s.sendall(b'GET /nothing HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n')\n"
+                     "r = http.client.HTTPResponse(s); r.begin(); print(r.status)\n")
+            if os.geteuid() == 0:
+                r = T.subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                                      "/usr/bin/python3", "-I", "-c", probe, self.d.xsock],
+                                     capture_output=True, text=True, timeout=30)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertEqual(r.stdout.strip(), "404", "another uid is served")
+        finally:
+            for s in held:
+                s.close()
+        with open(self.d.log_path) as f:
+            self.assertIn('reason="connection cap for this uid"', f.read())
+        # and once they are gone, this uid is served again
+        deadline = time.time() + 10
+        while True:
+            try:
+                r = T.unix_http(self.d.xsock, "GET", "/nothing")
+                break
+            except OSError:
+                self.assertLess(time.time(), deadline)
+                time.sleep(0.1)
+        self.assertEqual(r.status, 404)
+
     def test_1mib_body_is_413(self):
         body = b"a=" + b"x" * ((1 << 20) - 2)
         head = (b"POST /token HTTP/1.1\r\nHost: localhost\r\n"
