@@ -108,6 +108,12 @@
 /* Transaction Tokens: lifetime bounds (the draft: minutes or less). */
 #define WI_TXN_TTL_MIN 10
 #define WI_TXN_TTL_MAX 3600
+/* How long /revoke keeps an agent (spiffe_id) or a person (principal) from
+ * new tokens: their SVIDs and IdP tokens outlive any Txn-Token, so by
+ * default 30 days; `expires_in` may ask for one hour (the longest Txn-Token
+ * and leeway, which a revocation must cover) up to a year. */
+#define WI_REVOKE_SUBJECT_DEFAULT_SECONDS (30 * 86400)
+#define WI_REVOKE_SUBJECT_MAX_SECONDS (366 * 86400)
 #define WI_TXN_TTL_DEFAULT 300
 #define WI_TXN_MAX_HOPS_DEFAULT 4
 #define WI_TXN_MAX_HOPS_MAX 32

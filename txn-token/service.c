@@ -2,6 +2,7 @@
  * Transaction Token Service. */
 #include "txn-token/service.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -437,8 +438,25 @@ static void do_revoke(wi_tts *t, const wi_http_request *req, const wi_form *f, c
 		refuse(t, resp, "/revoke", c->id, 400, "invalid_request", "empty value");
 		return;
 	}
-	/* In force for as long as any token it can affect may live. */
-	time_t until = time(NULL) + WI_TXN_TTL_MAX + WI_JWT_LEEWAY_SECONDS;
+	/* A run is dead once its last token could have expired.  An agent or
+	 * a person also gets no new tokens while it is in force, and their
+	 * credentials outlive any Txn-Token, hence a longer default. */
+	const long min_s = WI_TXN_TTL_MAX + WI_JWT_LEEWAY_SECONDS;
+	long life = kind == WI_REVOKE_TXN ? min_s : WI_REVOKE_SUBJECT_DEFAULT_SECONDS;
+	const char *ei = wi_form_get(f, "expires_in");
+	if (ei) {
+		char *end = NULL;
+		errno = 0;
+		long v = kind == WI_REVOKE_TXN ? -1 : strtol(ei, &end, 10);
+		if (kind == WI_REVOKE_TXN || errno != 0 || end == ei || *end != '\0' || ei[0] == '+' || ei[0] == '-' ||
+		    v < min_s || v > WI_REVOKE_SUBJECT_MAX_SECONDS) {
+			refuse(t, resp, "/revoke", c->id, 400, "invalid_request",
+			       "expires_in (spiffe_id or principal only) must be 3630..31622400 seconds");
+			return;
+		}
+		life = v;
+	}
+	time_t until = time(NULL) + life;
 	if (wi_revocations_add(t->o.revocations, kind, value, until) < 0) {
 		wi_log(WI_LOG_ERROR, "revoke_failed", "caller=%s: %s", c->id, wi_error_detail());
 		count_refusal(t, "/revoke", 503, "temporarily_unavailable");
@@ -447,8 +465,9 @@ static void do_revoke(wi_tts *t, const wi_http_request *req, const wi_form *f, c
 	}
 	static const char *const kinds[] = {"", "txn", "spiffe_id", "principal"};
 	atomic_fetch_add_explicit(&t->revocations, 1, memory_order_relaxed);
-	wi_log(WI_LOG_INFO, "revoked", "caller=%s kind=%s", c->id, kinds[kind]);
-	reply_json(resp, 200, json_pack("{s:b, s:s}", "revoked", 1, "kind", kinds[kind]), true);
+	wi_log(WI_LOG_INFO, "revoked", "caller=%s kind=%s until=%lld", c->id, kinds[kind], (long long)until);
+	reply_json(resp, 200, json_pack("{s:b, s:s, s:I}", "revoked", 1, "kind", kinds[kind], "expires_at", (json_int_t)until),
+		   true);
 }
 
 static void do_dev_user_token(wi_tts *t, const wi_form *f, const caller *c, wi_http_response *resp)
@@ -492,14 +511,15 @@ static void do_metadata(wi_tts *t, const wi_http_request *req, wi_http_response 
 {
 	/* RFC 8414 §2.  Endpoint URLs as reached on this transport. */
 	const char *base = req->caller->authn == WI_HTTP_AUTHN_UNIX ? "http://localhost" : "https://localhost";
-	char tok[64], intro[64], rev[64], jwks[80];
+	char tok[64], intro[64], jwks[80];
 	snprintf(tok, sizeof(tok), "%s/token", base);
 	snprintf(intro, sizeof(intro), "%s/introspect", base);
-	snprintf(rev, sizeof(rev), "%s/revoke", base);
 	snprintf(jwks, sizeof(jwks), "%s/.well-known/jwks.json", base);
+	/* No revocation_endpoint: that names RFC 7009's (a client revoking its
+	 * own token by `token=`), and /revoke is the admin's kill switch. */
 	json_t *m = json_pack(
-		"{s:s, s:s, s:s, s:s, s:s, s:[s], s:[s, s, s, s], s:[s], s:[s, s, s], s:[s]}", "issuer", t->o.issuer_id,
-		"token_endpoint", tok, "introspection_endpoint", intro, "revocation_endpoint", rev, "jwks_uri", jwks,
+		"{s:s, s:s, s:s, s:s, s:[s], s:[s, s, s, s], s:[s], s:[s, s, s], s:[s]}", "issuer", t->o.issuer_id,
+		"token_endpoint", tok, "introspection_endpoint", intro, "jwks_uri", jwks,
 		"grant_types_supported", WI_GRANT_TOKEN_EXCHANGE, "subject_token_types_supported", WI_TOKEN_TYPE_ACCESS,
 		WI_TOKEN_TYPE_ID, WI_TOKEN_TYPE_JWT, WI_TOKEN_TYPE_TXN, "issued_token_types_supported", WI_TOKEN_TYPE_TXN,
 		"token_endpoint_auth_methods_supported", "spiffe_unix_attestation", "tls_client_auth_spiffe",

@@ -607,6 +607,8 @@ class DelegatedExchange(TxnCase):
         self.assertEqual(m["issuer"], f"{TD_ID}/wimsed/{node_name()}")
         self.assertIn(GRANT, m["grant_types_supported"])
         self.assertIn(TXN_TYPE, m["issued_token_types_supported"])
+        # /revoke is an admin kill switch, not RFC 7009's endpoint: not advertised as one
+        self.assertNotIn("revocation_endpoint", m)
         r = unix_http(self.d.xsock, "GET", "/.well-known/jwks.json")
         self.assertEqual(r.status, 200)
         ks = jwt.PyJWKSet.from_dict(r.json)
@@ -1055,6 +1057,30 @@ class KillSwitch(TxnCase):
         self.assert_inactive(tm2, msg="revoked principal (replacement)")
         self.assert_active(tb, msg="another principal")
         self.assert_oauth_error(self.scheduler.exchange(tm, stt="txn_token"), 400, "invalid_request")
+
+    def test_revocation_lifetimes(self):
+        """A run's revocation lasts as long as its tokens can (1 h + leeway); an agent's or a
+        person's keeps them from new tokens for 30 days by default, expires_in chooses
+        1 h .. 366 days, and a malformed or out-of-range one is refused."""
+        t, _ = self.delegated(self.idp, sub="ursula")
+        txn = jwt.decode(t, options={"verify_signature": False})["txn"]
+        now = int(time.time())
+        r = self.revoke([("txn", txn)])
+        self.assertEqual(r.status, 200, r)
+        self.assertAlmostEqual(r.json["expires_at"], now + 3600 + 30, delta=5)
+        r = self.revoke([("principal_iss", self.idp.issuer), ("principal_sub", "victor")])
+        self.assertEqual(r.status, 200, r)
+        self.assertAlmostEqual(r.json["expires_at"], now + 30 * 86400, delta=5)
+        r = self.revoke([("spiffe_id", TD_ID + "/gone-agent"), ("expires_in", "7200")])
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json["kind"], "spiffe_id")
+        self.assertAlmostEqual(r.json["expires_at"], now + 7200, delta=5)
+        for bad in ("60", "3629", "31622401", "-7200", "+7200", "7200s", "", "99999999999999999999"):
+            with self.subTest(expires_in=bad):
+                self.assert_oauth_error(self.revoke([("spiffe_id", TD_ID + "/x"), ("expires_in", bad)]), 400,
+                                        "invalid_request")
+        # a run's revocation cannot be shortened or stretched
+        self.assert_oauth_error(self.revoke([("txn", txn), ("expires_in", "7200")]), 400, "invalid_request")
 
     def test_revoke_by_principal_refuses_new_exchanges(self):
         r = self.revoke([("principal_iss", self.idp.issuer), ("principal_sub", "mallory")])
