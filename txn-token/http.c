@@ -628,6 +628,11 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 	s->handler(s->handler_ud, &request, &response);
 
 	OPENSSL_cleanse(strings, strings_len); /* the body holds tokens */
+	/* ... and so does h2o's copy, in the socket's input buffer (or its
+	 * chunked decoder's), which h2o recycles without wiping.  Only its
+	 * bytes are cleared: h2o consumes the buffer by length afterwards. */
+	if (req->entity.base && req->entity.len)
+		OPENSSL_cleanse(req->entity.base, req->entity.len);
 	if (strings != on_stack)
 		free(strings);
 	/* Stopping: this answer still goes out (a token may have been issued),
