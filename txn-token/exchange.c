@@ -327,6 +327,10 @@ int wi_txn_exchange(const wi_txn_ctx *cx, const wi_form *f, const wi_txn_caller 
 	const char *resource = wi_form_get(f, "resource");
 	if (!grant)
 		return oauth_fail(err, 400, "invalid_request", "grant_type is required");
+	/* RFC 8693 §2.1 lets a client name several targets; a Txn-Token is for
+	 * one (§2.2.2: invalid_target when unwilling to issue for them all). */
+	if (wi_form_count_of(f, "audience") > 1 || wi_form_count_of(f, "resource") > 1)
+		return oauth_fail(err, 400, "invalid_target", "one audience and one resource per Txn-Token");
 	if (strcmp(grant, WI_GRANT_TOKEN_EXCHANGE) != 0)
 		return oauth_fail(err, 400, "unsupported_grant_type", "only token exchange is supported");
 	if (!rtt || strcmp(rtt, WI_TOKEN_TYPE_TXN) != 0)

@@ -222,12 +222,14 @@ int wi_form_parse(const char *body, size_t len, size_t max_fields, wi_form **ret
 	}
 
 	/* RFC 6749 §3.2: "Request and response parameters MUST NOT be included
-	 * more than once."  Sorting makes the check O(n log n) and lookups
-	 * a binary search. */
+	 * more than once", save those that RFC 8693 §2.1 and RFC 8707 §2 let
+	 * repeat.  Sorting makes the check O(n log n) and lookups a binary
+	 * search. */
 	if (f->n > 1)
 		qsort(f->fields, f->n, sizeof(*f->fields), cmp_field);
 	for (size_t k = 1; k < f->n; k++) {
-		if (strcmp(f->fields[k - 1].name, f->fields[k].name) == 0) {
+		if (strcmp(f->fields[k - 1].name, f->fields[k].name) == 0 && strcmp(f->fields[k].name, "audience") != 0 &&
+		    strcmp(f->fields[k].name, "resource") != 0) {
 			char nbuf[NAME_IN_DETAIL_MAX + 4];
 			WI_FAIL(WI_E_INVAL, "parameter \"%s\" included more than once",
 				name_for_detail(f->fields[k].name, nbuf));
@@ -250,4 +252,21 @@ const char *wi_form_get(const wi_form *f, const char *name)
 size_t wi_form_count(const wi_form *f)
 {
 	return f ? f->n : 0;
+}
+
+size_t wi_form_count_of(const wi_form *f, const char *name)
+{
+	if (!f || !name || f->n == 0)
+		return 0;
+	field key = {.name = (char *)name};
+	const field *hit = bsearch(&key, f->fields, f->n, sizeof(*f->fields), cmp_field);
+	if (!hit)
+		return 0;
+	/* equal names sit together in the sorted array */
+	const field *lo = hit, *hi = hit;
+	while (lo > f->fields && strcmp(lo[-1].name, name) == 0)
+		lo--;
+	while (hi + 1 < f->fields + f->n && strcmp(hi[1].name, name) == 0)
+		hi++;
+	return (size_t)(hi - lo) + 1;
 }

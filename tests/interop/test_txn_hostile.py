@@ -331,10 +331,16 @@ class Hostile(T.TxnCase):
 
     def test_duplicate_parameter(self):
         ut = self.good.token(sub="eve", scope="calendar.read calendar.write")
-        for dup in (("scope", "calendar.write"), ("subject_token", ut), ("audience", T.TD)):
+        for dup in (("scope", "calendar.write"), ("subject_token", ut), ("grant_type", T.GRANT)):
             with self.subTest(param=dup[0]):
                 r = self.post("/token", T.exchange_form(ut) + [dup])
                 self.assert_oauth_error(r, 400, "invalid_request")
+        # audience and resource may be given several times (RFC 8693 §2.1, RFC 8707 §2),
+        # and a Txn-Token names one of each: invalid_target (RFC 8693 §2.2.2)
+        for dup in (("audience", T.TD), ("resource", T.CAL)):
+            with self.subTest(param=dup[0]):
+                r = self.post("/token", T.exchange_form(ut, resource=T.CAL) + [dup])
+                self.assert_oauth_error(r, 400, "invalid_target")
         self.assert_serving_after()
 
     def test_malformed_form_encoding(self):

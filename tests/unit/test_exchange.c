@@ -340,6 +340,13 @@ static void test_downscoping_and_targets(void **state)
 		   400, "invalid_target", "trust domain");
 	expect_err(&c, form_of(BASE_FORM("read", ut, WI_TOKEN_TYPE_ACCESS), "resource", "https://evil.test/", NULL), 400,
 		   "invalid_target", NULL);
+	/* several targets (RFC 8693 allows asking): one per Txn-Token */
+	expect_err(&c,
+		   form_of(BASE_FORM("read", ut, WI_TOKEN_TYPE_ACCESS), "resource", "https://api.test/", "resource",
+			   "https://api.test/", NULL),
+		   400, "invalid_target", "one audience and one resource");
+	expect_err(&c, form_of(BASE_FORM("read", ut, WI_TOKEN_TYPE_ACCESS), "audience", TD, NULL), 400, "invalid_target",
+		   "one audience");
 	/* a workload without policy */
 	wi_txn_caller np = caller_for(NOPOL);
 	expect_err(&np, form_of(BASE_FORM("read", ut, WI_TOKEN_TYPE_ACCESS), NULL), 400, "unauthorized_client", NULL);

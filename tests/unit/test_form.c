@@ -88,10 +88,21 @@ static void test_duplicates(void **state)
 {
 	(void)state;
 	wi_form *f = NULL;
-	const char *body = "audience=a&scope=x&audience=b";
+	const char *body = "scope=a&audience=x&scope=b";
 	assert_int_equal(wi_form_parse(body, strlen(body), 10, &f), WI_E_INVAL);
 	assert_null(f);
-	assert_non_null(strstr(wi_error_detail(), "\"audience\""));
+	assert_non_null(strstr(wi_error_detail(), "\"scope\""));
+
+	/* audience and resource may repeat (RFC 8693, RFC 8707): counted */
+	body = "resource=r1&audience=a&scope=x&audience=b&resource=r2&resource=r3";
+	assert_int_equal(wi_form_parse(body, strlen(body), 10, &f), 0);
+	assert_int_equal(wi_form_count_of(f, "audience"), 2);
+	assert_int_equal(wi_form_count_of(f, "resource"), 3);
+	assert_int_equal(wi_form_count_of(f, "scope"), 1);
+	assert_int_equal(wi_form_count_of(f, "nothing"), 0);
+	assert_int_equal(wi_form_count_of(NULL, "scope"), 0);
+	wi_form_free(f);
+	f = NULL;
 
 	/* the same name spelled two ways is still the same name */
 	body = "scope=a&sc%6Fpe=b";
