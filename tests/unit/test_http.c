@@ -1399,6 +1399,21 @@ static bool held(int fd)
 	return wait_closed(fd, 300) < 0;
 }
 
+/* Until a new connection to `sock` is held (the server saw an earlier
+ * one close and gave its slot back), for at most 3 s. */
+static void wait_for_room(const char *sock)
+{
+	long deadline = now_ms() + 3000;
+	for (;;) {
+		int u = raw_connect(sock);
+		bool ok = held(u);
+		close(u);
+		if (ok)
+			return;
+		assert_true(now_ms() < deadline);
+	}
+}
+
 static int tcp_connect(int port)
 {
 	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
@@ -1478,15 +1493,7 @@ static void test_per_peer_caps(void **state)
 
 	/* a slot comes back once the server saw the close */
 	close(u1);
-	long deadline = now_ms() + 3000;
-	for (;;) {
-		int u = raw_connect(sv.sock);
-		bool ok = held(u);
-		close(u);
-		if (ok)
-			break;
-		assert_true(now_ms() < deadline);
-	}
+	wait_for_room(sv.sock);
 	/* A socket lingering after h2o's 413 still holds its slot: with it
 	 * and u2 this uid has two; once the client goes, the slot is back. */
 	int lg = raw_connect(sv.sock);
@@ -1508,15 +1515,7 @@ static void test_per_peer_caps(void **state)
 	assert_false(held(u4));
 	close(u4);
 	close(lg);
-	deadline = now_ms() + 3000;
-	for (;;) {
-		int u = raw_connect(sv.sock);
-		bool ok = held(u);
-		close(u);
-		if (ok)
-			break;
-		assert_true(now_ms() < deadline);
-	}
+	wait_for_room(sv.sock);
 	close(u2);
 	close(t1);
 	close(t2);
