@@ -9,12 +9,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "attestors/peer_internal.h"
 #include "attestors/procfs.h"
+#include "attestors/sockdiag.h"
 #include "core/cleanup.h"
 #include "core/limits.h"
 
@@ -30,6 +32,7 @@ struct wi_peer {
 	uint64_t start_time;
 	int pidfd;
 	int dirfd;
+	const char *degraded; /* static text, or NULL */
 };
 
 wi_peer *wi_peer_free(wi_peer *p)
@@ -92,6 +95,11 @@ int wi_peer_pidfd(const wi_peer *p)
 	return p->pidfd;
 }
 
+const char *wi_peer_degraded(const wi_peer *p)
+{
+	return p->degraded;
+}
+
 int wi_peer_check_alive(const wi_peer *p)
 {
 	/* pidfd_open(2): a pidfd polls readable once the process has exited;
@@ -148,10 +156,19 @@ static int read_creds(int dirfd, uid_t *ret_uid, gid_t *ret_gid)
 	return 0;
 }
 
+/* Where the connecting socket must be found (fallback only): the peer end's
+ * inode, on the sockfs device; ino 0 when it cannot be asked for. */
+struct peer_socket {
+	dev_t dev;
+	uint64_t ino;
+};
+
 /* Common tail once p->pidfd is set: open /proc/<pid>, read the start time
  * (optionally checked against the accept time), optionally the credentials,
- * then prove by the pidfd that the process read is the one pinned. */
-static int peer_finish(wi_peer *p, bool check_start, uint64_t accept_ticks, bool read_ids)
+ * optionally find the connecting socket among the process's open files, then
+ * prove by the pidfd that the process read is the one pinned. */
+static int peer_finish(wi_peer *p, bool check_start, uint64_t accept_ticks, bool read_ids,
+		       const struct peer_socket *sock)
 {
 	_cleanup_(freep) char *text = NULL;
 	size_t len;
@@ -170,6 +187,16 @@ static int peer_finish(wi_peer *p, bool check_start, uint64_t accept_ticks, bool
 	}
 	if (r >= 0 && read_ids)
 		r = read_creds(p->dirfd, &p->uid, &p->gid);
+	if (r >= 0 && sock && sock->ino) {
+		/* The pinned process holds the connecting end, so it is the one
+		 * that connected (or was handed the socket by it), not a process
+		 * that got the pid number afterwards. */
+		r = wi__proc_holds_socket(p->dirfd, sock->dev, sock->ino);
+		if (r == WI_E_UNIMPLEMENTED) {
+			p->degraded = "the peer's open files are not readable by the daemon (it needs CAP_SYS_PTRACE)";
+			r = 0;
+		}
+	}
 	/* Alive first: a read that failed because the process went away is
 	 * UNAUTHENTICATED, not an I/O error. */
 	WI_TRY(wi_peer_check_alive(p));
@@ -190,24 +217,34 @@ static int peer_finish(wi_peer *p, bool check_start, uint64_t accept_ticks, bool
 	return 0;
 }
 
-static int fallback(pid_t pid, uid_t uid, gid_t gid, uint64_t accept_ticks, wi_peer **ret)
+static int fallback(int fd, pid_t pid, uid_t uid, gid_t gid, uint64_t accept_ticks, wi_peer **ret)
 {
+	struct stat st;
+	WI_CHECK_ERRNO(fstat(fd, &st) == 0, "fstat: %s", strerror(errno));
+	struct peer_socket sock = {.dev = st.st_dev};
+	int r = wi__unix_peer_ino(fd, &sock.ino);
+	if (r < 0 && r != WI_E_UNIMPLEMENTED)
+		return r;
 	_cleanup_(wi_peer_freep) wi_peer *p = NULL;
 	WI_TRY(peer_alloc(pid, uid, gid, &p));
-	int r = pidfd_open_sys(pid, &p->pidfd);
+	if (r == WI_E_UNIMPLEMENTED) {
+		sock.ino = 0;
+		p->degraded = "this kernel answers no unix_diag (sock_diag) query";
+	}
+	r = pidfd_open_sys(pid, &p->pidfd);
 	if (r < 0) {
 		WI_CHECK(r != -ESRCH, WI_E_UNAUTHENTICATED, "pidfd_open(%d): %s", (int)pid, strerror(-r));
 		WI_FAIL(WI_E_IO, "pidfd_open(%d): %s", (int)pid, strerror(-r));
 	}
-	WI_TRY(peer_finish(p, true, accept_ticks, false));
+	WI_TRY(peer_finish(p, true, accept_ticks, false, &sock));
 	*ret = TAKE_PTR(p);
 	return 0;
 }
 
-int wi__peer_from_pid_fallback(pid_t pid, uid_t uid, gid_t gid, uint64_t accept_ticks, wi_peer **ret)
+int wi__peer_from_pid_fallback(int fd, pid_t pid, uid_t uid, gid_t gid, uint64_t accept_ticks, wi_peer **ret)
 {
 	WI_CHECK(pid > 0, WI_E_UNAUTHENTICATED, "peer pid %d", (int)pid);
-	return fallback(pid, uid, gid, accept_ticks, ret);
+	return fallback(fd, pid, uid, gid, accept_ticks, ret);
 }
 
 int wi__peer_pidfd_refusal(int e)
@@ -252,12 +289,12 @@ int wi_peer_from_socket(int fd, wi_peer **ret)
 		p->pidfd = TAKE_FD(owned);
 		/* The pidfd is pinned to the process that connected: no start
 		 * time check is needed, only the alive check after the reads. */
-		WI_TRY(peer_finish(p, false, 0, false));
+		WI_TRY(peer_finish(p, false, 0, false, NULL));
 		*ret = TAKE_PTR(p);
 		return 0;
 	}
 	WI_TRY(wi__peer_pidfd_refusal(errno));
-	return fallback(cr.pid, cr.uid, cr.gid, accept_ticks, ret);
+	return fallback(fd, cr.pid, cr.uid, cr.gid, accept_ticks, ret);
 }
 
 int wi_peer_from_pid(pid_t pid, wi_peer **ret)
@@ -272,7 +309,7 @@ int wi_peer_from_pid(pid_t pid, wi_peer **ret)
 	}
 	/* pidfd_open pins the process that has this pid now; the alive check
 	 * after the reads proves the dirfd and the credentials are its own. */
-	WI_TRY(peer_finish(p, false, 0, true));
+	WI_TRY(peer_finish(p, false, 0, true, NULL));
 	*ret = TAKE_PTR(p);
 	return 0;
 }

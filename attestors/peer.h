@@ -3,7 +3,8 @@
  * Captured once at accept: SO_PEERCRED (pid, euid, egid at connect time), a
  * pidfd pinned to that exact process (SO_PEERPIDFD on Linux >= 6.5; otherwise
  * pidfd_open(pid) plus a start-time check that the process started no later
- * than the accept), the process start time (field 22 of /proc/<pid>/stat) and
+ * than the accept and a search of its open files for the connecting socket,
+ * whose inode unix_diag gives), the process start time (field 22 of /proc/<pid>/stat) and
  * a dirfd on /proc/<pid> (O_DIRECTORY|O_CLOEXEC) used for every later read.
  *
  * Thread-safety: a wi_peer is immutable after wi_peer_from_socket and may be
@@ -36,6 +37,10 @@ uint64_t wi_peer_start_time(const wi_peer *p);
 int wi_peer_proc_dirfd(const wi_peer *p);
 /* The pidfd (owned by p). */
 int wi_peer_pidfd(const wi_peer *p);
+/* NULL, or why the pid-reuse defence for this peer was the start-time check
+ * alone (a kernel without SO_PEERPIDFD, and the connecting socket could not
+ * be looked for among the process's open files); static text, for a log line. */
+const char *wi_peer_degraded(const wi_peer *p);
 
 /* 0 when the original process is still alive (pidfd not readable, i.e. not
  * exited); WI_E_UNAUTHENTICATED when it has exited or been reaped.  One

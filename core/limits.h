@@ -58,6 +58,9 @@
 #define WI_EXE_HASH_CACHE_SLOTS 256
 /* getpwuid_r/getgrgid_r buffer cap (groups with huge member lists). */
 #define WI_NSS_BUFFER_MAX (1024u * 1024u)
+/* Kernels without SO_PEERPIDFD: open files of a peer process searched for
+ * the connecting socket; a process holding more is refused (fail closed). */
+#define WI_PEER_FDS_SCAN_MAX 65536
 /* Cache of attestation results keyed by process identity. */
 #define WI_ATTEST_CACHE_SLOTS 1024
 

@@ -2,6 +2,7 @@
 #include "core/log.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 
 static wi_log_sink sink;
@@ -18,14 +19,29 @@ bool wi_log_enabled(wi_log_level level)
 	return sink && level >= min_level;
 }
 
+static void log_v(wi_log_level level, const char *event, const char *fmt, va_list ap)
+{
+	char msg[1024];
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	sink(level, event, msg);
+}
+
 void wi_log(wi_log_level level, const char *event, const char *fmt, ...)
 {
 	if (!wi_log_enabled(level))
 		return;
-	char msg[1024];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	log_v(level, event, fmt, ap);
 	va_end(ap);
-	sink(level, event, msg);
+}
+
+void wi_log_once(atomic_bool *said, wi_log_level level, const char *event, const char *fmt, ...)
+{
+	if (!wi_log_enabled(level) || atomic_exchange(said, true))
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	log_v(level, event, fmt, ap);
+	va_end(ap);
 }

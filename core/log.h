@@ -8,6 +8,7 @@
 #ifndef WI_CORE_LOG_H
 #define WI_CORE_LOG_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 
 #include "core/config.h"
@@ -22,5 +23,9 @@ void wi_log_set_sink(wi_log_sink sink, wi_log_level min_level);
 bool wi_log_enabled(wi_log_level level);
 void wi_log(wi_log_level level, const char *event, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/* wi_log, the first time only for this `said` flag (one flag per kind of line
+ * that every connection would repeat). */
+void wi_log_once(atomic_bool *said, wi_log_level level, const char *event, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
 
 #endif

@@ -1033,6 +1033,9 @@ static bool tcp_peer_key(const struct sockaddr_storage *ss, wi_slot_key *k)
 	return false;
 }
 
+/* Said once per process: every connection would say it again. */
+static atomic_bool said_degraded;
+
 /* Hands one accepted descriptor to a worker, or closes it. */
 static void dispatch(wi_tts_http *s, lkind kind, int fd, const struct sockaddr_storage *from)
 {
@@ -1054,6 +1057,12 @@ static void dispatch(wi_tts_http *s, lkind kind, int fd, const struct sockaddr_s
 		 * attested like a Workload API caller). */
 		why = wi_error_detail();
 	}
+	const char *weak = peer ? wi_peer_degraded(peer) : NULL;
+	if (weak)
+		wi_log_once(&said_degraded, WI_LOG_WARN, "peer_check_degraded",
+			    "listener=unix reason=\"%s\": without SO_PEERPIDFD (Linux < 6.5) a peer whose pid is reused "
+			    "within the accept's clock tick cannot be told from the process that connected",
+			    weak);
 	if (!why && s->per_peer) {
 		if (kind == L_UNIX) {
 			uid_t uid = wi_peer_uid(peer);

@@ -44,6 +44,9 @@ static const char wl_prefix[] = "/SpiffeWorkloadAPI/";
 
 /* ---- call lifetime ------------------------------------------------------ */
 
+/* Said once per process: every connection would say it again. */
+static atomic_bool said_degraded;
+
 static void call_unref(wi__call *c)
 {
 	if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1)
@@ -766,6 +769,12 @@ void wi_wl_server_accept(wi_wl_server *s)
 			close(fd);
 			continue;
 		}
+		const char *weak = wi_peer_degraded(peer);
+		if (weak)
+			wi_log_once(&said_degraded, WI_LOG_WARN, "peer_check_degraded",
+				    "reason=\"%s\": without SO_PEERPIDFD (Linux < 6.5) a peer whose pid is reused within the accept's clock tick "
+			    "cannot be told from the process that connected",
+				    weak);
 		/* Closed connections linger in the table until a sweep: sweep before
 		 * refusing, so a burst of short connections does not lock a uid out. */
 		if (wi__conns_count_uid(s->conns, wi_peer_uid(peer)) >= WI_CONNECTIONS_PER_UID_MAX)

@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <pwd.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -27,6 +28,7 @@
 #include "attestors/peer.h"
 #include "attestors/peer_internal.h"
 #include "attestors/procfs.h"
+#include "attestors/sockdiag.h"
 #include "core/limits.h"
 #include "core/selector.h"
 
@@ -872,8 +874,9 @@ static void test_peer_fallback(void **state)
 	assert_true(started <= now);
 
 	wi_peer *p = NULL;
-	assert_int_equal(wi__peer_from_pid_fallback(ch.pid, geteuid(), getegid(), now, &p), 0);
+	assert_int_equal(wi__peer_from_pid_fallback(ch.conn, ch.pid, geteuid(), getegid(), now, &p), 0);
 	assert_int_equal(wi_peer_pid(p), ch.pid);
+	assert_null(wi_peer_degraded(p)); /* unix_diag answered, the fds were searched */
 	assert_true(wi_peer_start_time(p) == started);
 	assert_int_equal(wi_peer_uid(p), geteuid());
 	assert_int_equal(wi_peer_check_alive(p), 0);
@@ -892,20 +895,128 @@ static void test_peer_fallback(void **state)
 	/* A process that started after the accept is not the one that connected. */
 	p = NULL;
 	assert_true(started > 0);
-	assert_int_equal(wi__peer_from_pid_fallback(ch.pid, geteuid(), getegid(), started - 1, &p),
+	assert_int_equal(wi__peer_from_pid_fallback(ch.conn, ch.pid, geteuid(), getegid(), started - 1, &p),
 			 WI_E_UNAUTHENTICATED);
 	assert_null(p);
-	assert_int_equal(wi__peer_from_pid_fallback(0, 0, 0, now, &p), WI_E_UNAUTHENTICATED);
+	assert_int_equal(wi__peer_from_pid_fallback(ch.conn, 0, 0, 0, now, &p), WI_E_UNAUTHENTICATED);
 
 	pid_t dead = ch.pid;
 	reap(&ch);
 	/* Reaped: pidfd_open fails with ESRCH (unless the pid was reused at once,
-	 * in which case the start-time check must catch it). */
-	assert_int_equal(wi__peer_from_pid_fallback(dead, geteuid(), getegid(), now, &p),
+	 * in which case the socket search must catch it). */
+	struct child other;
+	spawn(&other);
+	assert_int_equal(wi__peer_from_pid_fallback(other.conn, dead, geteuid(), getegid(), now, &p),
 			 WI_E_UNAUTHENTICATED);
+	reap(&other);
+	assert_int_equal(wi__peer_from_pid_fallback(-1, dead, geteuid(), getegid(), now, &p), WI_E_IO);
 	assert_int_equal(wi_peer_from_pid(dead, &p), WI_E_UNAUTHENTICATED);
 	assert_int_equal(wi_peer_from_pid(0, &p), WI_E_INVAL);
 	assert_null(p);
+}
+
+/* The window the start-time check leaves on kernels without SO_PEERPIDFD:
+ * the process that connected exits and its pid goes to another process that
+ * had started before the accept's tick ended.  Simulated with two live
+ * children, the connection from one and the pid of the other (which started
+ * earlier than the accept): only the socket search tells them apart. */
+static void test_peer_fallback_pid_reused(void **state)
+{
+	(void)state;
+	struct child successor, connected;
+	spawn(&successor);
+	spawn(&connected);
+	uint64_t now;
+	assert_int_equal(wi__peer_boottime_ticks(&now), 0);
+	assert_true(start_time_of(successor.pid) <= now); /* passes the start-time check */
+
+	wi_peer *p = NULL;
+	assert_int_equal(wi__peer_from_pid_fallback(connected.conn, successor.pid, geteuid(), getegid(), now, &p),
+			 WI_E_UNAUTHENTICATED);
+	assert_null(p);
+	assert_non_null(strstr(wi_error_detail(), "does not hold the connecting socket"));
+	/* Each connection with its own process passes. */
+	assert_int_equal(wi__peer_from_pid_fallback(connected.conn, connected.pid, geteuid(), getegid(), now, &p), 0);
+	wi_peer_free(p);
+	p = NULL;
+	assert_int_equal(wi__peer_from_pid_fallback(successor.conn, successor.pid, geteuid(), getegid(), now, &p), 0);
+	wi_peer_free(p);
+	reap(&connected);
+	reap(&successor);
+}
+
+/* unix_diag names the other end; a process's open files are searched for it. */
+static void test_sockdiag(void **state)
+{
+	(void)state;
+	int sv[2];
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	struct stat st0, st1;
+	assert_int_equal(fstat(sv[0], &st0), 0);
+	assert_int_equal(fstat(sv[1], &st1), 0);
+	uint64_t ino = 0;
+	assert_int_equal(wi__unix_peer_ino(sv[0], &ino), 0);
+	assert_true(ino == (uint64_t)st1.st_ino);
+	assert_int_equal(wi__unix_peer_ino(sv[1], &ino), 0);
+	assert_true(ino == (uint64_t)st0.st_ino);
+
+	int self;
+	assert_int_equal(wi__proc_open_pid(getpid(), &self), 0);
+	assert_int_equal(wi__proc_holds_socket(self, st1.st_dev, (uint64_t)st1.st_ino), 0);
+	/* Same inode number on another device, or an inode nobody holds. */
+	assert_int_equal(wi__proc_holds_socket(self, st1.st_dev + 1, (uint64_t)st1.st_ino), WI_E_UNAUTHENTICATED);
+	close(sv[1]);
+	assert_int_equal(wi__proc_holds_socket(self, st1.st_dev, (uint64_t)st1.st_ino), WI_E_UNAUTHENTICATED);
+	/* The peer closed its end: the kernel names no inode. */
+	assert_int_equal(wi__unix_peer_ino(sv[0], &ino), WI_E_UNAUTHENTICATED);
+	close(sv[0]);
+	close(self);
+
+	/* Not a socket; a socket with no peer. */
+	int pp[2];
+	assert_int_equal(pipe2(pp, O_CLOEXEC), 0);
+	assert_int_equal(wi__unix_peer_ino(pp[0], &ino), WI_E_IO);
+	close(pp[0]);
+	close(pp[1]);
+	assert_int_equal(wi__unix_peer_ino(listener, &ino), WI_E_UNAUTHENTICATED);
+}
+
+/* Where unix_diag cannot answer (here: asked from another network namespace,
+ * which sees none of our sockets), the fallback keeps the start-time check and
+ * says that it did.  Needs CAP_SYS_ADMIN for unshare; skipped without it. */
+static void test_sockdiag_unavailable(void **state)
+{
+	(void)state;
+	struct child ch;
+	spawn(&ch);
+	int res[2];
+	assert_int_equal(pipe2(res, O_CLOEXEC), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		char r = 's';
+		if (unshare(CLONE_NEWNET) == 0) {
+			uint64_t ino, now;
+			wi_peer *p = NULL;
+			r = 'f';
+			if (wi__unix_peer_ino(ch.conn, &ino) == WI_E_UNIMPLEMENTED && wi__peer_boottime_ticks(&now) == 0 &&
+			    wi__peer_from_pid_fallback(ch.conn, ch.pid, geteuid(), getegid(), now, &p) == 0 &&
+			    wi_peer_degraded(p) && strstr(wi_peer_degraded(p), "unix_diag"))
+				r = 'y';
+			wi_peer_free(p);
+		}
+		_exit(write(res[1], &r, 1) == 1 ? 0 : 1);
+	}
+	close(res[1]);
+	char r = 0;
+	assert_int_equal(read(res[0], &r, 1), 1);
+	close(res[0]);
+	int wst;
+	assert_int_equal(waitpid(pid, &wst, 0), pid);
+	reap(&ch);
+	if (r == 's')
+		skip();
+	assert_int_equal(r, 'y');
 }
 
 /* A kernel without SO_PEERPIDFD takes the fallback; one that refuses the
@@ -1020,6 +1131,9 @@ int main(void)
 		cmocka_unit_test(test_peer_gone_before_accept_check),
 		cmocka_unit_test(test_peer_fallback),
 		cmocka_unit_test(test_peer_pidfd_refusal),
+		cmocka_unit_test(test_peer_fallback_pid_reused),
+		cmocka_unit_test(test_sockdiag),
+		cmocka_unit_test(test_sockdiag_unavailable),
 		cmocka_unit_test(test_attest_threads),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
