@@ -204,6 +204,9 @@ static void render_metrics(const wi_daemon_metrics *m, text *t)
 	       "ValidateJWTSVID calls that checked the token's signature.", cs.validation_misses);
 	metric(t, "wimsed_entries", "gauge", "Registration entries in force.", (uint64_t)cs.entries);
 	metric(t, "wimsed_revocations", "gauge", "Transaction-token revocations in force.", revocations);
+	metric(t, "wimsed_revocations_unpersisted", "gauge",
+	       "Revocations in force that the store has not taken yet (lost at restart).",
+	       (uint64_t)(m->o.revocations ? wi_revocations_unpersisted(m->o.revocations) : 0));
 	metric(t, "wimsed_ca_not_after_seconds", "gauge", "Expiry of the signing CA, Unix time.",
 	       (uint64_t)wi_ca_not_after(m->o.ca));
 	put(t, "# HELP wimsed_build_info The running version.\n# TYPE wimsed_build_info gauge\n"

@@ -47,6 +47,7 @@ struct wi_daemon_tts {
 	char node[128];
 	char issuer_id[WI_SPIFFE_ID_MAX + 1];
 	unsigned long ticks;
+	unsigned long persist_failed_at; /* tick of the last logged persist failure */
 };
 
 /* The host name as a SPIFFE path segment: [a-z0-9._-], lowercase. */
@@ -271,6 +272,28 @@ void wi_daemon_tts_set_registry(wi_daemon_tts *t, wi_registry *r)
 		wi_tts_set_registry(t->tts, r);
 }
 
+/* Revocations the store refused when a dead agent's runs were revoked are in
+ * force in memory only: written here once the store takes them.  A failure
+ * is logged once a minute while it lasts. */
+#define PERSIST_LOG_EVERY_TICKS 60
+
+static void persist_revocations(wi_daemon_tts *t, time_t now)
+{
+	if (wi_revocations_unpersisted(t->revocations) == 0)
+		return;
+	size_t left = 0;
+	if (wi_revocations_persist(t->revocations, now, &left) == 0) {
+		wi_log(WI_LOG_INFO, "revocations_persisted", "the revocations held only in memory are written");
+		t->persist_failed_at = 0;
+		return;
+	}
+	if (t->persist_failed_at == 0 || t->ticks - t->persist_failed_at >= PERSIST_LOG_EVERY_TICKS) {
+		wi_log(WI_LOG_ERROR, "revocations_persist_failed",
+		       "count=%zu: in force now, but a restart would forget them: %s", left, wi_error_detail());
+		t->persist_failed_at = t->ticks ? t->ticks : 1;
+	}
+}
+
 void wi_daemon_tts_tick(wi_daemon_tts *t)
 {
 	if (!t)
@@ -292,6 +315,7 @@ void wi_daemon_tts_tick(wi_daemon_tts *t)
 		wi_log(WI_LOG_ERROR, "tls_rotate_failed", "%s", wi_error_detail());
 	if (++t->ticks % PRUNE_EVERY_TICKS == 0 && wi_revocations_prune(t->revocations, now) < 0)
 		wi_log(WI_LOG_WARN, "revocations_prune_failed", "%s", wi_error_detail());
+	persist_revocations(t, now);
 }
 
 void wi_daemon_tts_stop(wi_daemon_tts *t)
@@ -314,6 +338,13 @@ void wi_daemon_tts_close(wi_daemon_tts *t)
 		return;
 	wi_runs_free(t->runs);
 	t->runs = NULL;
+	/* Last chance for revocations held only in memory. */
+	size_t left = 0;
+	if (wi_revocations_unpersisted(t->revocations) > 0 &&
+	    wi_revocations_persist(t->revocations, time(NULL), &left) < 0)
+		wi_log(WI_LOG_ERROR, "revocations_lost",
+		       "count=%zu: in force until now, but the store refused them, so they end with this process: %s",
+		       left, wi_error_detail());
 }
 
 wi_revocations *wi_daemon_tts_revocations(const wi_daemon_tts *t)

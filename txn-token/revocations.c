@@ -14,8 +14,10 @@
  * Ordering: persist, then index.  Everything that can fail (allocation,
  * table growth, the capacity check) happens before the store write, so once
  * the revocation is durable the in-memory step cannot fail: the index never
- * lacks a revocation that the store holds, and never holds one the store
- * refused. */
+ * lacks a revocation that the store holds.  It holds one the store refused
+ * only when asked to (wi_revocations_add_many_now, for a dead agent's runs,
+ * which no caller would retry): such entries are marked not durable, and
+ * wi_revocations_persist writes them once the store accepts them. */
 #include "txn-token/revocations.h"
 
 #include <errno.h>
@@ -35,6 +37,7 @@ typedef struct entry {
 	struct entry *next; /* hash chain */
 	uint64_t hash;
 	time_t until; /* in force while until > now */
+	bool durable; /* the store holds it until `until` (under write_lock) */
 	size_t len;
 	char value[];
 } entry;
@@ -52,6 +55,7 @@ struct wi_revocations {
 	uint64_t key[2]; /* SipHash key, random per process */
 	set sets[N_KINDS];
 	size_t count; /* entries across the sets */
+	size_t n_volatile; /* entries not durable (under write_lock) */
 };
 
 /* --- hashing ------------------------------------------------------------------
@@ -219,7 +223,7 @@ static int prepare_entry(wi_revocations *r, set *st, const char *value, size_t l
 	return 0;
 }
 
-/* Publishes a prepared change; cannot fail. */
+/* Publishes a prepared change read from the store; cannot fail. */
 static void commit_entry(wi_revocations *r, set *st, entry *found, entry *fresh, time_t until)
 {
 	_cleanup_(wi_rwlock_unlockp) pthread_rwlock_t *locked = wrlock(r);
@@ -229,6 +233,7 @@ static void commit_entry(wi_revocations *r, set *st, entry *found, entry *fresh,
 			found->until = until;
 	} else {
 		fresh->until = until;
+		fresh->durable = true;
 		set_link(st, fresh);
 		r->count++;
 	}
@@ -305,9 +310,25 @@ wi_revocations *wi_revocations_free(wi_revocations *r)
 	return NULL;
 }
 
+static int add_many(wi_revocations *r, wi_revocation_kind kind, const char *const *values, const time_t *untils,
+		    size_t n, bool *ret_durable);
+
 int wi_revocations_add(wi_revocations *r, wi_revocation_kind kind, const char *value, time_t until)
 {
-	return wi_revocations_add_many(r, kind, &value, &until, 1);
+	return add_many(r, kind, &value, &until, 1, NULL);
+}
+
+int wi_revocations_add_many(wi_revocations *r, wi_revocation_kind kind, const char *const *values,
+			    const time_t *untils, size_t n)
+{
+	return add_many(r, kind, values, untils, n, NULL);
+}
+
+int wi_revocations_add_many_now(wi_revocations *r, wi_revocation_kind kind, const char *const *values,
+				const time_t *untils, size_t n, bool *ret_durable)
+{
+	WI_CHECK(ret_durable != NULL, WI_E_INVAL, "revocations: NULL argument");
+	return add_many(r, kind, values, untils, n, ret_durable);
 }
 
 /* One value of a batch: its hash and length, and the entry made for it
@@ -335,9 +356,13 @@ static void batch_clear(batch *b)
 	free(b->put_untils);
 }
 
-int wi_revocations_add_many(wi_revocations *r, wi_revocation_kind kind, const char *const *values,
-			    const time_t *untils, size_t n)
+/* ret_durable NULL: persisted and indexed, or neither.  Otherwise indexed even
+ * where the store refuses, with *ret_durable false. */
+static int add_many(wi_revocations *r, wi_revocation_kind kind, const char *const *values, const time_t *untils,
+		    size_t n, bool *ret_durable)
 {
+	if (ret_durable)
+		*ret_durable = true;
 	WI_CHECK(r != NULL && (n == 0 || (values != NULL && untils != NULL)), WI_E_INVAL,
 		 "revocations: NULL argument");
 	WI_CHECK(n <= WI_REVOCATIONS_MAX, WI_E_TOO_BIG, "%zu revocations in one batch", n);
@@ -369,9 +394,10 @@ int wi_revocations_add_many(wi_revocations *r, wi_revocation_kind kind, const ch
 		it->len = strlen(values[i]);
 		it->hash = siphash(r->key, values[i], it->len);
 		const entry *have = set_find(st, it->hash, values[i], it->len);
-		if (!have || have->until < untils[i]) {
+		if (!have || have->until < untils[i] || !have->durable) {
+			/* One not durable yet is written with all it holds. */
 			b.put_values[b.n_put] = values[i];
-			b.put_untils[b.n_put] = untils[i];
+			b.put_untils[b.n_put] = have && have->until > untils[i] ? have->until : untils[i];
 			b.n_put++;
 		}
 		if (have)
@@ -390,24 +416,91 @@ int wi_revocations_add_many(wi_revocations *r, wi_revocation_kind kind, const ch
 	/* revocations.h: persisted before it returns 0.  If the store refuses,
 	 * nothing is indexed: a revocation that would vanish at restart is not
 	 * reported as in force. */
-	WI_TRY(wi_store_put_revocations(r->store, kind, b.put_values, b.put_untils, b.n_put));
+	int put = wi_store_put_revocations(r->store, kind, b.put_values, b.put_untils, b.n_put);
+	if (put < 0 && !ret_durable)
+		return put;
+	bool durable = put >= 0;
 	_cleanup_(wi_rwlock_unlockp) pthread_rwlock_t *locked = wrlock(r);
 	for (size_t i = 0; i < n; i++) {
 		batch_item *it = &b.items[i];
 		entry *e = set_find(st, it->hash, values[i], it->len);
 		if (e) {
-			/* store.h: re-revoking extends `until`, never shortens it. */
-			if (untils[i] > e->until)
+			/* store.h: re-revoking extends `until`, never shortens it.
+			 * Written: durable with all it holds.  Refused: durable
+			 * only if nothing was to be written for it. */
+			bool extends = untils[i] > e->until;
+			if (extends)
 				e->until = untils[i];
+			bool was = e->durable;
+			e->durable = durable || (was && !extends);
+			r->n_volatile += was && !e->durable;
+			r->n_volatile -= !was && e->durable;
 			continue;
 		}
 		e = it->fresh; /* absent before, and only a writer changes the set */
 		it->fresh = NULL;
 		e->until = untils[i];
+		e->durable = durable;
+		r->n_volatile += !durable;
 		set_link(st, e);
 		r->count++;
 	}
+	if (!durable)
+		*ret_durable = false; /* the store's reason stays in wi_error_detail() */
 	return 0;
+}
+
+int wi_revocations_persist(wi_revocations *r, time_t now, size_t *ret_left)
+{
+	WI_CHECK(r != NULL, WI_E_INVAL, "revocations: NULL argument");
+	_cleanup_(wi_mutex_unlockp) pthread_mutex_t *writing = wi_mutex_lock(&r->write_lock);
+	if (ret_left)
+		*ret_left = r->n_volatile;
+	if (r->n_volatile == 0)
+		return 0;
+	/* Only a writer changes the sets, and this one holds write_lock: the
+	 * entries' values may be pointed at without the read-write lock. */
+	_cleanup_(freep) const char **values = calloc(r->n_volatile, sizeof(*values));
+	_cleanup_(freep) time_t *untils = calloc(r->n_volatile, sizeof(*untils));
+	_cleanup_(freep) entry **picked = calloc(r->n_volatile, sizeof(*picked));
+	WI_CHECK_ALLOC(values && untils && picked);
+	for (int k = 0; k < N_KINDS; k++) {
+		set *st = &r->sets[k];
+		size_t n = 0;
+		for (size_t i = 0; i < st->n_buckets; i++)
+			for (entry *e = st->buckets[i]; e; e = e->next) {
+				if (e->durable || n == r->n_volatile)
+					continue;
+				if (e->until <= now) { /* over: nothing left to keep */
+					e->durable = true;
+					r->n_volatile--;
+					continue;
+				}
+				picked[n] = e;
+				values[n] = e->value;
+				untils[n] = e->until;
+				n++;
+			}
+		if (ret_left)
+			*ret_left = r->n_volatile;
+		if (n == 0)
+			continue;
+		WI_TRY(wi_store_put_revocations(r->store, (wi_revocation_kind)(k + 1), values, untils, n));
+		for (size_t i = 0; i < n; i++)
+			picked[i]->durable = true;
+		r->n_volatile -= n;
+		if (ret_left)
+			*ret_left = r->n_volatile;
+	}
+	return 0;
+}
+
+size_t wi_revocations_unpersisted(wi_revocations *r)
+{
+	if (!r)
+		return 0;
+	_cleanup_(wi_mutex_unlockp) pthread_mutex_t *writing = wi_mutex_lock(&r->write_lock);
+	return r->n_volatile;
 }
 
 static bool in_force(const wi_revocations *r, wi_revocation_kind kind, const char *value, time_t now)
@@ -459,6 +552,7 @@ int wi_revocations_prune(wi_revocations *r, time_t now)
 					dead = e;
 					st->size--;
 					r->count--;
+					r->n_volatile -= !e->durable;
 				}
 			}
 		}

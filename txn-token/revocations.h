@@ -30,6 +30,20 @@ int wi_revocations_add(wi_revocations *r, wi_revocation_kind kind, const char *v
 int wi_revocations_add_many(wi_revocations *r, wi_revocation_kind kind, const char *const *values,
 			    const time_t *untils, size_t n) WI_WUR;
 
+/* The same, for a kill switch that must not wait for the disk (a dead agent's
+ * runs, which no caller would retry): where the store refuses the batch, the
+ * values are in force anyway, in memory only, *ret_durable is false and
+ * wi_error_detail() gives the store's reason.  wi_revocations_persist writes
+ * them later.  Errors other than the store's leave nothing in force. */
+int wi_revocations_add_many_now(wi_revocations *r, wi_revocation_kind kind, const char *const *values,
+				const time_t *untils, size_t n, bool *ret_durable) WI_WUR;
+/* Writes every revocation in force only in memory to the store (one
+ * transaction per kind); *ret_left (may be NULL) is how many are still not
+ * durable: 0 on success.  Cheap when there are none (the daemon's tick). */
+int wi_revocations_persist(wi_revocations *r, time_t now, size_t *ret_left) WI_WUR;
+/* How many revocations in force are not durable yet. */
+size_t wi_revocations_unpersisted(wi_revocations *r);
+
 /* True when a token with this txn, principal ("iss sub") and actor chain
  * (SPIFFE IDs, any order) is revoked at `now`. */
 bool wi_revocations_is_revoked(wi_revocations *r, const char *txn, const char *principal,

@@ -124,16 +124,24 @@ static watch *find_watch(wi_runs *r, int pid, uint64_t start_time)
  * within milliseconds of the first. */
 #define RUNS_REVOKE_BATCH 512
 
+/* In force at once even if the store refuses them (nobody would retry a dead
+ * agent's revocation): the daemon's tick persists them later. */
 static void revoke_batch(wi_runs *r, int pid, const char *const *txns, const time_t *exps, size_t n)
 {
 	if (n == 0)
 		return;
-	if (wi_revocations_add_many(r->rev, WI_REVOKE_TXN, txns, exps, n) < 0) {
+	bool durable = true;
+	if (wi_revocations_add_many_now(r->rev, WI_REVOKE_TXN, txns, exps, n, &durable) < 0) {
 		wi_log(WI_LOG_ERROR, "run_revoke_failed", "pid=%d runs=%zu: %s", pid, n, wi_error_detail());
 		return;
 	}
 	atomic_fetch_add(&r->revoked, n);
-	wi_log(WI_LOG_INFO, "run_revoked", "pid=%d runs=%zu reason=\"agent process exited\"", pid, n);
+	if (!durable)
+		wi_log(WI_LOG_WARN, "run_revoked_not_durable",
+		       "pid=%d runs=%zu reason=\"agent process exited\": in force, not yet written (%s); retried each tick",
+		       pid, n, wi_error_detail());
+	else
+		wi_log(WI_LOG_INFO, "run_revoked", "pid=%d runs=%zu reason=\"agent process exited\"", pid, n);
 }
 
 static void revoke_list(wi_runs *r, int pid, run *list)
@@ -223,8 +231,8 @@ static void start_watch(wi_runs *r, pending *p)
 		r->held--;
 		pthread_mutex_unlock(&r->lock);
 		wi_log(WI_LOG_WARN, "run_watch_failed", "pid=%d: revoking the run at once", p->pid);
-		if (wi_revocations_add(r->rev, WI_REVOKE_TXN, p->txn, p->exp) < 0)
-			wi_log(WI_LOG_ERROR, "run_revoke_failed", "pid=%d: %s", p->pid, wi_error_detail());
+		const char *txn = p->txn;
+		revoke_batch(r, p->pid, &txn, &p->exp, 1);
 		close(p->pidfd);
 		return;
 	}

@@ -457,10 +457,23 @@ static void do_revoke(wi_tts *t, const wi_http_request *req, const wi_form *f, c
 		life = v;
 	}
 	time_t until = time(NULL) + life;
-	if (wi_revocations_add(t->o.revocations, kind, value, until) < 0) {
+	/* A kill switch acts first: in force now even if the store refuses it,
+	 * and then the caller is told it is not durable yet (the tick keeps
+	 * trying; the caller's retry does too). */
+	bool durable = true;
+	const char *values[1] = {value};
+	if (wi_revocations_add_many_now(t->o.revocations, kind, values, &until, 1, &durable) < 0) {
 		wi_log(WI_LOG_ERROR, "revoke_failed", "caller=%s: %s", c->id, wi_error_detail());
 		count_refusal(t, "/revoke", 503, "temporarily_unavailable");
-		wi_http_oauth_error(resp, 503, "temporarily_unavailable", "the revocation could not be stored");
+		wi_http_oauth_error(resp, 503, "temporarily_unavailable", "the revocation could not be made");
+		return;
+	}
+	if (!durable) {
+		wi_log(WI_LOG_ERROR, "revoke_not_durable", "caller=%s: in force, not stored: %s", c->id,
+		       wi_error_detail());
+		count_refusal(t, "/revoke", 503, "temporarily_unavailable");
+		wi_http_oauth_error(resp, 503, "temporarily_unavailable",
+				    "revoked, but not stored: a restart would forget it; retry");
 		return;
 	}
 	static const char *const kinds[] = {"", "txn", "spiffe_id", "principal"};

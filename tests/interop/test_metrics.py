@@ -53,6 +53,7 @@ EXPECTED = {
     "wimsed_jwt_validation_cache_hits_total": "counter",
     "wimsed_jwt_validation_cache_misses_total": "counter",
     "wimsed_revocations": "gauge",
+    "wimsed_revocations_unpersisted": "gauge",
     "wimsed_build_info": "gauge",
     "wimsed_ready": "gauge",
     "process_start_time_seconds": "gauge",
@@ -210,6 +211,7 @@ class MetricsTest(unittest.TestCase):
         self.assertGreaterEqual(s1[("wimsed_rpc_calls_total", ())], 4)
         self.assertGreaterEqual(s1[("wimsed_attestations_total", ())], 1)
         self.assertEqual(s1[("wimsed_revocations", ())], 0)
+        self.assertEqual(s1[("wimsed_revocations_unpersisted", ())], 0)
         now = datetime.datetime.now(datetime.timezone.utc).timestamp()
         self.assertLess(abs(s1[("process_start_time_seconds", ())] - now), 600)
 

@@ -29,6 +29,7 @@ import json
 import os
 import select
 import socket
+import sqlite3
 import ssl
 import subprocess
 import sys
@@ -1142,6 +1143,59 @@ class KillSwitch(TxnCase):
         # The sub-agent's own exit does not revoke anything of its own parent's runs
         # beyond that (replacements are not runs); a fresh chain still works.
         self.issued(self.exchange(self.idp.token(sub="dave")))
+
+    def unpersisted(self):
+        for line in h.metrics_text(self.d).splitlines():
+            if line.startswith("wimsed_revocations_unpersisted "):
+                return float(line.split()[1])
+        self.fail("no wimsed_revocations_unpersisted in /metrics")
+
+    def test_run_dies_while_the_store_refuses_writes(self):
+        """A full disk when the agent exits: its run dies anyway (in memory), the
+        metric and the log say it is not durable yet, and the tick writes it once
+        the store takes writes again, so a restart keeps it dead."""
+        parent = Agent(self.d, None, self.addCleanup)
+        t1, _ = self.issued(parent.exchange(self.idp.token(sub="fay"), scope="calendar.read"))
+        self.assert_active(t1, msg="the agent is alive")
+        self.assertEqual(self.unpersisted(), 0)
+        # Another connection to the daemon's own database makes every write to
+        # the revocation log fail, as a full disk or an I/O error would.
+        db = sqlite3.connect(os.path.join(self.d.data_dir, "state.db"), timeout=10)
+        self.addCleanup(db.close)
+        db.execute("CREATE TRIGGER wi_test_fail BEFORE INSERT ON revocation_log"
+                   " BEGIN SELECT RAISE(ABORT, 'injected write failure'); END")
+        db.commit()
+        parent.exit()
+        self.wait_inactive(t1, msg="the run of an agent that exited while the store refused writes")
+        self.assertEqual(self.unpersisted(), 1)
+        time.sleep(1.5)  # a tick or two: still refused, still in force
+        self.assert_inactive(t1, msg="not durable, still revoked")
+        self.assertEqual(self.unpersisted(), 1)
+        with open(self.d.log_path, encoding="utf-8", errors="replace") as f:
+            log = f.read()
+        self.assertIn("run_revoked_not_durable", log)
+        self.assertIn("injected write failure", log)
+        self.assertIn("revocations_persist_failed", log)
+        # The operator's kill switch acts too, and says it is not stored yet.
+        t2, c2 = self.delegated(self.idp, sub="gil")
+        self.assert_active(t2, msg="before the operator revokes it")
+        r = self.revoke([("txn", c2["txn"])])
+        self.assertEqual(r.status, 503, r)
+        self.assertEqual(r.json["error"], "temporarily_unavailable")
+        self.assertIn("not stored", r.json["error_description"])
+        self.assert_inactive(t2, msg="revoked by the operator while the store refused writes")
+        self.assertEqual(self.unpersisted(), 2)
+        db.execute("DROP TRIGGER wi_test_fail")
+        db.commit()
+        deadline = time.monotonic() + 10
+        while self.unpersisted() != 0:
+            self.assertLess(time.monotonic(), deadline, "the tick never wrote the revocation\n" + self.d.log_tail())
+            time.sleep(0.1)
+        self.d.stop()
+        self.d.start()
+        self.assert_inactive(t1, msg="a run revoked while the store refused writes, after a restart")
+        self.assert_inactive(t2, msg="an operator's revocation made while the store refused writes, after a restart")
+        self.assertEqual(self.unpersisted(), 0)
 
     def test_revocations_survive_restart(self):
         t1, c1, _ = self.chain("erin")

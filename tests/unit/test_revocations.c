@@ -419,6 +419,81 @@ static void test_add_many_all_or_none(void **state)
 		assert_true(txn_revoked(f, values[i], NOW));
 }
 
+/* A dead agent's runs die even when the store refuses them: in force in
+ * memory at once, not durable, written by wi_revocations_persist once the
+ * store takes them again, and then kept across a restart. */
+static void test_add_many_now(void **state)
+{
+	fx *f = *state;
+	assert_int_equal(wi_revocations_add(f->revs, WI_REVOKE_TXN, "kept", NOW + 10), 0);
+	raw_exec(f, "CREATE TRIGGER wi_test_fail BEFORE INSERT ON revocation_log"
+		    " BEGIN SELECT RAISE(ABORT, 'injected write failure'); END");
+	const char *values[] = {"run-1", "run-2", "kept"};
+	time_t untils[] = {LATER, LATER, LATER};
+	bool durable = true;
+	assert_int_equal(wi_revocations_add_many_now(f->revs, WI_REVOKE_TXN, values, untils, 3, &durable), 0);
+	assert_false(durable);
+	assert_non_null(strstr(wi_error_detail(), "injected write failure"));
+	assert_true(txn_revoked(f, "run-1", NOW));
+	assert_true(txn_revoked(f, "run-2", LATER - 1));
+	assert_true(txn_revoked(f, "kept", LATER - 1)); /* extended, in memory */
+	assert_int_equal(wi_revocations_unpersisted(f->revs), 3);
+	assert_int_equal(wi_revocations_count(f->revs), 3);
+
+	/* Still refused: nothing written, all still counted as not durable. */
+	size_t left = 0;
+	assert_int_equal(wi_revocations_persist(f->revs, NOW, &left), WI_E_IO);
+	assert_int_equal(left, 3);
+	/* The strict add still refuses what it cannot write, even though memory
+	 * holds the value already. */
+	assert_int_equal(wi_revocations_add(f->revs, WI_REVOKE_TXN, "run-1", LATER), WI_E_IO);
+	assert_int_equal(store_rows(f), 1);
+
+	raw_exec(f, "DROP TRIGGER wi_test_fail");
+	assert_int_equal(wi_revocations_persist(f->revs, NOW, &left), 0);
+	assert_int_equal(left, 0);
+	assert_int_equal(wi_revocations_unpersisted(f->revs), 0);
+	assert_int_equal(wi_revocations_persist(f->revs, NOW, &left), 0); /* nothing to do */
+	/* Durable now: an add asking no more writes nothing. */
+	int rows = store_rows(f);
+	assert_int_equal(wi_revocations_add(f->revs, WI_REVOKE_TXN, "run-2", LATER), 0);
+	assert_int_equal(store_rows(f), rows);
+	close_all(f);
+	open_all(f, NOW);
+	assert_true(txn_revoked(f, "run-1", LATER - 1));
+	assert_true(txn_revoked(f, "run-2", LATER - 1));
+	assert_true(txn_revoked(f, "kept", LATER - 1)); /* the extension was written too */
+	assert_int_equal(wi_revocations_unpersisted(f->revs), 0);
+
+	/* Not durable, then over: nothing left to write; pruned: not counted. */
+	raw_exec(f, "CREATE TRIGGER wi_test_fail BEFORE INSERT ON revocation_log"
+		    " BEGIN SELECT RAISE(ABORT, 'injected write failure'); END");
+	const char *brief[] = {"brief-1", "brief-2"};
+	time_t soon[] = {NOW + 2, NOW + 4};
+	assert_int_equal(wi_revocations_add_many_now(f->revs, WI_REVOKE_TXN, brief, soon, 2, &durable), 0);
+	assert_false(durable);
+	assert_int_equal(wi_revocations_unpersisted(f->revs), 2);
+	assert_int_equal(wi_revocations_persist(f->revs, NOW + 3, &left), WI_E_IO);
+	assert_int_equal(left, 1); /* brief-1 is over */
+	assert_int_equal(wi_revocations_prune(f->revs, NOW + 5), 0);
+	assert_int_equal(wi_revocations_unpersisted(f->revs), 0);
+	assert_int_equal(wi_revocations_persist(f->revs, NOW + 5, &left), 0);
+	/* Another kind, and a value error: refused whole, as the strict add. */
+	const char *bad[] = {"spiffe://example.org/ok", ""};
+	time_t u2[] = {LATER, LATER};
+	assert_int_equal(wi_revocations_add_many_now(f->revs, WI_REVOKE_ACTOR, bad, u2, 2, &durable), WI_E_INVAL);
+	assert_false(actor_revoked(f, "spiffe://example.org/ok", NOW));
+	assert_int_equal(wi_revocations_add_many_now(f->revs, WI_REVOKE_ACTOR, bad, u2, 1, NULL), WI_E_INVAL);
+	assert_int_equal(wi_revocations_add_many_now(f->revs, WI_REVOKE_ACTOR, bad, u2, 1, &durable), 0);
+	assert_false(durable);
+	assert_true(actor_revoked(f, "spiffe://example.org/ok", NOW));
+	raw_exec(f, "DROP TRIGGER wi_test_fail");
+	assert_int_equal(wi_revocations_persist(f->revs, NOW, &left), 0);
+	close_all(f);
+	open_all(f, NOW);
+	assert_true(actor_revoked(f, "spiffe://example.org/ok", NOW));
+}
+
 /* --- readers while a writer adds ---------------------------------------------- */
 
 #define READERS 4
@@ -505,6 +580,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_prune, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_persistence, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_store_failure, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_add_many_now, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_readers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_add_many, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_add_many_all_or_none, setup, teardown),

@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sqlite3.h>
 #include <uv.h>
 
 #include "core/store.h"
@@ -152,6 +153,60 @@ static void test_runs_die_with_agent(void **state)
 	fx_close(&f);
 }
 
+static bool tracked_n(void *arg);
+
+static void fail_store_writes(fx *f, bool on)
+{
+	char db[128];
+	snprintf(db, sizeof(db), "%s/state.db", f->dir);
+	sqlite3 *h = NULL;
+	assert_int_equal(sqlite3_open_v2(db, &h, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+	const char *sql = on ? "CREATE TRIGGER wi_test_fail BEFORE INSERT ON revocation_log"
+			       " BEGIN SELECT RAISE(ABORT, 'injected write failure'); END"
+			     : "DROP TRIGGER wi_test_fail";
+	assert_int_equal(sqlite3_exec(h, sql, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(h);
+}
+
+/* The store refuses writes (a full disk) when the agent exits: its runs die
+ * anyway, in memory, and are written once the store takes them. */
+static void test_runs_die_while_store_refuses(void **state)
+{
+	(void)state;
+	fx f;
+	fx_open(&f);
+	time_t now = f.now;
+	assert_int_equal(wi_runs_track(R, f.pidfd, f.child, 42, "txn-1", now + 300), 0);
+	assert_int_equal(wi_runs_track(R, f.pidfd, f.child, 42, "txn-2", now + 300), 0);
+	size_t two = 2;
+	assert_true(loop_until(&f.loop, tracked_n, &two));
+	fail_store_writes(&f, true);
+	agent_exit(&f);
+	uint64_t want = 2;
+	assert_true(loop_until(&f.loop, revoked_n, &want));
+	assert_true(wi_revocations_is_revoked(f.rev, "txn-1", NULL, NULL, 0, now));
+	assert_true(wi_revocations_is_revoked(f.rev, "txn-2", NULL, NULL, 0, now));
+	assert_int_equal(wi_revocations_unpersisted(f.rev), 2);
+	/* A watch that cannot start revokes at once, in memory too. */
+	assert_int_equal(wi_runs_track(R, f.pidfd, f.child, 42, "txn-late", now + 300), 0);
+	want = 3;
+	assert_true(loop_until(&f.loop, revoked_n, &want));
+	assert_true(wi_revocations_is_revoked(f.rev, "txn-late", NULL, NULL, 0, now));
+	assert_int_equal(wi_revocations_unpersisted(f.rev), 3);
+
+	fail_store_writes(&f, false);
+	size_t left = 9;
+	assert_int_equal(wi_revocations_persist(f.rev, now, &left), 0);
+	assert_int_equal(left, 0);
+	/* Durable: a fresh index over the same store has them. */
+	wi_revocations *again = NULL;
+	assert_int_equal(wi_revocations_open(f.store, now, &again), 0);
+	assert_true(wi_revocations_is_revoked(again, "txn-1", NULL, NULL, 0, now));
+	assert_true(wi_revocations_is_revoked(again, "txn-late", NULL, NULL, 0, now));
+	wi_revocations_free(again);
+	fx_close(&f);
+}
+
 static bool tracked_n(void *arg)
 {
 	return wi_runs_tracked(R) >= *(size_t *)arg;
@@ -230,6 +285,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_runs_die_with_agent),
 		cmocka_unit_test(test_process_cap),
+		cmocka_unit_test(test_runs_die_while_store_refuses),
 		cmocka_unit_test(test_many_runs_die_together),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
