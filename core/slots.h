@@ -8,6 +8,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+#include <sys/types.h>
 
 #include "core/error.h"
 
@@ -17,6 +19,16 @@
 typedef struct wi_slot_key {
 	uint8_t b[WI_SLOT_KEY_LEN];
 } wi_slot_key;
+
+/* The key for a local uid (kind 'u'). */
+static inline wi_slot_key wi_slot_key_uid(uid_t uid)
+{
+	wi_slot_key k;
+	memset(&k, 0, sizeof(k));
+	k.b[0] = 'u';
+	memcpy(k.b + 1, &uid, sizeof(uid));
+	return k;
+}
 
 typedef struct wi_slots wi_slots;
 

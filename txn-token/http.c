@@ -1065,10 +1065,7 @@ static void dispatch(wi_tts_http *s, lkind kind, int fd, const struct sockaddr_s
 			    weak);
 	if (!why && s->per_peer) {
 		if (kind == L_UNIX) {
-			uid_t uid = wi_peer_uid(peer);
-			memset(&key, 0, sizeof(key));
-			key.b[0] = 'u';
-			memcpy(key.b + 1, &uid, sizeof(uid));
+			key = wi_slot_key_uid(wi_peer_uid(peer));
 			keyed = true;
 		} else {
 			keyed = tcp_peer_key(from, &key);

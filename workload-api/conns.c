@@ -1,7 +1,6 @@
 /* workload-api/conns.c — the fd-indexed connection table, with a per-uid
- * count of its records (an open-addressing hash of uid → count) so that the
- * per-uid connection cap, checked on every accept, costs O(1) rather than a
- * scan of the table. */
+ * count of its records (core/slots) so that the per-uid connection cap,
+ * checked on every accept, costs O(1) rather than a scan of the table. */
 #include "workload-api/conns.h"
 
 #include <errno.h>
@@ -12,91 +11,36 @@
 #include <sys/stat.h>
 
 #include "core/limits.h"
-
-typedef struct uid_count {
-	uid_t uid;
-	bool used; /* occupied (stays so at n == 0 until a rehash drops it) */
-	size_t n;
-} uid_count;
+#include "core/slots.h"
 
 struct wi__conns {
 	pthread_mutex_t lock;
 	wi__conn **by_fd; /* index = fd */
 	size_t cap;
 	size_t count;
-	uid_count *uids; /* power-of-two size; at most half used */
-	size_t uids_cap, uids_used;
+	wi_slots *uids; /* records per uid */
 };
-
-static size_t uid_hash(uid_t uid, size_t cap)
-{
-	uint64_t h = (uint64_t)uid * 0x9E3779B97F4A7C15ull; /* Fibonacci hashing */
-	return (size_t)(h >> 32) & (cap - 1);
-}
-
-/* The slot for uid: its entry, or the free slot where it would go. */
-static uid_count *uid_slot(uid_count *tab, size_t cap, uid_t uid)
-{
-	size_t i = uid_hash(uid, cap);
-	while (tab[i].used && tab[i].uid != uid)
-		i = (i + 1) & (cap - 1);
-	return &tab[i];
-}
-
-/* Makes room for one more uid (under the lock); entries with no record left
- * are dropped on the way. */
-static int uids_reserve(wi__conns *t)
-{
-	if (t->uids_cap && (t->uids_used + 1) * 2 <= t->uids_cap)
-		return 0;
-	size_t live = 0;
-	for (size_t i = 0; i < t->uids_cap; i++)
-		live += t->uids[i].used && t->uids[i].n != 0;
-	size_t nc = 16;
-	while ((live + 1) * 2 > nc)
-		nc *= 2;
-	uid_count *n = calloc(nc, sizeof(*n));
-	WI_CHECK_ALLOC(n);
-	for (size_t i = 0; i < t->uids_cap; i++)
-		if (t->uids[i].used && t->uids[i].n != 0)
-			*uid_slot(n, nc, t->uids[i].uid) = t->uids[i];
-	free(t->uids);
-	t->uids = n;
-	t->uids_cap = nc;
-	t->uids_used = live;
-	return 0;
-}
-
-/* Under the lock; uids_reserve must have succeeded just before. */
-static void uid_inc(wi__conns *t, uid_t uid)
-{
-	uid_count *e = uid_slot(t->uids, t->uids_cap, uid);
-	if (!e->used) {
-		e->uid = uid;
-		e->used = true;
-		t->uids_used++;
-	}
-	e->n++;
-}
-
-/* Under the lock.  An entry that reaches 0 keeps its slot (it is part of
- * other uids' probe chains) until the next rehash. */
-static void uid_dec(wi__conns *t, uid_t uid)
-{
-	if (!t->uids_cap)
-		return;
-	uid_count *e = uid_slot(t->uids, t->uids_cap, uid);
-	if (e->used && e->n > 0)
-		e->n--;
-}
 
 int wi__conns_new(wi__conns **ret)
 {
 	wi__conns *t = calloc(1, sizeof(*t));
 	WI_CHECK_ALLOC(t);
+	/* As many uids as connections; the table is calloc'd, so untouched
+	 * pages cost nothing. */
+	int r = wi_slots_new(WI_CONNECTIONS_PER_UID_MAX, WI_CONNECTIONS_MAX, &t->uids);
+	if (r < 0) {
+		free(t);
+		return r;
+	}
 	pthread_mutex_init(&t->lock, NULL);
 	*ret = t;
 	return 0;
+}
+
+static void uid_dec(wi__conns *t, uid_t uid)
+{
+	wi_slot_key k = wi_slot_key_uid(uid);
+	wi_slots_release(t->uids, &k);
 }
 
 static void conn_drop_locked(wi__conns *t, wi__conn *c)
@@ -116,7 +60,7 @@ void wi__conns_free(wi__conns *t)
 		if (t->by_fd[i])
 			conn_drop_locked(t, t->by_fd[i]);
 	free(t->by_fd);
-	free(t->uids);
+	wi_slots_free(t->uids);
 	pthread_mutex_destroy(&t->lock);
 	free(t);
 }
@@ -139,12 +83,6 @@ int wi__conns_add(wi__conns *t, int fd, wi_peer *peer)
 	c->peer = peer;
 	c->refs = 1;
 	pthread_mutex_lock(&t->lock);
-	int r = uids_reserve(t);
-	if (r < 0) {
-		pthread_mutex_unlock(&t->lock);
-		free(c);
-		return r;
-	}
 	if ((size_t)fd >= t->cap) {
 		size_t nc = t->cap ? t->cap : 256;
 		while (nc <= (size_t)fd)
@@ -165,9 +103,15 @@ int wi__conns_add(wi__conns *t, int fd, wi_peer *peer)
 		conn_drop_locked(t, t->by_fd[fd]);
 		t->count--;
 	}
+	wi_slot_key k = wi_slot_key_uid(wi_peer_uid(peer));
+	if (!wi_slots_take(t->uids, &k)) {
+		pthread_mutex_unlock(&t->lock);
+		free(c); /* the peer stays the caller's */
+		WI_FAIL(WI_E_TOO_BIG, "uid %u holds %d connections, or %d uids hold some", (unsigned)wi_peer_uid(peer),
+			WI_CONNECTIONS_PER_UID_MAX, WI_CONNECTIONS_MAX);
+	}
 	t->by_fd[fd] = c;
 	t->count++;
-	uid_inc(t, wi_peer_uid(peer));
 	pthread_mutex_unlock(&t->lock);
 	return 0;
 }
@@ -223,12 +167,6 @@ size_t wi__conns_sweep(wi__conns *t)
 
 size_t wi__conns_count_uid(wi__conns *t, uid_t uid)
 {
-	size_t n = 0;
-	pthread_mutex_lock(&t->lock);
-	if (t->uids_cap) {
-		const uid_count *e = uid_slot(t->uids, t->uids_cap, uid);
-		n = e->used ? e->n : 0;
-	}
-	pthread_mutex_unlock(&t->lock);
-	return n;
+	wi_slot_key k = wi_slot_key_uid(uid);
+	return wi_slots_held(t->uids, &k);
 }

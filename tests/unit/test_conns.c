@@ -6,10 +6,12 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <cmocka.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "attestors/peer.h"
+#include "core/limits.h"
 #include "workload-api/conns.h"
 
 /* A connected socket whose peer is this process; *ret_other is its end. */
@@ -75,6 +77,53 @@ static void test_count_follows_adds_and_sweeps(void **state)
 	wi__conns_free(t);
 }
 
+/* The table itself refuses a uid past WI_CONNECTIONS_PER_UID_MAX records (the
+ * server checks first and sweeps, so this is the last line), and the refused
+ * peer stays the caller's. */
+static void test_add_refuses_past_the_uid_cap(void **state)
+{
+	(void)state;
+	wi__conns *t = NULL;
+	assert_int_equal(wi__conns_new(&t), 0);
+	enum { N = WI_CONNECTIONS_PER_UID_MAX };
+	static int fd[N + 1], peer[N + 1];
+	/* Two descriptors a connection, and a few besides. */
+	struct rlimit rl;
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &rl), 0);
+	if (rl.rlim_cur < 2 * N + 64) {
+		rl.rlim_cur = rl.rlim_max;
+		if (rl.rlim_cur < 2 * N + 64 || setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+			wi__conns_free(t);
+			skip();
+		}
+	}
+	for (int i = 0; i < N; i++) {
+		fd[i] = conn_pair(&peer[i]);
+		add_conn(t, fd[i]);
+	}
+	assert_int_equal(wi__conns_count_uid(t, getuid()), N);
+	fd[N] = conn_pair(&peer[N]);
+	wi_peer *p = NULL;
+	assert_int_equal(wi_peer_from_socket(fd[N], &p), 0);
+	assert_int_equal(wi__conns_add(t, fd[N], p), WI_E_TOO_BIG);
+	assert_int_equal(wi_peer_pid(p), getpid()); /* still ours, still whole */
+	wi_peer_free(p);
+	assert_int_equal(wi__conns_count_uid(t, getuid()), N);
+	/* One closed and swept: room for one again. */
+	close(fd[0]);
+	close(peer[0]);
+	assert_int_equal(wi__conns_sweep(t), N - 1);
+	add_conn(t, fd[N]);
+	assert_int_equal(wi__conns_count_uid(t, getuid()), N);
+	for (int i = 1; i <= N; i++) {
+		close(fd[i]);
+		close(peer[i]);
+	}
+	assert_int_equal(wi__conns_sweep(t), 0);
+	assert_int_equal(wi__conns_count_uid(t, getuid()), 0);
+	wi__conns_free(t);
+}
+
 static void lookup_fails(wi__conns *t, const char *grpc_peer)
 {
 	wi__conn *c = (wi__conn *)0x1;
@@ -130,6 +179,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_count_follows_adds_and_sweeps),
+		cmocka_unit_test(test_add_refuses_past_the_uid_cap),
 		cmocka_unit_test(test_lookup_finds_the_record_for_the_fd),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
