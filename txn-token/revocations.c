@@ -37,8 +37,8 @@ typedef struct entry {
 	struct entry *next; /* hash chain */
 	uint64_t hash;
 	time_t until; /* in force while until > now */
-	bool durable; /* the store holds it until `until` (under write_lock) */
 	size_t len;
+	bool durable; /* the store holds it until `until` (under write_lock); here, it costs no padding */
 	char value[];
 } entry;
 
