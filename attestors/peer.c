@@ -163,6 +163,11 @@ struct peer_socket {
 	uint64_t ino;
 };
 
+/* What a degraded check means, appended to each reason. */
+#define DEGRADED                                                                                  \
+	": without SO_PEERPIDFD (Linux < 6.5) a peer whose pid is reused within the accept's clock " \
+	"tick cannot be told from the process that connected"
+
 /* Common tail once p->pidfd is set: open /proc/<pid>, read the start time
  * (optionally checked against the accept time), optionally the credentials,
  * optionally find the connecting socket among the process's open files, then
@@ -193,7 +198,7 @@ static int peer_finish(wi_peer *p, bool check_start, uint64_t accept_ticks, bool
 		 * that got the pid number afterwards. */
 		r = wi__proc_holds_socket(p->dirfd, sock->dev, sock->ino);
 		if (r == WI_E_UNIMPLEMENTED) {
-			p->degraded = "the peer's open files are not readable by the daemon (it needs CAP_SYS_PTRACE)";
+			p->degraded = "the peer's open files are not readable by the daemon (it needs CAP_SYS_PTRACE)" DEGRADED;
 			r = 0;
 		}
 	}
@@ -219,17 +224,15 @@ static int peer_finish(wi_peer *p, bool check_start, uint64_t accept_ticks, bool
 
 static int fallback(int fd, pid_t pid, uid_t uid, gid_t gid, uint64_t accept_ticks, wi_peer **ret)
 {
-	struct stat st;
-	WI_CHECK_ERRNO(fstat(fd, &st) == 0, "fstat: %s", strerror(errno));
-	struct peer_socket sock = {.dev = st.st_dev};
-	int r = wi__unix_peer_ino(fd, &sock.ino);
+	struct peer_socket sock = {0};
+	int r = wi__unix_peer_ino(fd, &sock.dev, &sock.ino);
 	if (r < 0 && r != WI_E_UNIMPLEMENTED)
 		return r;
 	_cleanup_(wi_peer_freep) wi_peer *p = NULL;
 	WI_TRY(peer_alloc(pid, uid, gid, &p));
 	if (r == WI_E_UNIMPLEMENTED) {
 		sock.ino = 0;
-		p->degraded = "this kernel answers no unix_diag (sock_diag) query";
+		p->degraded = "this kernel answers no unix_diag (sock_diag) query" DEGRADED;
 	}
 	r = pidfd_open_sys(pid, &p->pidfd);
 	if (r < 0) {

@@ -56,10 +56,11 @@ static int parse_peer(const struct nlmsghdr *h, uint32_t want_ino, uint64_t *ret
 	WI_FAIL(WI_E_UNAUTHENTICATED, "the connection has no peer");
 }
 
-int wi__unix_peer_ino(int fd, uint64_t *ret_ino)
+int wi__unix_peer_ino(int fd, dev_t *ret_dev, uint64_t *ret_ino)
 {
 	struct stat st;
 	WI_CHECK_ERRNO(fstat(fd, &st) == 0, "fstat: %s", strerror(errno));
+	*ret_dev = st.st_dev; /* sockfs', which the peer's socket shares */
 	WI_CHECK(S_ISSOCK(st.st_mode) && st.st_ino <= UINT32_MAX, WI_E_IO, "not a socket with a 32-bit inode");
 	uint32_t ino = (uint32_t)st.st_ino;
 

@@ -15,12 +15,13 @@
 #include "core/error.h"
 
 /* The inode of the socket at the other end of the connected Unix socket
- * `fd`, asked of the kernel through NETLINK_SOCK_DIAG (UDIAG_SHOW_PEER).
+ * `fd`, asked of the kernel through NETLINK_SOCK_DIAG (UDIAG_SHOW_PEER), and
+ * the device both live on (sockfs', from fstat of `fd`; set on any answer).
  * WI_E_UNAUTHENTICATED when the peer has closed its end (the kernel reports
  * no inode for it); WI_E_UNIMPLEMENTED when this kernel or network namespace
  * cannot answer (no unix_diag); WI_E_IO on any other failure or a reply that
  * does not parse. */
-int wi__unix_peer_ino(int fd, uint64_t *ret_ino) WI_WUR;
+int wi__unix_peer_ino(int fd, dev_t *ret_dev, uint64_t *ret_ino) WI_WUR;
 
 /* Whether the process behind `procfd` (/proc/<pid>) has a socket with inode
  * `ino` on device `dev` (sockfs') among its open files, looking at no more

@@ -1059,10 +1059,7 @@ static void dispatch(wi_tts_http *s, lkind kind, int fd, const struct sockaddr_s
 	}
 	const char *weak = peer ? wi_peer_degraded(peer) : NULL;
 	if (weak)
-		wi_log_once(&said_degraded, WI_LOG_WARN, "peer_check_degraded",
-			    "listener=unix reason=\"%s\": without SO_PEERPIDFD (Linux < 6.5) a peer whose pid is reused "
-			    "within the accept's clock tick cannot be told from the process that connected",
-			    weak);
+		wi_log_once(&said_degraded, WI_LOG_WARN, "peer_check_degraded", "listener=unix reason=\"%s\"", weak);
 	if (!why && s->per_peer) {
 		if (kind == L_UNIX) {
 			key = wi_slot_key_uid(wi_peer_uid(peer));

@@ -771,10 +771,7 @@ void wi_wl_server_accept(wi_wl_server *s)
 		}
 		const char *weak = wi_peer_degraded(peer);
 		if (weak)
-			wi_log_once(&said_degraded, WI_LOG_WARN, "peer_check_degraded",
-				    "reason=\"%s\": without SO_PEERPIDFD (Linux < 6.5) a peer whose pid is reused within the accept's clock tick "
-			    "cannot be told from the process that connected",
-				    weak);
+			wi_log_once(&said_degraded, WI_LOG_WARN, "peer_check_degraded", "reason=\"%s\"", weak);
 		/* Closed connections linger in the table until a sweep: sweep before
 		 * refusing, so a burst of short connections does not lock a uid out. */
 		if (wi__conns_count_uid(s->conns, wi_peer_uid(peer)) >= WI_CONNECTIONS_PER_UID_MAX)

@@ -955,9 +955,11 @@ static void test_sockdiag(void **state)
 	assert_int_equal(fstat(sv[0], &st0), 0);
 	assert_int_equal(fstat(sv[1], &st1), 0);
 	uint64_t ino = 0;
-	assert_int_equal(wi__unix_peer_ino(sv[0], &ino), 0);
+	dev_t dev = 0;
+	assert_int_equal(wi__unix_peer_ino(sv[0], &dev, &ino), 0);
 	assert_true(ino == (uint64_t)st1.st_ino);
-	assert_int_equal(wi__unix_peer_ino(sv[1], &ino), 0);
+	assert_true(dev == st1.st_dev);
+	assert_int_equal(wi__unix_peer_ino(sv[1], &dev, &ino), 0);
 	assert_true(ino == (uint64_t)st0.st_ino);
 
 	int self;
@@ -968,17 +970,17 @@ static void test_sockdiag(void **state)
 	close(sv[1]);
 	assert_int_equal(wi__proc_holds_socket(self, st1.st_dev, (uint64_t)st1.st_ino), WI_E_UNAUTHENTICATED);
 	/* The peer closed its end: the kernel names no inode. */
-	assert_int_equal(wi__unix_peer_ino(sv[0], &ino), WI_E_UNAUTHENTICATED);
+	assert_int_equal(wi__unix_peer_ino(sv[0], &dev, &ino), WI_E_UNAUTHENTICATED);
 	close(sv[0]);
 	close(self);
 
 	/* Not a socket; a socket with no peer. */
 	int pp[2];
 	assert_int_equal(pipe2(pp, O_CLOEXEC), 0);
-	assert_int_equal(wi__unix_peer_ino(pp[0], &ino), WI_E_IO);
+	assert_int_equal(wi__unix_peer_ino(pp[0], &dev, &ino), WI_E_IO);
 	close(pp[0]);
 	close(pp[1]);
-	assert_int_equal(wi__unix_peer_ino(listener, &ino), WI_E_UNAUTHENTICATED);
+	assert_int_equal(wi__unix_peer_ino(listener, &dev, &ino), WI_E_UNAUTHENTICATED);
 }
 
 /* Where unix_diag cannot answer (here: asked from another network namespace,
@@ -997,9 +999,10 @@ static void test_sockdiag_unavailable(void **state)
 		char r = 's';
 		if (unshare(CLONE_NEWNET) == 0) {
 			uint64_t ino, now;
+			dev_t dev;
 			wi_peer *p = NULL;
 			r = 'f';
-			if (wi__unix_peer_ino(ch.conn, &ino) == WI_E_UNIMPLEMENTED && wi__peer_boottime_ticks(&now) == 0 &&
+			if (wi__unix_peer_ino(ch.conn, &dev, &ino) == WI_E_UNIMPLEMENTED && wi__peer_boottime_ticks(&now) == 0 &&
 			    wi__peer_from_pid_fallback(ch.conn, ch.pid, geteuid(), getegid(), now, &p) == 0 &&
 			    wi_peer_degraded(p) && strstr(wi_peer_degraded(p), "unix_diag"))
 				r = 'y';
