@@ -22,6 +22,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,7 +56,10 @@ struct wi_revocations {
 	uint64_t key[2]; /* SipHash key, random per process */
 	set sets[N_KINDS];
 	size_t count; /* entries across the sets */
-	size_t n_volatile; /* entries not durable (under write_lock) */
+	/* Entries not durable: changed under write_lock only, read without it
+	 * by wi_revocations_unpersisted (the tick, the metrics scrape), which
+	 * must not wait behind a writer's fsync. */
+	atomic_size_t n_volatile;
 };
 
 /* --- hashing ------------------------------------------------------------------
@@ -499,8 +503,7 @@ size_t wi_revocations_unpersisted(wi_revocations *r)
 {
 	if (!r)
 		return 0;
-	_cleanup_(wi_mutex_unlockp) pthread_mutex_t *writing = wi_mutex_lock(&r->write_lock);
-	return r->n_volatile;
+	return atomic_load_explicit(&r->n_volatile, memory_order_relaxed);
 }
 
 static bool in_force(const wi_revocations *r, wi_revocation_kind kind, const char *value, time_t now)

@@ -41,7 +41,8 @@ int wi_revocations_add_many_now(wi_revocations *r, wi_revocation_kind kind, cons
  * transaction per kind); *ret_left (may be NULL) is how many are still not
  * durable: 0 on success.  Cheap when there are none (the daemon's tick). */
 int wi_revocations_persist(wi_revocations *r, time_t now, size_t *ret_left) WI_WUR;
-/* How many revocations in force are not durable yet. */
+/* How many revocations in force are not durable yet.  Never waits for a
+ * writer (one may be in the store's fsync). */
 size_t wi_revocations_unpersisted(wi_revocations *r);
 
 /* True when a token with this txn, principal ("iss sub") and actor chain

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include <sqlite3.h>
 
@@ -494,6 +495,69 @@ static void test_add_many_now(void **state)
 	assert_true(actor_revoked(f, "spiffe://example.org/ok", NOW));
 }
 
+/* The count of revocations not yet durable (the daemon's tick, the metrics
+ * gauge) does not wait for a writer that is inside the store: here a second
+ * connection holds SQLite's write lock, so the writer waits in the busy
+ * handler, holding write_lock, until that lock is let go. */
+typedef struct stalled {
+	fx *f;
+	atomic_bool started;
+	int rc;
+	bool durable;
+} stalled;
+
+static void *stalled_writer(void *arg)
+{
+	stalled *st = arg;
+	const char *values[] = {"run-stalled"};
+	time_t untils[] = {LATER};
+	atomic_store(&st->started, true);
+	st->rc = wi_revocations_add_many_now(st->f->revs, WI_REVOKE_TXN, values, untils, 1, &st->durable);
+	return NULL;
+}
+
+static double mono_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void test_unpersisted_does_not_wait_for_the_store(void **state)
+{
+	fx *f = *state;
+	char db[PATH_MAX];
+	assert_int_equal(wi_fs_join(db, sizeof(db), f->dir, "state.db"), 0);
+	sqlite3 *h = NULL;
+	assert_int_equal(sqlite3_open_v2(db, &h, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(h, "BEGIN EXCLUSIVE", NULL, NULL, NULL), SQLITE_OK);
+
+	stalled st = {.f = f};
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, stalled_writer, &st), 0);
+	while (!atomic_load(&st.started))
+		sched_yield();
+	/* Time for the writer to reach the busy handler (it waits there up to
+	 * WI_STORE_BUSY_TIMEOUT_MS for the lock held above). */
+	struct timespec pause = {.tv_sec = 0, .tv_nsec = 300 * 1000 * 1000};
+	nanosleep(&pause, NULL);
+	double t0 = mono_s();
+	size_t n = wi_revocations_unpersisted(f->revs);
+	double waited = mono_s() - t0;
+	/* Before: this waited for the writer, which waited for the lock below,
+	 * until the busy timeout failed the write. */
+	assert_true(waited < (double)WI_STORE_BUSY_TIMEOUT_MS / 1000.0 / 4);
+	assert_int_equal(n, 0);
+
+	assert_int_equal(sqlite3_exec(h, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(h);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	assert_int_equal(st.rc, 0);
+	assert_true(st.durable); /* the lock was let go well within the busy timeout */
+	assert_true(txn_revoked(f, "run-stalled", NOW));
+	assert_int_equal(wi_revocations_unpersisted(f->revs), 0);
+}
+
 /* --- readers while a writer adds ---------------------------------------------- */
 
 #define READERS 4
@@ -581,6 +645,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_persistence, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_store_failure, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_add_many_now, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unpersisted_does_not_wait_for_the_store, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_readers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_add_many, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_add_many_all_or_none, setup, teardown),
