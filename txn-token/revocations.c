@@ -23,6 +23,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,7 +40,7 @@ typedef struct entry {
 	uint64_t hash;
 	time_t until; /* in force while until > now */
 	size_t len;
-	bool durable; /* the store holds it until `until` (under write_lock); here, it costs no padding */
+	bool durable; /* the store holds it until `until` (under write_lock); the value follows it at once */
 	char value[];
 } entry;
 
@@ -61,6 +62,17 @@ struct wi_revocations {
 	 * must not wait behind a writer's fsync. */
 	atomic_size_t n_volatile;
 };
+
+/* An entry with room for a value of len bytes and its NUL: the value starts
+ * at its offset, not after sizeof(entry)'s tail padding (7 bytes here, which
+ * put a 22-character run id into malloc's next size class: +16 bytes for
+ * each revocation in force); never less than the struct itself, which the
+ * compound-literal stores write whole. */
+static entry *entry_alloc(size_t len)
+{
+	size_t size = offsetof(entry, value) + len + 1;
+	return malloc(size < sizeof(entry) ? sizeof(entry) : size);
+}
 
 /* --- hashing ------------------------------------------------------------------
  * SipHash-2-4 with a random key: the values come from outside (a user's
@@ -216,7 +228,7 @@ static int prepare_entry(wi_revocations *r, set *st, const char *value, size_t l
 	 * caller sees, never a silent gap in the kill switch. */
 	WI_CHECK(r->count < WI_REVOCATIONS_MAX, WI_E_TOO_BIG,
 		 "%d revocations already in force: prune expired ones first", WI_REVOCATIONS_MAX);
-	_cleanup_(freep) entry *e = malloc(sizeof(*e) + len + 1);
+	_cleanup_(freep) entry *e = entry_alloc(len);
 	WI_CHECK_ALLOC(e);
 	*e = (entry){.hash = h, .len = len};
 	memcpy(e->value, value, len);
@@ -406,7 +418,7 @@ static int add_many(wi_revocations *r, wi_revocation_kind kind, const char *cons
 		}
 		if (have)
 			continue;
-		it->fresh = malloc(sizeof(entry) + it->len + 1);
+		it->fresh = entry_alloc(it->len);
 		WI_CHECK_ALLOC(it->fresh);
 		*it->fresh = (entry){.hash = it->hash, .len = it->len};
 		memcpy(it->fresh->value, values[i], it->len + 1);
