@@ -1,7 +1,8 @@
 /* Unit tests: runs die with their agent (txn-token/runs.c): the first run of
  * a process starts a pidfd watch on the loop, later runs join it without the
- * loop, expired runs are swept as a list grows, and the exit of the process
- * revokes every live run it held; a process already gone is revoked at once. */
+ * loop, expired runs are swept a few with each insert, many processes find
+ * their own watches, and the exit of the process revokes every live run it
+ * held; a process already gone is revoked at once. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -69,14 +70,14 @@ typedef struct fx {
 	int pidfd;
 } fx;
 
-static void fx_open(fx *f)
+static void fx_open_cap(fx *f, size_t cap)
 {
 	assert_non_null(wi_test_mkdtemp(f->dir, sizeof(f->dir), "runs"));
 	f->now = time(NULL);
 	assert_int_equal(wi_store_open(f->dir, &f->store), 0);
 	assert_int_equal(wi_revocations_open(f->store, f->now, &f->rev), 0);
 	assert_int_equal(uv_loop_init(&f->loop), 0);
-	assert_int_equal(wi_runs_new(&f->loop, f->rev, 3, &R), 0);
+	assert_int_equal(wi_runs_new(&f->loop, f->rev, cap, &R), 0);
 	int gate[2];
 	assert_int_equal(pipe(gate), 0);
 	f->child = fork();
@@ -90,6 +91,11 @@ static void fx_open(fx *f)
 	close(gate[0]);
 	f->gate = gate[1];
 	f->pidfd = pidfd_of(f->child);
+}
+
+static void fx_open(fx *f)
+{
+	fx_open_cap(f, 3);
 }
 
 static void agent_exit(fx *f)
@@ -280,6 +286,92 @@ static void test_many_runs_die_together(void **state)
 	fx_close(&f);
 }
 
+/* Many agent processes at once: each run finds its own process's watch
+ * (the table's chains, pids and start times mixed), the second run of each
+ * joins at once without the loop, and the exit revokes every live run of
+ * every watch.  One real process stands behind all the watches (its pidfd
+ * duplicated for each): the keys are what differ. */
+#define MANY_PROCS 500
+
+static void test_many_processes(void **state)
+{
+	(void)state;
+	fx f;
+	fx_open_cap(&f, MANY_PROCS);
+	time_t now = f.now;
+	char txn[48];
+	for (int p = 0; p < MANY_PROCS; p++) {
+		snprintf(txn, sizeof(txn), "first-%d", p);
+		/* pids and start times both vary; pairs share each of them */
+		assert_int_equal(wi_runs_track(R, f.pidfd, 1000 + p / 2, 7 + (uint64_t)(p % 2), txn, now + 300), 0);
+	}
+	size_t want = MANY_PROCS;
+	assert_true(loop_until(&f.loop, tracked_n, &want));
+	for (int p = 0; p < MANY_PROCS; p++) {
+		snprintf(txn, sizeof(txn), "second-%d", p);
+		assert_int_equal(wi_runs_track(R, f.pidfd, 1000 + p / 2, 7 + (uint64_t)(p % 2), txn, now + 300), 0);
+		/* joined its watch in place: counted before any loop turn */
+		assert_int_equal(wi_runs_tracked(R), MANY_PROCS + (size_t)p + 1);
+	}
+	/* All are watched: one more process is refused. */
+	assert_int_equal(wi_runs_track(R, f.pidfd, 99, 1, "refused", now + 300), WI_E_UNAVAILABLE);
+	agent_exit(&f);
+	uint64_t revoked = 2 * MANY_PROCS;
+	assert_true(loop_until(&f.loop, revoked_n, &revoked));
+	assert_int_equal(wi_runs_revoked(R), 2 * MANY_PROCS);
+	assert_int_equal(wi_runs_tracked(R), 0);
+	for (int p = 0; p < MANY_PROCS; p += 37) {
+		snprintf(txn, sizeof(txn), "first-%d", p);
+		assert_true(wi_revocations_is_revoked(f.rev, txn, NULL, NULL, 0, now));
+		snprintf(txn, sizeof(txn), "second-%d", p);
+		assert_true(wi_revocations_is_revoked(f.rev, txn, NULL, NULL, 0, now));
+	}
+	fx_close(&f);
+}
+
+/* The sweep drops expired runs a few at a time with each insert: a list
+ * holds its live runs and at most as many expired ones again, however many
+ * expired runs came through; the live ones all survive it. */
+#define SWEPT_LIVE 1000
+#define SWEPT_EXPIRED 20000
+
+static void test_sweep_bound(void **state)
+{
+	(void)state;
+	fx f;
+	fx_open(&f);
+	time_t now = f.now;
+	char txn[48];
+	assert_int_equal(wi_runs_track(R, f.pidfd, f.child, 42, "live-0", now + 300), 0);
+	assert_true(loop_until(&f.loop, tracked_one, NULL));
+	size_t most = 0;
+	int live = 1;
+	for (int i = 0; i < SWEPT_EXPIRED; i++) {
+		/* expired ones, with a live one now and then */
+		if (i % (SWEPT_EXPIRED / SWEPT_LIVE) == 0 && live < SWEPT_LIVE) {
+			snprintf(txn, sizeof(txn), "live-%d", live++);
+			assert_int_equal(wi_runs_track(R, f.pidfd, f.child, 42, txn, now + 300), 0);
+		}
+		snprintf(txn, sizeof(txn), "expired-%d", i);
+		assert_int_equal(wi_runs_track(R, f.pidfd, f.child, 42, txn, now - 1), 0);
+		size_t n = wi_runs_tracked(R);
+		if (n > most)
+			most = n;
+		if (n > 2 * (size_t)live + 2)
+			fail_msg("%zu runs held with %d live, after %d expired ones", n, live, i + 1);
+	}
+	assert_int_equal(live, SWEPT_LIVE);
+	assert_true(most >= (size_t)live); /* every live run is held */
+	agent_exit(&f);
+	uint64_t want = SWEPT_LIVE;
+	assert_true(loop_until(&f.loop, revoked_n, &want));
+	assert_int_equal(wi_runs_revoked(R), SWEPT_LIVE); /* the expired ones are not */
+	assert_true(wi_revocations_is_revoked(f.rev, "live-0", NULL, NULL, 0, now));
+	assert_true(wi_revocations_is_revoked(f.rev, "live-999", NULL, NULL, 0, now));
+	assert_false(wi_revocations_is_revoked(f.rev, "expired-19999", NULL, NULL, 0, now));
+	fx_close(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -287,6 +379,8 @@ int main(void)
 		cmocka_unit_test(test_process_cap),
 		cmocka_unit_test(test_runs_die_while_store_refuses),
 		cmocka_unit_test(test_many_runs_die_together),
+		cmocka_unit_test(test_many_processes),
+		cmocka_unit_test(test_sweep_bound),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
