@@ -1,5 +1,6 @@
 /* bench/main.c — wi-bench: the load generator and ceiling probes behind
- * bench/run.  Subcommands: grpc, http, crypto, ready, seed (see each file). */
+ * bench/run.  Subcommands: grpc, http, crypto, ready, seed, runs (see each
+ * file). */
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -27,7 +28,9 @@ int main(int argc, char **argv)
 			return wi_bench_ready(argc - 1, argv + 1);
 		if (strcmp(argv[1], "seed") == 0)
 			return wi_bench_seed(argc - 1, argv + 1);
+		if (strcmp(argv[1], "runs") == 0)
+			return wi_bench_runs(argc - 1, argv + 1);
 	}
-	fprintf(stderr, "usage: wi-bench grpc|http|crypto|ready|seed [options]\n");
+	fprintf(stderr, "usage: wi-bench grpc|http|crypto|ready|seed|runs [options]\n");
 	return 2;
 }
