@@ -11,7 +11,7 @@
  * max_processes (a list walk cost 16 384 steps per exchange with that many
  * agents), and expired runs are swept a few at a time with each insert
  * (a sweep of the whole list each time it doubled held every exchange for
- * 75-81 ms at half a million runs of one agent, its nodes spread over a busy
+ * 70-90 ms at half a million runs of one agent, its nodes spread over a busy
  * heap).  The sweep looks at two runs per insert, so one lap takes as many
  * inserts as half the list, and a watch's list holds its live runs and at most
  * as many expired ones, the bound the doubling sweep kept. */
