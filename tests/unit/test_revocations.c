@@ -251,6 +251,43 @@ static void test_prune(void **state)
 	assert_true(txn_revoked(f, "again", NOW));
 }
 
+/* A prune that unlinks in many holds of the read-write lock (a few hundred
+ * buckets each): every expired entry goes, in memory and in the store, and
+ * every live one stays, across the holds' boundaries. */
+#define PRUNE_MANY 6000
+
+static void test_prune_many(void **state)
+{
+	fx *f = *state;
+	static char ids[PRUNE_MANY / 2][32];
+	const char *values[PRUNE_MANY / 2];
+	time_t untils[PRUNE_MANY / 2];
+	for (int b = 0; b < 2; b++) {
+		for (int i = 0; i < PRUNE_MANY / 2; i++) {
+			int n = b * (PRUNE_MANY / 2) + i;
+			snprintf(ids[i], sizeof(ids[i]), "run-%d", n);
+			values[i] = ids[i];
+			untils[i] = NOW + (n % 2 ? 10 : 1000);
+		}
+		assert_int_equal(wi_revocations_add_many(f->revs, WI_REVOKE_TXN, values, untils, PRUNE_MANY / 2), 0);
+	}
+	assert_int_equal(wi_revocations_count(f->revs), PRUNE_MANY);
+	assert_int_equal(wi_revocations_prune(f->revs, NOW + 10), 0);
+	assert_int_equal(wi_revocations_count(f->revs), PRUNE_MANY / 2);
+	assert_int_equal(store_rows(f), PRUNE_MANY / 2);
+	char v[32];
+	for (int n = 0; n < PRUNE_MANY; n++) {
+		snprintf(v, sizeof(v), "run-%d", n);
+		/* At NOW the odd ones would still be in force: gone means pruned. */
+		assert_int_equal(txn_revoked(f, v, NOW), n % 2 == 0);
+	}
+	close_all(f);
+	open_all(f, NOW);
+	assert_int_equal(wi_revocations_count(f->revs), PRUNE_MANY / 2);
+	assert_true(txn_revoked(f, "run-5998", NOW));
+	assert_false(txn_revoked(f, "run-5999", NOW));
+}
+
 static void test_persistence(void **state)
 {
 	fx *f = *state;
@@ -695,6 +732,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bad_arguments, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_expiry_and_extend, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_prune, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_prune_many, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_persistence, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_store_failure, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_add_many_now, setup, teardown),
