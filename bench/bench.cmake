@@ -6,7 +6,8 @@
 add_executable(wi-bench
   ${CMAKE_SOURCE_DIR}/bench/main.c ${CMAKE_SOURCE_DIR}/bench/common.c ${CMAKE_SOURCE_DIR}/bench/grpc_load.c
   ${CMAKE_SOURCE_DIR}/bench/http_load.c ${CMAKE_SOURCE_DIR}/bench/crypto.c ${CMAKE_SOURCE_DIR}/bench/ready.c
-  ${CMAKE_SOURCE_DIR}/bench/seed.c ${CMAKE_SOURCE_DIR}/bench/runs.c)
+  ${CMAKE_SOURCE_DIR}/bench/seed.c ${CMAKE_SOURCE_DIR}/bench/runs.c
+  ${CMAKE_SOURCE_DIR}/bench/prune.c)
 target_link_libraries(wi-bench PRIVATE wi_client wi_txn_token wi_core wi_proto PkgConfig::GRPC PkgConfig::CURL PkgConfig::UV
                       PkgConfig::JANSSON OpenSSL::Crypto Threads::Threads)
 

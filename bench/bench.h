@@ -9,5 +9,6 @@ int wi_bench_crypto(int argc, char **argv);
 int wi_bench_ready(int argc, char **argv);
 int wi_bench_seed(int argc, char **argv);
 int wi_bench_runs(int argc, char **argv);
+int wi_bench_prune(int argc, char **argv);
 
 #endif

@@ -1,6 +1,6 @@
 /* bench/main.c — wi-bench: the load generator and ceiling probes behind
- * bench/run.  Subcommands: grpc, http, crypto, ready, seed, runs (see each
- * file). */
+ * bench/run.  Subcommands: grpc, http, crypto, ready, seed, runs, prune (see
+ * each file). */
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -30,7 +30,9 @@ int main(int argc, char **argv)
 			return wi_bench_seed(argc - 1, argv + 1);
 		if (strcmp(argv[1], "runs") == 0)
 			return wi_bench_runs(argc - 1, argv + 1);
+		if (strcmp(argv[1], "prune") == 0)
+			return wi_bench_prune(argc - 1, argv + 1);
 	}
-	fprintf(stderr, "usage: wi-bench grpc|http|crypto|ready|seed|runs [options]\n");
+	fprintf(stderr, "usage: wi-bench grpc|http|crypto|ready|seed|runs|prune [options]\n");
 	return 2;
 }

@@ -103,7 +103,7 @@ static void fx_close(bench_fx *f)
 		close(f->gate);
 		waitpid(f->child, NULL, 0);
 	}
-	if (f->pidfd > 0)
+	if (f->pidfd >= 0)
 		close(f->pidfd);
 	if (f->runs) {
 		wi_runs_free(f->runs);
