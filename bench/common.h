@@ -52,4 +52,8 @@ long wi_bench_proc_libraries(int pid);
 /* Parses a positive number or dies with a usage message. */
 double wi_bench_num(const char *opt, const char *v);
 
+/* Removes a temporary directory and everything in it (an in-process
+ * scenario's store); 0, or -1 when something could not be removed. */
+int wi_bench_rmtree(const char *dir);
+
 #endif

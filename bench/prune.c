@@ -12,7 +12,6 @@
  * {"revocations", "expired", "prune_ms", "checks", "longest_check_ms",
  * "left"}. */
 #include <errno.h>
-#include <ftw.h>
 #include <getopt.h>
 #include <limits.h>
 #include <pthread.h>
@@ -58,12 +57,6 @@ static void *check_loop(void *arg)
 		}
 	}
 	return NULL;
-}
-
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st, (void)flag, (void)ftw;
-	return remove(p);
 }
 
 static int fill(wi_revocations *rev, size_t n, time_t now)
@@ -151,6 +144,7 @@ int wi_bench_prune(int argc, char **argv)
 		       (double)c.longest_ns / 1e6, wi_revocations_count(rev));
 	wi_revocations_free(rev);
 	wi_store_close(st);
-	nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	if (wi_bench_rmtree(dir) < 0)
+		fprintf(stderr, "wi-bench prune: could not remove %s\n", dir);
 	return rc < 0 ? 1 : 0;
 }

@@ -14,7 +14,6 @@
  * "max_ms", "tracked", "seconds"}. */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <getopt.h>
 #include <limits.h>
 #include <stdbool.h>
@@ -38,12 +37,6 @@
 
 #define RUNS_MAX 10000000
 #define HEAP_RING (1 << 16)
-
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st, (void)flag, (void)ftw;
-	return remove(p);
-}
 
 static int cmp_u64(const void *a, const void *b)
 {
@@ -114,7 +107,8 @@ static void fx_close(bench_fx *f)
 	wi_revocations_free(f->rev);
 	wi_store_close(f->store);
 	if (f->dir[0])
-		nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+		if (wi_bench_rmtree(f->dir) < 0)
+			fprintf(stderr, "wi-bench runs: could not remove %s\n", f->dir);
 }
 
 static int run_bench(bench_fx *f, size_t n, size_t processes)
