@@ -19,7 +19,8 @@ bool wi_log_enabled(wi_log_level level)
 	return sink && level >= min_level;
 }
 
-static void log_v(wi_log_level level, const char *event, const char *fmt, va_list ap)
+__attribute__((format(printf, 3, 0))) static void log_v(wi_log_level level, const char *event, const char *fmt,
+							  va_list ap)
 {
 	char msg[1024];
 	vsnprintf(msg, sizeof(msg), fmt, ap);
