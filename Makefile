@@ -9,7 +9,7 @@ CONFIG    ?= conf/dev.json
 PREFIX    ?= /usr
 DESTDIR   ?=
 
-.PHONY: all deps build run test test-fast test-asan install clean bench fuzz
+.PHONY: all deps build run test test-fast test-asan install clean bench fuzz fuzz-build
 
 all: build
 
@@ -24,10 +24,12 @@ run: build
 	./$(BUILD)/wimsed --config $(CONFIG)
 
 # Everything: unit, lint, interop and fuzz-corpus tests on the release build,
-# then the same suite on an ASan+UBSan build.
+# then the same suite on an ASan+UBSan build, then the libFuzzer targets built
+# with clang (so that `make fuzz` cannot rot unnoticed).
 test: build
 	ctest --test-dir $(BUILD) --output-on-failure -j2 --timeout 600
 	$(MAKE) --no-print-directory test-asan
+	$(MAKE) --no-print-directory fuzz-build
 
 test-fast: build
 	ctest --test-dir $(BUILD) --output-on-failure -j2 --timeout 600
@@ -53,11 +55,16 @@ bench: deps
 	./bench/run
 
 # libFuzzer (clang, ASan+UBSan) on every fuzz/fuzz_*.c target, FUZZ_SECONDS
-# each; make test only replays the corpora.  Installs clang when missing.
-fuzz:
+# each; make test replays the corpora and builds the targets (fuzz-build).
+# Installs clang when missing.
+FUZZ_TARGETS := $(basename $(notdir $(wildcard fuzz/fuzz_*.c)))
+
+fuzz-build:
 	./scripts/install-deps --fuzz
 	CC=clang cmake -S . -B $(FUZZ) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWI_FUZZ=ON -DWI_SANITIZE=ON -DWI_INTEROP=OFF
-	cmake --build $(FUZZ) -j$(JOBS)
+	cmake --build $(FUZZ) -j$(JOBS) --target $(FUZZ_TARGETS)
+
+fuzz: fuzz-build
 	./scripts/fuzz $(FUZZ) $(FUZZ_SECONDS)
 
 clean:
