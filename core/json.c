@@ -1,10 +1,12 @@
-/* core/json.c — strict parsing of untrusted JSON objects. */
+/* core/json.c — strict parsing of untrusted JSON objects, and serialisation. */
 #include "core/json.h"
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
 #include <openssl/crypto.h>
 
 #include "core/limits.h"
@@ -84,10 +86,192 @@ int wi_json_parse_document(const char *s, size_t len, const char *what, json_t *
 	return 0;
 }
 
+/* ---- serialisation ---------------------------------------------------------
+ *
+ * jansson's encoder takes every string code point by code point through its
+ * UTF-8 decoder (about 70 instructions a byte: a quarter of a token
+ * exchange's instructions went there, mostly on the kilobyte-long token in the
+ * reply and on the claims it signs).  cJSON's printer copies a string that
+ * needs no escape with memcpy.  So a JSON_COMPACT dump mirrors the value as a
+ * cJSON tree that points at jansson's own keys and strings (no text is copied,
+ * so nothing more needs wiping) and has cJSON print it into a buffer of the
+ * exact size, counted on the way.  Only values whose cJSON text is byte for
+ * byte jansson's go this way; anything else is dumped by jansson as before:
+ * a real, an integer beyond FAST_INT_MAX (cJSON holds numbers as doubles), a
+ * control character that jansson writes as \u00XX in capitals and cJSON in
+ * lower case, a NUL in a key, nesting deeper than FAST_DEPTH_MAX.  jansson
+ * has already checked every string to be UTF-8 when it was made. */
+#define FAST_DEPTH_MAX 32
+#define FAST_INT_MAX 999999999999999LL /* cJSON's "%1.15g" writes it in plain digits */
+#define FAST_SLACK 8		       /* cJSON's bounds check wants room past the NUL */
+#define NOT_FAST 1		       /* a value jansson must dump */
+
+/* s[0..len) as a JSON string: its size with the quotes and escapes, or 0 when
+ * cJSON would not write it as jansson does (a NUL, or a control character
+ * without a short escape). */
+static size_t string_size(const char *s, size_t len)
+{
+	size_t extra = 0;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c >= 0x20 && c != '"' && c != '\\')
+			continue;
+		if (c == '"' || c == '\\' || c == '\b' || c == '\f' || c == '\n' || c == '\r' || c == '\t')
+			extra++;
+		else
+			return 0;
+	}
+	return len + extra + 2;
+}
+
+/* Mirrors j into *ret and adds the size of its text to *size: 0, NOT_FAST (nothing
+ * built), or WI_E_NOMEM. */
+static int mirror(json_t *j, int depth, cJSON **ret, size_t *size)
+{
+	cJSON *c = NULL;
+	switch (json_typeof(j)) {
+	case JSON_OBJECT:
+	case JSON_ARRAY: {
+		if (depth >= FAST_DEPTH_MAX)
+			return NOT_FAST;
+		bool object = json_is_object(j);
+		size_t n = object ? json_object_size(j) : json_array_size(j);
+		c = object ? cJSON_CreateObject() : cJSON_CreateArray();
+		WI_CHECK_ALLOC(c);
+		*size += 2 + (n ? n - 1 : 0); /* brackets and commas */
+		const char *key;
+		size_t key_len, i;
+		json_t *v;
+		int r = 0;
+		if (object) {
+			json_object_keylen_foreach(j, key, key_len, v)
+			{
+				size_t ks = string_size(key, key_len);
+				cJSON *cv = NULL;
+				if (ks == 0) {
+					r = NOT_FAST;
+					break;
+				}
+				*size += ks + 1; /* the key and its colon */
+				if ((r = mirror(v, depth + 1, &cv, size)) != 0)
+					break;
+				if (!cJSON_AddItemToObjectCS(c, key, cv)) {
+					cJSON_Delete(cv);
+					r = WI_E_NOMEM;
+					break;
+				}
+			}
+		} else {
+			json_array_foreach(j, i, v)
+			{
+				cJSON *cv = NULL;
+				if ((r = mirror(v, depth + 1, &cv, size)) != 0)
+					break;
+				if (!cJSON_AddItemToArray(c, cv)) {
+					cJSON_Delete(cv);
+					r = WI_E_NOMEM;
+					break;
+				}
+			}
+		}
+		if (r != 0) {
+			cJSON_Delete(c);
+			return r == WI_E_NOMEM ? wi__error_set(r, __FILE__, __LINE__, "allocation") : r;
+		}
+		break;
+	}
+	case JSON_STRING: {
+		size_t ss = string_size(json_string_value(j), json_string_length(j));
+		if (ss == 0)
+			return NOT_FAST;
+		/* No NUL inside: jansson makes none without JSON_ALLOW_NUL, and
+		 * string_size refuses one. */
+		c = cJSON_CreateStringReference(json_string_value(j));
+		WI_CHECK_ALLOC(c);
+		*size += ss;
+		break;
+	}
+	case JSON_INTEGER: {
+		json_int_t v = json_integer_value(j);
+		if (v > FAST_INT_MAX || v < -FAST_INT_MAX)
+			return NOT_FAST;
+		c = cJSON_CreateNumber((double)v);
+		WI_CHECK_ALLOC(c);
+		size_t digits = 1;
+		for (json_int_t a = v < 0 ? -v : v; a >= 10; a /= 10)
+			digits++;
+		*size += digits + (v < 0);
+		break;
+	}
+	case JSON_TRUE:
+	case JSON_FALSE:
+	case JSON_NULL:
+		c = json_is_true(j) ? cJSON_CreateTrue() : json_is_false(j) ? cJSON_CreateFalse() : cJSON_CreateNull();
+		WI_CHECK_ALLOC(c);
+		*size += json_is_false(j) ? 5 : 4;
+		break;
+	default: /* JSON_REAL */
+		return NOT_FAST;
+	}
+	*ret = c;
+	return 0;
+}
+
+/* The fast path's tree and its text's exact size: 0, NOT_FAST, WI_E_NOMEM. */
+static int fast_mirror(const json_t *j, size_t flags, cJSON **ret, size_t *ret_size)
+{
+	/* jansson dumps only an object or an array without JSON_ENCODE_ANY. */
+	if (flags != JSON_COMPACT || (!json_is_object(j) && !json_is_array(j)))
+		return NOT_FAST;
+	size_t size = 0;
+	cJSON *c = NULL;
+	/* mirror only reads j; jansson's iteration macros want it non-const. */
+	int r = mirror((json_t *)j, 0, &c, &size);
+	if (r != 0)
+		return r;
+	if (size > (size_t)INT_MAX - FAST_SLACK) {
+		cJSON_Delete(c);
+		return NOT_FAST;
+	}
+	*ret = c;
+	*ret_size = size;
+	return 0;
+}
+
+/* Prints the mirrored tree into out[0..size + FAST_SLACK). */
+static int fast_print(cJSON *c, size_t size, char *out)
+{
+	if (!cJSON_PrintPreallocated(c, out, (int)(size + FAST_SLACK), 0) || strnlen(out, size + 1) != size) {
+		OPENSSL_cleanse(out, size + FAST_SLACK);
+		WI_FAIL(WI_E_INTERNAL, "JSON serialisation: %zu bytes expected", size);
+	}
+	return 0;
+}
+
 int wi_json_dump_into(const json_t *j, size_t flags, char *buf, size_t cap, char **ret_heap, const char **ret_text,
 		      size_t *ret_len)
 {
 	WI_CHECK(j, WI_E_INVAL, "JSON serialisation: no value");
+	cJSON *c = NULL;
+	size_t size = 0;
+	int r = fast_mirror(j, flags, &c, &size);
+	if (r < 0)
+		return r;
+	if (r == 0) {
+		char *heap = NULL, *out = buf;
+		if (size + FAST_SLACK > cap)
+			out = heap = malloc(size + FAST_SLACK);
+		r = out ? fast_print(c, size, out) : wi__error_set(WI_E_NOMEM, __FILE__, __LINE__, "allocation");
+		cJSON_Delete(c);
+		if (r < 0) {
+			free(heap);
+			return r;
+		}
+		*ret_heap = heap;
+		*ret_text = out;
+		*ret_len = size;
+		return 0;
+	}
 	size_t n = json_dumpb(j, buf, cap, flags);
 	WI_CHECK(n > 0, WI_E_NOMEM, "JSON serialisation");
 	if (n <= cap) {
@@ -115,6 +299,23 @@ int wi_json_dump_into(const json_t *j, size_t flags, char *buf, size_t cap, char
 int wi_json_dump_alloc(const json_t *j, size_t flags, char **ret, size_t *ret_len)
 {
 	WI_CHECK(j, WI_E_INVAL, "JSON serialisation: no value");
+	cJSON *c = NULL;
+	size_t size = 0;
+	int r = fast_mirror(j, flags, &c, &size);
+	if (r < 0)
+		return r;
+	if (r == 0) {
+		char *text = malloc(size + FAST_SLACK);
+		r = text ? fast_print(c, size, text) : wi__error_set(WI_E_NOMEM, __FILE__, __LINE__, "allocation");
+		cJSON_Delete(c);
+		if (r < 0) {
+			free(text);
+			return r;
+		}
+		*ret = text;
+		*ret_len = size;
+		return 0;
+	}
 	char buf[DUMP_STACK_CAP];
 	size_t n = json_dumpb(j, buf, sizeof(buf), flags);
 	WI_CHECK(n > 0, WI_E_NOMEM, "JSON serialisation");

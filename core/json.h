@@ -28,7 +28,10 @@ int wi_json_parse_document(const char *s, size_t len, const char *what, json_t *
 
 /* Serialises `j` into buf[0..cap) when it fits, else into a malloc'd
  * *ret_heap (the caller frees it); *ret_text and *ret_len say which holds the
- * text (not NUL-terminated).  One pass when it fits, two when not. */
+ * text (not NUL-terminated).  With flags JSON_COMPACT the text is jansson's
+ * byte for byte but most values are printed by cJSON, an order of magnitude
+ * faster on long strings (json.c says which); with other flags jansson dumps,
+ * in one pass when it fits and two when not. */
 int wi_json_dump_into(const json_t *j, size_t flags, char *buf, size_t cap, char **ret_heap, const char **ret_text,
 		      size_t *ret_len) WI_WUR;
 /* Serialises `j` into a new NUL-terminated string of exactly its size

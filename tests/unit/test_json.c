@@ -1,5 +1,6 @@
 /* Unit tests: core/json serialisation (wi_json_dump_into, wi_json_dump_alloc),
- * compared with jansson's own json_dumps, and secret string values
+ * compared byte for byte with jansson's own json_dumps, on cJSON's printer
+ * (watched through cJSON's allocator hooks) or jansson's, and secret string values
  * (wi_json_secret_string, wi_json_secret_release), watched through jansson's
  * allocator hooks. */
 #include <setjmp.h>
@@ -8,8 +9,11 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <cjson/cJSON.h>
 
 #include "core/json.h"
 
@@ -86,6 +90,260 @@ static void test_dump_into_uses_the_buffer_when_it_fits(void **state)
 	assert_int_equal(buf[want_len - 1], 'x');
 	free(heap);
 	free(want);
+	json_decref(j);
+}
+
+/* cJSON's allocations, counted (the fast path builds its mirror with them);
+ * fail_after > 0 makes the fail_after-th one fail. */
+static size_t cjson_allocs;
+static size_t cjson_fail_after;
+
+static void *counting_malloc(size_t n)
+{
+	cjson_allocs++;
+	if (cjson_fail_after && cjson_allocs >= cjson_fail_after)
+		return NULL;
+	return malloc(n);
+}
+
+static void count_cjson(void)
+{
+	cJSON_Hooks h = {.malloc_fn = counting_malloc, .free_fn = free};
+	cJSON_InitHooks(&h);
+	cjson_allocs = 0;
+	cjson_fail_after = 0;
+}
+
+/* jansson's allocations, counted: its encoder makes a table of the values
+ * it is inside (loop detection), the fast path allocates nothing of jansson's. */
+static size_t jansson_allocs;
+
+static void *counting_json_malloc(size_t n)
+{
+	jansson_allocs++;
+	return malloc(n);
+}
+
+/* dump_alloc of j: the same bytes as json_dumps, by cJSON when `fast`. */
+static void assert_dumps_as_jansson(json_t *j, bool fast, const char *what)
+{
+	char *want = json_dumps(j, JSON_COMPACT);
+	assert_non_null(want);
+	count_cjson();
+	char *got = NULL;
+	size_t len = 0;
+	jansson_allocs = 0;
+	json_set_alloc_funcs(counting_json_malloc, free);
+	int r = wi_json_dump_alloc(j, JSON_COMPACT, &got, &len);
+	json_set_alloc_funcs(malloc, free);
+	assert_int_equal(r, 0);
+	bool by_cjson = cjson_allocs > 0 && jansson_allocs == 0;
+	if (strlen(want) != len || strcmp(got, want) != 0 || by_cjson != fast)
+		fail_msg("%s: want %s (%s), got %s (cJSON allocations %zu, jansson's %zu)", what, want,
+			 fast ? "cJSON" : "jansson", got, cjson_allocs, jansson_allocs);
+	char buf[8192], *heap = NULL;
+	const char *text = NULL;
+	assert_int_equal(wi_json_dump_into(j, JSON_COMPACT, buf, sizeof(buf), &heap, &text, &len), 0);
+	assert_int_equal(len, strlen(want));
+	assert_memory_equal(text, want, len);
+	free(heap);
+	free(got);
+	free(want);
+	cJSON_InitHooks(NULL);
+}
+
+/* Every kind of value: cJSON writes what jansson would, and the values it
+ * cannot write as jansson does are left to jansson. */
+static void test_fast_path_writes_what_jansson_writes(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *json;
+		bool fast;
+	} cases[] = {
+		{"{}", true},
+		{"[]", true},
+		{"{\"a\":{},\"b\":[],\"c\":[[]],\"d\":[{}]}", true},
+		{"{\"sub\":\"alice\",\"iat\":1765000000,\"exp\":-1765000000,\"n\":0,\"t\":true,\"f\":false,\"z\":null}", true},
+		{"{\"big\":999999999999999,\"neg\":-999999999999999,\"x\":2147483648,\"y\":-2147483649}", true},
+		{"{\"too big\":1000000000000000}", false},
+		{"{\"too small\":-1000000000000000}", false},
+		{"{\"real\":1.5}", false},
+		{"[1,2.0]", false},
+		{"{\"esc\":\"q\\\"b\\\\s/\\b\\f\\n\\r\\t\"}", true},
+		{"{\"k\\\"ey\\n\":\"v\"}", true},
+		{"{\"ctl\":\"a\\u0001b\"}", false},
+		{"{\"k\\u001f\":1}", false},
+		{"{\"del\":\"\x7f\",\"utf8\":\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x94\x91\",\"sep\":\"\xe2\x80\xa8\"}", true},
+		{"{\"act\":{\"sub\":\"spiffe://example.org/a\",\"act\":{\"sub\":\"spiffe://example.org/b\"}},"
+		 "\"scope\":\"calendar.read mail.send\",\"aud\":[\"https://calendar.example.com/\"]}",
+		 true},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		json_error_t err;
+		json_t *j = json_loads(cases[i].json, 0, &err);
+		if (!j)
+			fail_msg("case %zu does not parse: %s", i, err.text);
+		assert_dumps_as_jansson(j, cases[i].fast, cases[i].json);
+		json_decref(j);
+	}
+	/* A NUL inside a string or a key (jansson makes them only when told). */
+	json_t *j = json_loads("{\"a\":\"x\\u0000y\"}", JSON_ALLOW_NUL, NULL);
+	assert_non_null(j);
+	assert_dumps_as_jansson(j, false, "NUL in a string");
+	json_decref(j);
+	j = json_object();
+	assert_int_equal(json_object_setn_new(j, "k\0ey", 4, json_true()), 0);
+	assert_dumps_as_jansson(j, false, "NUL in a key");
+	json_decref(j);
+	/* Nesting: 32 levels by cJSON, 33 by jansson. */
+	for (int depth = 31; depth <= 33; depth++) {
+		json_t *root = json_array(), *at = root;
+		for (int d = 1; d < depth; d++) {
+			json_t *inner = json_array();
+			assert_int_equal(json_array_append_new(at, inner), 0);
+			at = inner;
+		}
+		assert_int_equal(json_array_append_new(at, json_string("deep")), 0);
+		assert_dumps_as_jansson(root, depth <= 32, "nested arrays");
+		json_decref(root);
+	}
+	/* Not an object or an array: jansson refuses it without JSON_ENCODE_ANY. */
+	j = json_string("alone");
+	char *got = NULL;
+	size_t len = 0;
+	assert_int_not_equal(wi_json_dump_alloc(j, JSON_COMPACT, &got, &len), 0);
+	json_decref(j);
+}
+
+/* Random trees of keys and strings drawn from bytes that need escapes and
+ * bytes that do not, integers at the edges: the same text as jansson's. */
+static json_t *random_value(unsigned *seed, int depth, bool *fast)
+{
+	static const char alphabet[] = "aZ09-_./+= \"\\\b\f\n\r\t\x01\x1f\x7f\xc3\xa9";
+	int kind = depth > 4 ? 2 + rand_r(seed) % 4 : rand_r(seed) % 6;
+	switch (kind) {
+	case 0:
+	case 1: {
+		json_t *c = kind == 0 ? json_object() : json_array();
+		int n = rand_r(seed) % 5;
+		for (int i = 0; i < n; i++) {
+			json_t *v = random_value(seed, depth + 1, fast);
+			if (kind == 0) {
+				char key[8];
+				snprintf(key, sizeof(key), "k%d%c", i, "a\"\\\n"[rand_r(seed) % 4]);
+				assert_int_equal(json_object_set_new(c, key, v), 0);
+			} else {
+				assert_int_equal(json_array_append_new(c, v), 0);
+			}
+		}
+		return c;
+	}
+	case 2: {
+		char s[24];
+		size_t n = (size_t)(rand_r(seed) % 20), k = 0;
+		while (k < n) {
+			size_t a = (size_t)rand_r(seed) % (sizeof(alphabet) - 1);
+			if (alphabet[a] == '\xc3') { /* é, whole */
+				s[k++] = '\xc3';
+				s[k++] = '\xa9';
+				continue;
+			}
+			if (alphabet[a] == '\xa9')
+				continue;
+			if (alphabet[a] == '\x01' || alphabet[a] == '\x1f')
+				*fast = false;
+			s[k++] = alphabet[a];
+		}
+		json_t *v = json_stringn(s, k);
+		assert_non_null(v);
+		return v;
+	}
+	case 3: {
+		static const json_int_t edges[] = {0, 1, -1, 9, 10, 2147483647, 2147483648LL, -2147483648LL,
+						   999999999999999LL, -999999999999999LL, 1000000000000000LL};
+		json_int_t v = edges[rand_r(seed) % (sizeof(edges) / sizeof(edges[0]))];
+		if (v == 1000000000000000LL)
+			*fast = false;
+		return json_integer(v);
+	}
+	case 4:
+		return rand_r(seed) % 2 ? json_true() : json_false();
+	default:
+		return json_null();
+	}
+}
+
+static void test_fast_path_random_trees(void **state)
+{
+	(void)state;
+	unsigned seed = 20261207;
+	size_t fast_trees = 0;
+	for (int i = 0; i < 3000; i++) {
+		bool fast = true;
+		json_t *j = json_object();
+		assert_int_equal(json_object_set_new(j, "v", random_value(&seed, 0, &fast)), 0);
+		char what[32];
+		snprintf(what, sizeof(what), "random tree %d", i);
+		assert_dumps_as_jansson(j, fast, what);
+		fast_trees += fast;
+		json_decref(j);
+	}
+	assert_true(fast_trees > 1000);
+}
+
+/* dump_into on the fast path: the caller's buffer when the text fits with
+ * cJSON's slack, else the heap and the buffer untouched. */
+static void test_fast_dump_into_buffer_or_heap(void **state)
+{
+	(void)state;
+	json_t *j = body_with(100);
+	char *want = json_dumps(j, JSON_COMPACT);
+	size_t want_len = strlen(want);
+	char buf[512];
+	char *heap = NULL;
+	const char *text = NULL;
+	size_t len = 0;
+	assert_int_equal(wi_json_dump_into(j, JSON_COMPACT, buf, sizeof(buf), &heap, &text, &len), 0);
+	assert_null(heap);
+	assert_ptr_equal(text, buf);
+	assert_int_equal(len, want_len);
+	assert_memory_equal(text, want, len);
+	memset(buf, 'x', sizeof(buf));
+	assert_int_equal(wi_json_dump_into(j, JSON_COMPACT, buf, want_len, &heap, &text, &len), 0);
+	assert_non_null(heap);
+	assert_ptr_equal(text, heap);
+	assert_int_equal(len, want_len);
+	assert_memory_equal(text, want, len);
+	for (size_t i = 0; i < sizeof(buf); i++)
+		assert_int_equal(buf[i], 'x');
+	free(heap);
+	free(want);
+	json_decref(j);
+}
+
+/* cJSON out of memory at each of its allocations: WI_E_NOMEM, nothing
+ * written, nothing leaked (the sanitizer build checks the last). */
+static void test_fast_path_out_of_memory(void **state)
+{
+	(void)state;
+	json_t *j = json_loads("{\"a\":[1,{\"b\":\"c\"}],\"d\":true}", 0, NULL);
+	assert_non_null(j);
+	count_cjson();
+	char *got = NULL;
+	size_t len = 0;
+	assert_int_equal(wi_json_dump_alloc(j, JSON_COMPACT, &got, &len), 0);
+	size_t n = cjson_allocs;
+	free(got);
+	assert_true(n >= 6);
+	for (size_t k = 1; k <= n; k++) {
+		count_cjson();
+		cjson_fail_after = k;
+		got = (char *)0x1;
+		assert_int_equal(wi_json_dump_alloc(j, JSON_COMPACT, &got, &len), WI_E_NOMEM);
+		assert_ptr_equal(got, (char *)0x1);
+	}
+	cJSON_InitHooks(NULL);
 	json_decref(j);
 }
 
@@ -192,6 +450,10 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_dump_alloc_matches_json_dumps),
 		cmocka_unit_test(test_dump_into_uses_the_buffer_when_it_fits),
+		cmocka_unit_test(test_fast_path_writes_what_jansson_writes),
+		cmocka_unit_test(test_fast_path_random_trees),
+		cmocka_unit_test(test_fast_dump_into_buffer_or_heap),
+		cmocka_unit_test(test_fast_path_out_of_memory),
 		cmocka_unit_test(test_secret_string_is_a_plain_string),
 		cmocka_unit_test(test_secret_release_wipes_the_last_reference),
 	};
