@@ -208,6 +208,22 @@ static void test_fast_path_writes_what_jansson_writes(void **state)
 		assert_dumps_as_jansson(root, depth <= 32, "nested arrays");
 		json_decref(root);
 	}
+	/* One byte to escape (or to leave to jansson) at every offset of a
+	 * string longer than the eight-byte scan's words, and none. */
+	static const char special[] = {'"', '\\', '\n', '\x01', '\x1f', '\x7f'};
+	for (size_t k = 0; k < sizeof(special); k++) {
+		for (size_t at = 0; at <= 41; at++) {
+			char text[42];
+			memset(text, 'a', sizeof(text));
+			if (at < sizeof(text))
+				text[at] = special[k];
+			j = json_pack("{s:s%}", "s", text, sizeof(text));
+			assert_non_null(j);
+			bool fast = at == sizeof(text) || (special[k] != '\x01' && special[k] != '\x1f');
+			assert_dumps_as_jansson(j, fast, "one special byte");
+			json_decref(j);
+		}
+	}
 	/* Not an object or an array: jansson refuses it without JSON_ENCODE_ANY. */
 	j = json_string("alone");
 	char *got = NULL;
