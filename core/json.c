@@ -263,30 +263,38 @@ static int fast_print(cJSON *c, size_t size, char *out)
 	return 0;
 }
 
+/* wi_json_dump_into's contract on the fast path (buf may be NULL with cap 0:
+ * always the heap), or NOT_FAST with nothing written. */
+static int fast_dump(const json_t *j, size_t flags, char *buf, size_t cap, char **ret_heap, const char **ret_text,
+		     size_t *ret_len)
+{
+	cJSON *c = NULL;
+	size_t size = 0;
+	int r = fast_mirror(j, flags, &c, &size);
+	if (r != 0)
+		return r;
+	char *heap = NULL, *out = buf;
+	if (size + FAST_SLACK > cap)
+		out = heap = malloc(size + FAST_SLACK);
+	r = out ? fast_print(c, size, out) : wi__error_set(WI_E_NOMEM, __FILE__, __LINE__, "allocation");
+	cJSON_Delete(c);
+	if (r < 0) {
+		free(heap);
+		return r;
+	}
+	*ret_heap = heap;
+	*ret_text = out;
+	*ret_len = size;
+	return 0;
+}
+
 int wi_json_dump_into(const json_t *j, size_t flags, char *buf, size_t cap, char **ret_heap, const char **ret_text,
 		      size_t *ret_len)
 {
 	WI_CHECK(j, WI_E_INVAL, "JSON serialisation: no value");
-	cJSON *c = NULL;
-	size_t size = 0;
-	int r = fast_mirror(j, flags, &c, &size);
-	if (r < 0)
+	int r = fast_dump(j, flags, buf, cap, ret_heap, ret_text, ret_len);
+	if (r <= 0)
 		return r;
-	if (r == 0) {
-		char *heap = NULL, *out = buf;
-		if (size + FAST_SLACK > cap)
-			out = heap = malloc(size + FAST_SLACK);
-		r = out ? fast_print(c, size, out) : wi__error_set(WI_E_NOMEM, __FILE__, __LINE__, "allocation");
-		cJSON_Delete(c);
-		if (r < 0) {
-			free(heap);
-			return r;
-		}
-		*ret_heap = heap;
-		*ret_text = out;
-		*ret_len = size;
-		return 0;
-	}
 	size_t n = json_dumpb(j, buf, cap, flags);
 	WI_CHECK(n > 0, WI_E_NOMEM, "JSON serialisation");
 	if (n <= cap) {
@@ -314,21 +322,13 @@ int wi_json_dump_into(const json_t *j, size_t flags, char *buf, size_t cap, char
 int wi_json_dump_alloc(const json_t *j, size_t flags, char **ret, size_t *ret_len)
 {
 	WI_CHECK(j, WI_E_INVAL, "JSON serialisation: no value");
-	cJSON *c = NULL;
-	size_t size = 0;
-	int r = fast_mirror(j, flags, &c, &size);
+	char *heap = NULL;
+	const char *text = NULL;
+	int r = fast_dump(j, flags, NULL, 0, &heap, &text, ret_len);
 	if (r < 0)
 		return r;
 	if (r == 0) {
-		char *text = malloc(size + FAST_SLACK);
-		r = text ? fast_print(c, size, text) : wi__error_set(WI_E_NOMEM, __FILE__, __LINE__, "allocation");
-		cJSON_Delete(c);
-		if (r < 0) {
-			free(text);
-			return r;
-		}
-		*ret = text;
-		*ret_len = size;
+		*ret = heap; /* NUL-terminated: cJSON ends its text with one */
 		return 0;
 	}
 	char buf[DUMP_STACK_CAP];
