@@ -4,6 +4,7 @@
 #include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -98,12 +99,11 @@ int wi_json_parse_document(const char *s, size_t len, const char *what, json_t *
  * so nothing more needs wiping) and has cJSON print it into a buffer of the
  * exact size, counted on the way.  Only values whose cJSON text is byte for
  * byte jansson's go this way; anything else is dumped by jansson as before:
- * a real, an integer beyond FAST_INT_MAX (cJSON holds numbers as doubles), a
- * control character that jansson writes as \u00XX in capitals and cJSON in
- * lower case, a NUL in a key, nesting deeper than FAST_DEPTH_MAX.  jansson
- * has already checked every string to be UTF-8 when it was made. */
+ * a real, a control character that jansson writes as \u00XX in capitals and
+ * cJSON in lower case, a NUL, nesting deeper than FAST_DEPTH_MAX.  Integers
+ * are formatted as jansson formats them and handed to cJSON as raw text.
+ * jansson has already checked every string to be UTF-8 when it was made. */
 #define FAST_DEPTH_MAX 32
-#define FAST_INT_MAX 999999999999999LL /* cJSON's "%1.15g" writes it in plain digits */
 #define FAST_SLACK 8		       /* cJSON's bounds check wants room past the NUL */
 #define NOT_FAST 1		       /* a value jansson must dump */
 
@@ -207,15 +207,15 @@ static int mirror(json_t *j, int depth, cJSON **ret, size_t *size)
 		break;
 	}
 	case JSON_INTEGER: {
-		json_int_t v = json_integer_value(j);
-		if (v > FAST_INT_MAX || v < -FAST_INT_MAX)
+		/* As jansson writes it, and as raw text: cJSON would hold it
+		 * as a double and print it through "%1.15g" and sscanf. */
+		char digits[24];
+		int n = snprintf(digits, sizeof(digits), "%" JSON_INTEGER_FORMAT, json_integer_value(j));
+		if (n <= 0 || (size_t)n >= sizeof(digits))
 			return NOT_FAST;
-		c = cJSON_CreateNumber((double)v);
+		c = cJSON_CreateRaw(digits);
 		WI_CHECK_ALLOC(c);
-		size_t digits = 1;
-		for (json_int_t a = v < 0 ? -v : v; a >= 10; a /= 10)
-			digits++;
-		*size += digits + (v < 0);
+		*size += (size_t)n;
 		break;
 	}
 	case JSON_TRUE:
