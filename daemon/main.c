@@ -22,6 +22,7 @@
 #include "core/limits.h"
 #include "core/fsutil.h"
 #include "core/log.h"
+#include "core/malloc_tune.h"
 #include "daemon/admin_entries.h"
 #include "daemon/logsink.h"
 #include "daemon/metrics.h"
@@ -510,6 +511,11 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	/* Before anything else is made: a re-exec keeps only argv, the
+	 * environment and the fds this process was given. */
+	char tune_failed[WI_ERROR_DETAIL_MAX] = "";
+	if (!check_only && wi_malloc_tune_reexec(argv) < 0)
+		snprintf(tune_failed, sizeof(tune_failed), "%s", wi_error_detail());
 	if (wi_config_load_file(d.config_path, &d.config) < 0) {
 		fprintf(stderr, "wimsed: %s\n", wi_error_detail());
 		return 2;
@@ -527,6 +533,8 @@ int main(int argc, char **argv)
 	/* Command-line flags override the config's log settings. */
 	wi_logsink_install(log_level >= 0 ? (wi_log_level)log_level : wi_config_log_level(d.config),
 			   log_json >= 0 ? log_json == 1 : wi_config_log_json(d.config));
+	if (tune_failed[0])
+		wi_log(WI_LOG_WARN, "malloc_tune", "running with glibc's default malloc cache: %s", tune_failed);
 	signal(SIGPIPE, SIG_IGN);
 	umask(077);
 	if (wi_daemon_notify_open() < 0) {

@@ -241,5 +241,47 @@ class Robustness(unittest.TestCase):
         return out
 
 
+class MallocTune(unittest.TestCase):
+    """A daemon started without glibc.malloc.tcache_count in GLIBC_TUNABLES re-executes
+    itself once, in place (the pid its starter knows, the same binary and config), with it
+    added (core/malloc_tune.h); an operator's own value is left alone."""
+
+    TUNE = b"glibc.malloc.tcache_count=128"
+
+    def start(self, tunables):
+        d = h.Daemon()
+        d.env = {"GLIBC_TUNABLES": tunables}
+        d.start()
+        self.addCleanup(d.kill)
+        # Serving, as the process the harness started.
+        self.assertEqual(h.health_check(d.target), h.health_pb2.HealthCheckResponse.SERVING)
+        self.assertEqual(os.path.realpath(f"/proc/{d.pid}/exe"), os.path.realpath(h.WIMSED))
+        with open(f"/proc/{d.pid}/environ", "rb") as f:
+            env = f.read()
+        with open(d.log_path, "rb") as f:
+            self.assertNotIn(b"malloc_tune", f.read())
+        return d, env
+
+    def test_added_when_unset(self):
+        d, env = self.start(None)
+        self.assertIn(b"\0GLIBC_TUNABLES=" + self.TUNE + b"\0", b"\0" + env)
+        self.assertEqual(h.fetch_x509_svid(d.target).svids[0].spiffe_id, UID_ID)
+        d.stop()
+
+    def test_added_after_other_tunables(self):
+        d, env = self.start("glibc.malloc.mxfast=0")
+        # glibc splits the recognised items of the string it was given in place.
+        head = b"\0GLIBC_TUNABLES=glibc.malloc.mxfast=0"
+        i = (b"\0" + env).index(head) + len(head) - 1
+        self.assertIn(env[i:i + 1 + len(self.TUNE) + 1], (b":" + self.TUNE + b"\0", b"\0" + self.TUNE + b"\0"))
+        d.stop()
+
+    def test_operator_value_kept(self):
+        d, env = self.start("glibc.malloc.tcache_count=7")
+        self.assertIn(b"\0GLIBC_TUNABLES=glibc.malloc.tcache_count=7\0", b"\0" + env)
+        self.assertNotIn(self.TUNE, env)
+        d.stop()
+
+
 if __name__ == "__main__":
     h.main()

@@ -123,6 +123,8 @@ class UnitFiles(unittest.TestCase):
             "SystemCallFilter": "@system-service", "SystemCallArchitectures": "native",
             "LockPersonality": "yes", "MemoryDenyWriteExecute": "yes",
             "RestrictRealtime": "yes", "RestrictNamespaces": "yes", "UMask": "0077",
+            # glibc's malloc cache, set so the daemon need not re-execute itself for it.
+            "Environment": "GLIBC_TUNABLES=glibc.malloc.tcache_count=128",
         }
         for k, v in want.items():
             self.assertIn(k, s, f"[Service] {k}= missing")
@@ -212,7 +214,7 @@ class Privileges(unittest.TestCase):
                         f"--bounding-set=-all,{caps}"]
         else:
             setpriv += ["--inh-caps=-all", "--bounding-set=-all"]
-        start_with_wrapper(d, setpriv)
+        start_with_wrapper(d, setpriv, env=h.daemon_env(GLIBC_TUNABLES=None))
         self.addCleanup(d.kill)
         return d
 
@@ -233,6 +235,10 @@ class Privileges(unittest.TestCase):
             st = dict(l.split(":\t", 1) for l in f if ":\t" in l)
         self.assertEqual(int(st["Uid"].split()[0]), self.DAEMON_UID)
         self.assertEqual(int(st["CapEff"], 16), (1 << 19) | (1 << 2))  # SYS_PTRACE, DAC_READ_SEARCH
+        # Started without the malloc tunable, it re-executed itself in place: uid and
+        # capabilities above are the re-executed process's (core/malloc_tune.h).
+        with open(f"/proc/{d.pid}/environ", "rb") as f:
+            self.assertIn(b"\0GLIBC_TUNABLES=glibc.malloc.tcache_count=128\0", b"\0" + f.read())
         self.assertEqual(self.ids_seen_by_private_exe(d),
                          {h.TD_ID + "/root", h.TD_ID + "/by-path", h.TD_ID + "/by-hash"})
         d.stop()

@@ -99,10 +99,15 @@ def default_entries(uid=UID):
 
 def daemon_env(**extra):
     """This process's environment without a service manager's variables (a test daemon
-    must not notify whatever started the test run), plus `extra`."""
+    must not notify whatever started the test run), plus `extra` (a None value removes
+    the variable)."""
     env = {k: v for k, v in os.environ.items()
            if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID")}
-    env.update(extra)
+    for k, v in extra.items():  # None: removed
+        if v is None:
+            env.pop(k, None)
+        else:
+            env[k] = v
     return env
 
 
@@ -146,6 +151,7 @@ class Daemon:
         self.config.update(overrides)
         self.extra_args = []  # appended to the wimsed command line
         self.wrapper = []     # prepended (must exec, keeping the pid: e.g. unshare -m ...)
+        self.env = {}         # added to daemon_env() for the daemon
         self.proc = None
         self._log = None
         self.starts = 0
@@ -190,7 +196,7 @@ class Daemon:
             [*self.wrapper, "setpriv", "--pdeathsig", "TERM", WIMSED, "--config", self.config_path,
              *self.extra_args],
             cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log,
-            env=daemon_env())
+            env=daemon_env(**self.env))
         _DAEMONS.append(self)
         self.wait_ready()
         return self
@@ -262,6 +268,11 @@ class Daemon:
                 + "\n".join(text[-lines:]) + "\n--- end of daemon log ---")
 
     # ---- /proc probes for the robustness test ------------------------------------
+    def environ(self):
+        """The environment the running process was exec'd with (/proc/<pid>/environ)."""
+        with open(f"/proc/{self.pid}/environ", "rb") as f:
+            return [e.decode(errors="replace") for e in f.read().split(b"\0") if e]
+
     def fd_count(self):
         return len(os.listdir(f"/proc/{self.pid}/fd"))
 
