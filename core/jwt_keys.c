@@ -20,6 +20,7 @@
 #include <openssl/core_names.h>
 
 #include "core/cleanup.h"
+#include "core/clock.h"
 #include "core/fsutil.h"
 #include "core/keys.h"
 #include "core/limits.h"
@@ -350,7 +351,7 @@ int wi_jwt_keys_open(const char *dir, wi_jwt_key_type type, wi_jwt_keys **ret)
 {
 	WI_CHECK(dir != NULL, WI_E_INVAL, "jwt keys: NULL argument");
 	wi_jwt_keys_options o = {.dir = dir, .type = type, .rotate_every = 0, .token_ttl = WI_JWT_TTL_MAX};
-	return wi_jwt_keys_open_rotating(&o, time(NULL), ret);
+	return wi_jwt_keys_open_rotating(&o, wi_clock_now(), ret);
 }
 
 wi_jwt_keys *wi_jwt_keys_free(wi_jwt_keys *k)

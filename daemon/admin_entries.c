@@ -12,6 +12,7 @@
 #include <jansson.h>
 
 #include "core/cleanup.h"
+#include "core/clock.h"
 #include "core/entry.h"
 #include "core/json.h"
 #include "core/limits.h"
@@ -374,7 +375,7 @@ static void create_entry(wi_admin_entries *a, const wi_http_request *req, wi_htt
 		return;
 	_cleanup_(wi_entry_freep) wi_entry *e = NULL;
 	wi_entry_error err = {0};
-	int rc = wi_entry_from_json(j, a->td, WI_ENTRY_SOURCE_API, (int64_t)time(NULL), &e, &err);
+	int rc = wi_entry_from_json(j, a->td, WI_ENTRY_SOURCE_API, (int64_t)wi_clock_now(), &e, &err);
 	if (rc < 0) {
 		if (err.key[0])
 			refuse(resp, req, 400, "invalid_request", err.message);
@@ -430,7 +431,7 @@ static void import_entries(wi_admin_entries *a, const wi_http_request *req, wi_h
 		wi_http_oauth_error(resp, 500, "server_error", "out of memory");
 		return;
 	}
-	int64_t now = (int64_t)time(NULL);
+	int64_t now = (int64_t)wi_clock_now();
 	int rc = 0;
 	size_t i;
 	for (i = 0; i < n && rc == 0; i++) {

@@ -17,6 +17,7 @@
 
 #include "attestors/attest.h"
 #include "core/ca.h"
+#include "core/clock.h"
 #include "core/jwt_keys.h"
 #include "core/config.h"
 #include "core/limits.h"
@@ -168,7 +169,7 @@ static uint64_t ms_to_next_tick(void)
 static void on_tick(uv_timer_t *t)
 {
 	daemon_state *d = t->data;
-	rotate_keys(d, time(NULL));
+	rotate_keys(d, wi_clock_now());
 	check_health(d);
 	wi_wl_server_tick(d->wl);
 	wi_daemon_tts_tick(d->tts);
@@ -339,7 +340,7 @@ static int run(daemon_state *d)
 		.upstream_key_path = wi_config_ca_upstream_key(c),
 		.rotate_every = wi_config_ca_rotate_every(c),
 	};
-	if (wi_ca_open(&ca_opts, time(NULL), &d->ca) < 0) {
+	if (wi_ca_open(&ca_opts, wi_clock_now(), &d->ca) < 0) {
 		wi_log(WI_LOG_ERROR, "ca_failed", "%s", wi_error_detail());
 		return 1;
 	}
@@ -349,7 +350,7 @@ static int run(daemon_state *d)
 		.rotate_every = wi_config_jwt_key_rotate_every(c),
 		.token_ttl = wi_config_jwt_svid_ttl(c),
 	};
-	if (wi_jwt_keys_open_rotating(&jopts, time(NULL), &d->jwt_keys) < 0) {
+	if (wi_jwt_keys_open_rotating(&jopts, wi_clock_now(), &d->jwt_keys) < 0) {
 		wi_log(WI_LOG_ERROR, "jwt_keys_failed", "%s", wi_error_detail());
 		return 1;
 	}

@@ -15,6 +15,7 @@
 
 #include "core/buf.h"
 #include "core/cleanup.h"
+#include "core/clock.h"
 #include "core/limits.h"
 #include "core/log.h"
 #include "txn-token/http.h"
@@ -356,7 +357,7 @@ int wi_daemon_metrics_start(const wi_daemon_metrics_options *opts, wi_daemon_met
 	m->o = *opts;
 	m->td = strdup(opts->trust_domain);
 	m->o.trust_domain = m->td;
-	m->started = time(NULL);
+	m->started = wi_clock_now();
 	if (!m->td) {
 		wi_daemon_metrics_free(m);
 		WI_FAIL(WI_E_NOMEM, "allocation");

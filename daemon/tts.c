@@ -12,6 +12,7 @@
 #include <openssl/x509v3.h>
 
 #include "core/cleanup.h"
+#include "core/clock.h"
 #include "core/fsutil.h"
 #include "core/jws.h"
 #include "core/limits.h"
@@ -173,7 +174,7 @@ int wi_daemon_tts_start(uv_loop_t *loop, const wi_config *c, wi_store *store, wi
 	t->tls_ttl = wi_config_x509_svid_ttl(c);
 	node_name(t->node, sizeof(t->node));
 	snprintf(t->issuer_id, sizeof(t->issuer_id), "spiffe://%s/wimsed/%s", wi_config_trust_domain(c), t->node);
-	time_t now = time(NULL);
+	time_t now = wi_clock_now();
 	char dir[4096];
 	t->store = store;
 	int rc = wi_revocations_open(t->store, now, &t->revocations);
@@ -298,7 +299,7 @@ void wi_daemon_tts_tick(wi_daemon_tts *t)
 {
 	if (!t)
 		return;
-	time_t now = time(NULL);
+	time_t now = wi_clock_now();
 	bool changed = false;
 	if (wi_jwt_keys_tick(t->txn_keys, now, &changed) < 0)
 		wi_log(WI_LOG_ERROR, "txn_key_rotation_failed", "keeping the current keys: %s", wi_error_detail());
@@ -341,7 +342,7 @@ void wi_daemon_tts_close(wi_daemon_tts *t)
 	/* Last chance for revocations held only in memory. */
 	size_t left = 0;
 	if (wi_revocations_unpersisted(t->revocations) > 0 &&
-	    wi_revocations_persist(t->revocations, time(NULL), &left) < 0)
+	    wi_revocations_persist(t->revocations, wi_clock_now(), &left) < 0)
 		wi_log(WI_LOG_ERROR, "revocations_lost",
 		       "count=%zu: in force until now, but the store refused them, so they end with this process: %s",
 		       left, wi_error_detail());

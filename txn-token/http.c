@@ -78,6 +78,7 @@
  *   sockets down and h2o closes them on the end-of-file it then reads. */
 #include "txn-token/http.h"
 
+#include "core/clock.h"
 #include "core/slots.h"
 
 #include <errno.h>
@@ -998,7 +999,7 @@ static void listeners_poll(wi_tts_http *s, bool on)
  * (a flood of connections must not become a flood of log lines). */
 static void log_capped(wi_tts_http *s, lkind kind, const char *why)
 {
-	time_t now = time(NULL);
+	time_t now = wi_clock_now();
 	if (now == s->refused_logged) {
 		s->refused_since++;
 		return;

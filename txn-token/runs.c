@@ -28,6 +28,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/clock.h"
 #include "core/log.h"
 
 /* Runs a watch's sweep looks at per insert: more than one, so the sweep
@@ -174,7 +175,7 @@ static void revoke_batch(wi_runs *r, int pid, const char *const *txns, const tim
 
 static void revoke_list(wi_runs *r, int pid, run *list)
 {
-	time_t now = time(NULL);
+	time_t now = wi_clock_now();
 	const char *txns[RUNS_REVOKE_BATCH];
 	time_t exps[RUNS_REVOKE_BATCH];
 	size_t n = 0;
@@ -242,7 +243,7 @@ static void start_watch(wi_runs *r, pending *p)
 	pthread_mutex_lock(&r->lock);
 	watch *have = find_watch(r, p->pid, p->start_time);
 	if (have && x)
-		watch_add_run(r, have, x, time(NULL));
+		watch_add_run(r, have, x, wi_clock_now());
 	if (have)
 		r->held--; /* joined a watch: this queued one is not a process of its own */
 	pthread_mutex_unlock(&r->lock);
@@ -346,7 +347,7 @@ int wi_runs_track(wi_runs *r, int pidfd, int pid, uint64_t start_time, const cha
 	pthread_mutex_lock(&r->lock);
 	watch *w = find_watch(r, pid, start_time);
 	if (w)
-		watch_add_run(r, w, x, time(NULL));
+		watch_add_run(r, w, x, wi_clock_now());
 	pthread_mutex_unlock(&r->lock);
 	if (w)
 		return 0;

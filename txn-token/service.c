@@ -14,6 +14,7 @@
 #include "core/b64url.h"
 #include "core/buf.h"
 #include "core/cleanup.h"
+#include "core/clock.h"
 #include "core/json.h"
 #include "core/jws.h"
 #include "core/rand.h"
@@ -277,7 +278,7 @@ static int authenticate(wi_tts *t, const wi_http_request *req, const wi_form *fo
 		json_auto_t *claims = NULL;
 		_cleanup_(wi_jwt_keyset_unrefp) wi_jwt_keyset *ks = wi_jwt_keys_get(t->o.svid_keys);
 		if (wi_jwt_svid_validate_cached(t->svids, ca, strlen(ca), wi_jwt_keyset_jwks(ks), t->o.trust_domain,
-						t->o.issuer_id, time(NULL), &id, &claims) < 0) {
+						t->o.issuer_id, wi_clock_now(), &id, &claims) < 0) {
 			refuse(t, resp, endpoint, NULL, 401, "invalid_client", "the client assertion is not valid");
 			return -1;
 		}
@@ -329,7 +330,7 @@ static void do_token(wi_tts *t, const wi_http_request *req, const wi_form *f, co
 	fill_ctx(t, c, &cx);
 	wi_txn_issued out;
 	wi_oauth_err err = {0};
-	if (wi_txn_exchange(&cx, f, &c->c, time(NULL), &out, &err) < 0) {
+	if (wi_txn_exchange(&cx, f, &c->c, wi_clock_now(), &out, &err) < 0) {
 		refuse(t, resp, "/token", c->id, err.status, err.error, err.description);
 		return;
 	}
@@ -374,7 +375,7 @@ static void do_introspect(wi_tts *t, const wi_form *f, const caller *c, wi_http_
 	json_t *claims = NULL;
 	/* RFC 7662 §2.2: anything not active (revoked, expired, not ours,
 	 * malformed) is just {"active": false}. */
-	if (wi_txn_verify(&cx, token, time(NULL), &claims) < 0) {
+	if (wi_txn_verify(&cx, token, wi_clock_now(), &claims) < 0) {
 		atomic_fetch_add_explicit(&t->intro_inactive, 1, memory_order_relaxed);
 		wi_log(WI_LOG_INFO, "introspect_inactive", "caller=%s reason=\"%s\"", c->id, wi_error_detail());
 		reply_json(resp, 200, json_pack("{s:b}", "active", 0), true);
@@ -456,7 +457,7 @@ static void do_revoke(wi_tts *t, const wi_http_request *req, const wi_form *f, c
 		}
 		life = v;
 	}
-	time_t until = time(NULL) + life;
+	time_t until = wi_clock_now() + life;
 	/* A kill switch acts first: in force now even if the store refuses it,
 	 * and then the caller is told it is not durable yet (the tick keeps
 	 * trying; the caller's retry does too). */
@@ -491,7 +492,7 @@ static void do_dev_user_token(wi_tts *t, const wi_form *f, const caller *c, wi_h
 		refuse(t, resp, "/dev/user-token", c->id, 400, "invalid_request", "sub (1..256 bytes) is required");
 		return;
 	}
-	time_t now = time(NULL);
+	time_t now = wi_clock_now();
 	uint8_t r[16];
 	char *jti = NULL;
 	size_t jl;

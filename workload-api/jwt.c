@@ -8,6 +8,7 @@
 
 #include "core/buf.h"
 #include "core/cleanup.h"
+#include "core/clock.h"
 #include "core/jwt_svid.h"
 #include "core/limits.h"
 #include "core/log.h"
@@ -117,7 +118,7 @@ void wi__handle_fetch_jwt_svid(wi__call *c, const uint8_t *req, size_t len)
 		n = 1;
 	}
 	wi_wl_server *s = c->srv;
-	time_t now = time(NULL);
+	time_t now = wi_clock_now();
 	JWTSVID *items = calloc(n, sizeof(*items));
 	JWTSVID **ptrs = calloc(n, sizeof(*ptrs));
 	char **tokens = calloc(n, sizeof(*tokens));
@@ -369,7 +370,7 @@ void wi__handle_validate_jwt_svid(wi__call *c, const uint8_t *req, size_t len)
 	 * passed under the current bundle is not verified again (the claim
 	 * checks are; core/jwt_svid.h). */
 	int rc = wi_jwt_svid_validate_cached(s->validated, in->svid, strlen(in->svid), wi_jwt_keyset_jwks(ks),
-					     wi_registry_trust_domain(reg), in->audience, time(NULL), &spiffe_id,
+					     wi_registry_trust_domain(reg), in->audience, wi_clock_now(), &spiffe_id,
 					     &claims);
 	wi__request_free(m);
 	if (rc < 0) {

@@ -21,9 +21,9 @@
 #include <openssl/crypto.h>
 
 #include "core/cleanup.h"
+#include "core/clock.h"
 #include "core/limits.h"
 #include "core/log.h"
-
 
 static const struct {
 	const char *path;
@@ -279,7 +279,7 @@ static void stream_push(wi__call *c)
 	size_t len = 0;
 	bool secret = false;
 	time_t next = 0;
-	int rc = c->build(c, time(NULL), &out, &len, &secret, &next);
+	int rc = c->build(c, wi_clock_now(), &out, &len, &secret, &next);
 	grpc_byte_buffer *bb = rc == 0 ? wrap_payload(out, len, secret) : NULL;
 	if (!bb) {
 		c->done = true;
@@ -430,7 +430,7 @@ static void stream_update(wi__call *c, wi_registry *reg, time_t now, bundle_gens
 
 void wi_wl_server_tick(wi_wl_server *s)
 {
-	time_t now = time(NULL);
+	time_t now = wi_clock_now();
 	_cleanup_(wi_registry_unrefp) wi_registry *reg = wi__server_registry(s);
 	bundle_gens g = current_gens(s);
 	/* Take references under the list lock, work outside it: stream pushes
@@ -800,7 +800,7 @@ void wi_wl_server_accept(wi_wl_server *s)
 void wi_wl_server_sweep(wi_wl_server *s)
 {
 	wi__conns_sweep(s->conns);
-	wi_x509_cache_prune(s->x509_cache, time(NULL));
+	wi_x509_cache_prune(s->x509_cache, wi_clock_now());
 }
 
 void wi_wl_server_set_serving(wi_wl_server *s, bool serving)
