@@ -6,9 +6,9 @@
  * before the next.  glibc's per-thread cache (tcache) keeps only 7 free
  * chunks of each size; the rest go through the arena's bins under its lock,
  * and a request of 1 KiB or more then consolidates them.  With 128 per size
- * an exchange costs 7 % fewer instructions and a warm one 10 % less daemon
- * CPU (docs/PERFORMANCE.md, round 15), with the same idle and 10 000-stream
- * RSS.
+ * an exchange costs 7 % fewer instructions and 6-26 % less daemon CPU at
+ * concurrency 16 (docs/PERFORMANCE.md, round 15), with the same idle and
+ * 10 000-stream RSS.
  *
  * glibc reads the size only from GLIBC_TUNABLES when the process starts
  * (there is no mallopt for it), so a daemon started without it re-executes
