@@ -237,8 +237,7 @@ class Privileges(unittest.TestCase):
         self.assertEqual(int(st["CapEff"], 16), (1 << 19) | (1 << 2))  # SYS_PTRACE, DAC_READ_SEARCH
         # Started without the malloc tunable, it re-executed itself in place: uid and
         # capabilities above are the re-executed process's (core/malloc_tune.h).
-        with open(f"/proc/{d.pid}/environ", "rb") as f:
-            self.assertIn(b"\0GLIBC_TUNABLES=glibc.malloc.tcache_count=128\0", b"\0" + f.read())
+        self.assertIn(b"\0GLIBC_TUNABLES=glibc.malloc.tcache_count=128\0", d.environ())
         self.assertEqual(self.ids_seen_by_private_exe(d),
                          {h.TD_ID + "/root", h.TD_ID + "/by-path", h.TD_ID + "/by-hash"})
         d.stop()

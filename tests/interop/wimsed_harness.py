@@ -269,9 +269,10 @@ class Daemon:
 
     # ---- /proc probes for the robustness test ------------------------------------
     def environ(self):
-        """The environment the running process was exec'd with (/proc/<pid>/environ)."""
+        """The environment block the running process was exec'd with (/proc/<pid>/environ),
+        raw: NUL-separated, with a NUL put in front so every entry is framed by NULs."""
         with open(f"/proc/{self.pid}/environ", "rb") as f:
-            return [e.decode(errors="replace") for e in f.read().split(b"\0") if e]
+            return b"\0" + f.read()
 
     def fd_count(self):
         return len(os.listdir(f"/proc/{self.pid}/fd"))
